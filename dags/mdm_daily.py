@@ -1,0 +1,67 @@
+"""Daily customer master-data pipeline.
+
+start -> ingest one task per landing feed -> dbt build -> finish (run summary).
+
+Ingestion tasks never fail on bad input: bad files and rows go to ``ops.quarantine``. A feed
+task fails only when its source or the warehouse is unreachable; the other feeds and the build
+still run (trigger rule ``all_done``), and ``finish`` fails the run, naming what went wrong.
+This file only wires tasks: the work is in ``customer_mdm.pipeline``.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import dag, task
+
+from customer_mdm.orchestration import default_args, run_id_from_context
+from customer_mdm.sources import FEEDS
+
+
+@dag(
+    dag_id="mdm_daily",
+    schedule="0 3 * * *",
+    start_date=pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=default_args(),
+    dagrun_timeout=pendulum.duration(hours=6),
+    tags=["mdm", "daily"],
+    doc_md=__doc__,
+)
+def mdm_daily() -> None:
+    @task
+    def start(**context) -> str:
+        from customer_mdm.config import Settings
+        from customer_mdm.pipeline import start_run
+
+        return start_run(Settings.from_env(), run_id_from_context(context), context["run_id"])
+
+    @task
+    def ingest(mdm_run: str, feed_name: str) -> dict:
+        from customer_mdm.config import Settings
+        from customer_mdm.pipeline import ingest_step
+
+        return ingest_step(Settings.from_env(), mdm_run, feed_name)
+
+    @task(trigger_rule="all_done")
+    def dbt_build(mdm_run: str) -> dict:
+        from customer_mdm.config import Settings
+        from customer_mdm.pipeline import dbt_build_step
+
+        return dbt_build_step(Settings.from_env(), mdm_run)
+
+    @task(trigger_rule="all_done")
+    def finish(mdm_run: str) -> dict:
+        from customer_mdm.config import Settings
+        from customer_mdm.pipeline import finish_run
+
+        return finish_run(Settings.from_env(), mdm_run)
+
+    mdm_run = start()
+    ingests = [ingest.override(task_id=f"ingest_{f.name}")(mdm_run, f.name) for f in FEEDS]
+    built = dbt_build(mdm_run)
+    ingests >> built
+    built >> finish(mdm_run)
+
+
+mdm_daily()

@@ -1,0 +1,263 @@
+"""``mdm``: the platform's command line. Every command calls the same functions as the DAGs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from customer_mdm.config import Settings
+from customer_mdm.errors import MdmError
+
+
+def _settings(ctx: click.Context, **overrides: Any) -> Settings:
+    base = dict(ctx.obj or {})
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    return Settings.from_env(**base)
+
+
+class _Cli(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MdmError as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Cli)
+@click.option("--home", type=click.Path(path_type=Path), help="State directory (default: $MDM_HOME or ./.mdm).")
+@click.option("--target", type=str, help="Warehouse: duckdb (default) or postgres (env MDM_TARGET).")
+@click.option("-v", "--verbose", is_flag=True, help="Show debug logging.")
+@click.pass_context
+def main(ctx: click.Context, home: Path | None, target: str | None, verbose: bool) -> None:
+    """Customer master-data platform: ingest, standardise, link and publish golden customers."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    ctx.obj = {k: v for k, v in {"home": home, "target": target}.items() if v is not None}
+
+
+# ----------------------------------------------------------------------------- generate
+@main.command()
+@click.option(
+    "--entities", type=click.IntRange(min=1), default=1000, show_default=True, help="Number of real people to simulate."
+)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Landing zone to write.")
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--days", type=click.IntRange(min=1), default=3, show_default=True, help="Export batches per source.")
+def generate(entities: int, out: Path, seed: int, days: int) -> None:
+    """Write a deterministic demo landing zone (all seven sources) plus ground truth."""
+    from customer_mdm.generate import generate_landing
+
+    summary = generate_landing(out, entities, seed=seed, days=days)
+    click.echo(
+        f"wrote {sum(summary.records.values()):,} records for {summary.people:,} people "
+        f"to {summary.out} in {summary.seconds:.1f}s"
+    )
+    for name, count in summary.records.items():
+        click.echo(f"  {name:<18} {summary.files.get(name, 0):>3} files {count:>10,} records")
+    click.echo(f"ground truth: {summary.truth_file}")
+
+
+# ----------------------------------------------------------------------------- run
+def print_summary(summary: dict[str, Any]) -> None:
+    ok = summary["status"] == "success"
+    click.secho(
+        f"\nrun {summary['run_id']}: {summary['status'].upper()}  (target {summary['target']}, {summary['seconds']}s)",
+        fg="green" if ok else "red",
+        bold=True,
+    )
+    click.echo(f"landing zone: {summary['landing']}")
+    header = f"  {'feed':<18}{'files new':>10}{'skipped':>9}{'quarant.':>9}{'rows loaded':>13}{'rows quar.':>12}"
+    click.echo(header)
+    for name, f in summary["feeds"].items():
+        click.echo(
+            f"  {name:<18}{f['files_ingested']:>10}{f['files_skipped']:>9}"
+            f"{f['files_quarantined'] + f['files_changed']:>9}{f['rows_loaded']:>13,}{f['rows_quarantined']:>12,}"
+        )
+    click.echo(
+        f"  {'total':<18}{'':>10}{'':>9}{summary['files_quarantined']:>9}"
+        f"{summary['rows_loaded']:>13,}{summary['rows_quarantined']:>12,}"
+    )
+    click.echo("steps:")
+    for name, info in summary["steps"].items():
+        line = f"  {name:<26} {info['status']:<8} {info.get('seconds', 0):>8.1f}s"
+        if "counts" in info:
+            line += "  " + ", ".join(f"{k}={v}" for k, v in sorted(info["counts"].items()))
+        click.echo(line)
+        if info.get("error"):
+            click.secho(f"      {info['error'].splitlines()[0][:300]}", fg="red")
+    for step_name in summary.get("missing_steps", []):
+        click.secho(f"  {step_name:<26} did not run", fg="red")
+    files = [q for q in summary["quarantine"] if q["kind"] == "file"]
+    if summary["quarantine"]:
+        click.secho(
+            f"quarantined: {len(files)} file(s), {summary['rows_quarantined']} row(s) (see `mdm quarantine`)",
+            fg="yellow",
+        )
+        for q in files[:20]:
+            click.echo(f"  {q['file']}: {q['reason']}")
+
+
+@main.command()
+@click.option("--landing", type=click.Path(path_type=Path), help="Landing zone (default: $MDM_LANDING).")
+@click.option("--no-airflow", is_flag=True, help="Run the steps in this process instead of through Airflow.")
+@click.option("--quiet", is_flag=True, help="Do not stream Airflow's log (it is kept in $MDM_HOME/airflow/logs).")
+@click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
+@click.pass_context
+def run(ctx: click.Context, landing: Path | None, no_airflow: bool, quiet: bool, as_json: bool) -> None:
+    """Run the daily pipeline (through Airflow's `dags test`) and print the run summary."""
+    from customer_mdm.ingest.loader import check_landing
+    from customer_mdm.pipeline import new_run_id, run_summary
+    from customer_mdm.warehouse import connect
+
+    settings = _settings(ctx, landing=landing)
+    check_landing(settings)
+    settings.ensure_dirs()
+    with connect(settings):  # fail early and clearly on an unreachable warehouse
+        pass
+    run_id = new_run_id()
+    started = time.perf_counter()
+    if no_airflow:
+        from customer_mdm.pipeline import run_inline
+
+        try:
+            run_inline(settings, run_id)
+        except MdmError as exc:
+            click.secho(str(exc), fg="red", err=True)
+    else:
+        from customer_mdm.airflow_runner import dags_test
+
+        code = dags_test(
+            settings, "mdm_daily", conf={"mdm_run_id": run_id}, extra_env={"MDM_TASK_RETRIES": "0"}, stream=not quiet
+        )
+        if code != 0:
+            click.secho(
+                f"airflow dags test exited with {code}; log: {settings.airflow_home / 'logs' / 'mdm_daily-last.log'}",
+                fg="red",
+                err=True,
+            )
+    try:
+        summary = run_summary(settings, run_id)
+    except KeyError:
+        raise MdmError(
+            f"the run did not start (no {run_id} in ops.runs); see "
+            f"{settings.airflow_home / 'logs' / 'mdm_daily-last.log'}"
+        ) from None
+    summary["wall_seconds"] = round(time.perf_counter() - started, 1)
+    if as_json:
+        click.echo(json.dumps(summary, default=str, ensure_ascii=False, indent=2))
+    else:
+        print_summary(summary)
+    if summary["status"] != "success":
+        sys.exit(1)
+
+
+# ----------------------------------------------------------------------------- status & inspection
+@main.command()
+@click.option("--limit", type=int, default=10, show_default=True)
+@click.pass_context
+def status(ctx: click.Context, limit: int) -> None:
+    """Show the last runs."""
+    from customer_mdm.warehouse import connect
+
+    settings = _settings(ctx)
+    if settings.target == "duckdb" and not settings.warehouse_file.exists():
+        click.echo(f"no runs yet: no warehouse at {settings.warehouse_file} (run `mdm run`)")
+        return
+    with connect(settings, read_only=True) as wh:
+        if not wh.table_exists("ops.runs"):
+            click.echo("no runs yet (run `mdm run`)")
+            return
+        rows = wh.query(
+            "select run_id, status, started_at, finished_at, summary from ops.runs order by started_at desc limit ?",
+            [limit],
+        )
+    click.echo(
+        f"{'run':<34}{'status':<9}{'started (UTC)':<21}{'secs':>7}{'rows':>11}{'quar. rows':>11}{'quar. files':>12}"
+    )
+    for run_id, st, started, finished, summary in rows:
+        s = json.loads(summary) if summary else {}
+        secs = f"{(finished - started).total_seconds():.0f}" if finished else "-"
+        click.echo(
+            f"{run_id:<34}{st:<9}{str(started)[:19]:<21}{secs:>7}{s.get('rows_loaded', 0):>11,}"
+            f"{s.get('rows_quarantined', 0):>11,}{s.get('files_quarantined', 0):>12,}"
+        )
+
+
+@main.command()
+@click.option("--run", "run_id", help="Only this run.")
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.pass_context
+def quarantine(ctx: click.Context, run_id: str | None, limit: int) -> None:
+    """List quarantined files and rows with their reasons."""
+    from customer_mdm.warehouse import connect
+
+    settings = _settings(ctx)
+    with connect(settings, read_only=True) as wh:
+        where, params = ("where run_id = ?", [run_id]) if run_id else ("", [])
+        rows = wh.query(
+            f"select quarantined_at, feed, source_file, kind, row_number, reason, kept_at from ops.quarantine "
+            f"{where} order by quarantined_at desc, source_file, row_number limit ?",
+            [*params, limit],
+        )
+    for at, feed_name, file, kind, row, reason, kept in rows:
+        where_ = f"{file}" + (f" row {row}" if row is not None else "")
+        click.echo(
+            f"{str(at)[:19]}  {feed_name:<18} {kind:<4} {where_}: {reason}" + (f"  [kept: {kept}]" if kept else "")
+        )
+
+
+@main.command()
+@click.option("--feed", "feed_names", multiple=True, help="Only these feeds (default: all).")
+@click.pass_context
+def ingest(ctx: click.Context, feed_names: tuple[str, ...]) -> None:
+    """Ingest new landing files now, without Airflow."""
+    from customer_mdm.ingest import ingest_feed
+    from customer_mdm.ingest.loader import check_landing
+    from customer_mdm.pipeline import new_run_id
+    from customer_mdm.schema import ensure_schema
+    from customer_mdm.sources import FEEDS
+    from customer_mdm.warehouse import connect
+
+    settings = _settings(ctx)
+    check_landing(settings)
+    settings.ensure_dirs()
+    run_id = new_run_id()
+    with connect(settings) as wh:
+        ensure_schema(wh)
+        for f in FEEDS:
+            if feed_names and f.name not in feed_names:
+                continue
+            r = ingest_feed(settings, f.name, run_id, wh)
+            click.echo(
+                f"{f.name:<18} files new={r.count('ingested')} skipped={r.count('skipped')} "
+                f"quarantined={r.count('quarantined') + r.count('changed')} rows={r.rows_loaded:,} "
+                f"rows quarantined={r.rows_quarantined:,}"
+            )
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("dbt_args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def dbt(ctx: click.Context, dbt_args: tuple[str, ...]) -> None:
+    """Run dbt against the configured warehouse, e.g. `mdm dbt build` or `mdm dbt source freshness`."""
+    from customer_mdm.dbt import run_dbt
+
+    args = list(dbt_args) or ["build"]
+    command = " ".join(a for a in args[:2] if not a.startswith("-")) if args[:2] == ["source", "freshness"] else args[0]
+    extra = args[len(command.split()) :]
+    result = run_dbt(_settings(ctx), command, extra)
+    click.echo(json.dumps(result.to_dict(), indent=2))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

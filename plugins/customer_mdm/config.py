@@ -1,0 +1,153 @@
+"""The one configuration object: where things are and which warehouse is used.
+
+Every path the platform touches is derived here, from environment variables, so the CLI,
+the Airflow tasks, dbt and the tests all agree. Nothing else rebuilds these paths.
+
+Environment variables (all optional except ``MDM_PG_DSN`` when the target is postgres):
+
+``MDM_HOME``         state directory (default ``./.mdm``): warehouse file, Airflow metadata,
+                     quarantine copies, reports, dbt artefacts
+``MDM_LANDING``      landing zone (default ``$MDM_HOME/landing``)
+``MDM_TARGET``       ``duckdb`` (default, embedded) or ``postgres``
+``MDM_PG_DSN``       PostgreSQL connection string (URL or ``key=value``) for ``postgres``
+``MDM_DUCKDB_PATH``  DuckDB warehouse file (default ``$MDM_HOME/warehouse.duckdb``)
+``MDM_PROJECT_ROOT`` the checkout holding ``dags/`` and ``dbt_project/`` (found automatically)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from customer_mdm.errors import ConfigError
+
+TARGETS = ("duckdb", "postgres")
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _find_project_root() -> Path:
+    # plugins/customer_mdm/config.py -> the checkout is two levels above the package.
+    candidate = _PACKAGE_DIR.parent.parent
+    if (candidate / "dbt_project").is_dir():
+        return candidate
+    return Path.cwd()
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    landing: Path
+    target: str = "duckdb"
+    pg_dsn: str | None = None
+    duckdb_path: Path | None = None
+    project_root: Path = field(default_factory=_find_project_root)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        env = os.environ if env is None else env
+        home = Path(str(overrides.pop("home", None) or env.get("MDM_HOME") or ".mdm")).expanduser()
+        home = home.resolve()
+        landing = overrides.pop("landing", None) or env.get("MDM_LANDING") or home / "landing"
+        target = str(overrides.pop("target", None) or env.get("MDM_TARGET") or "duckdb").lower()
+        pg_dsn = overrides.pop("pg_dsn", None) or env.get("MDM_PG_DSN") or None
+        duckdb_path = overrides.pop("duckdb_path", None) or env.get("MDM_DUCKDB_PATH") or None
+        root = overrides.pop("project_root", None) or env.get("MDM_PROJECT_ROOT") or None
+        if overrides:
+            raise TypeError(f"unknown settings: {sorted(overrides)}")
+        settings = cls(
+            home=home,
+            landing=Path(str(landing)).expanduser().resolve(),
+            target=target,
+            pg_dsn=str(pg_dsn) if pg_dsn else None,
+            duckdb_path=Path(str(duckdb_path)).expanduser().resolve() if duckdb_path else None,
+            project_root=Path(str(root)).resolve() if root else _find_project_root(),
+        )
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.target not in TARGETS:
+            raise ConfigError(
+                f"unknown warehouse target {self.target!r}: set MDM_TARGET to one of {', '.join(TARGETS)}"
+            )
+        if self.target == "postgres" and not self.pg_dsn:
+            raise ConfigError(
+                "MDM_TARGET=postgres needs MDM_PG_DSN, e.g. postgresql://mdm_pipeline:PASSWORD@localhost:5432/mdm"
+            )
+
+    # ------------------------------------------------------------------ derived paths
+    @property
+    def warehouse_file(self) -> Path:
+        return self.duckdb_path or self.home / "warehouse.duckdb"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.home / "airflow"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.home / "quarantine"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def dbt_project_dir(self) -> Path:
+        return self.project_root / "dbt_project"
+
+    @property
+    def dbt_state_dir(self) -> Path:
+        return self.home / "dbt"
+
+    @property
+    def dags_dir(self) -> Path:
+        return self.project_root / "dags"
+
+    @property
+    def expectations_dir(self) -> Path:
+        return self.project_root / "expectations"
+
+    def ensure_dirs(self) -> None:
+        for path in (self.home, self.quarantine_dir, self.reports_dir, self.dbt_state_dir):
+            path.mkdir(parents=True, exist_ok=True)
+
+    # ------------------------------------------------------------------ environments
+    def pg_params(self) -> dict[str, str]:
+        """The PostgreSQL DSN split into libpq keywords (host, port, user, password, dbname)."""
+        if not self.pg_dsn:
+            raise ConfigError("no MDM_PG_DSN set")
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            params = conninfo_to_dict(self.pg_dsn)
+        except Exception as exc:  # psycopg raises ProgrammingError for a malformed DSN
+            raise ConfigError(f"MDM_PG_DSN is not a valid PostgreSQL connection string: {exc}") from exc
+        return {k: str(v) for k, v in params.items() if v is not None}
+
+    def env(self) -> dict[str, str]:
+        """Environment for child processes (Airflow, dbt) so they see the same settings."""
+        env = {
+            "MDM_HOME": str(self.home),
+            "MDM_LANDING": str(self.landing),
+            "MDM_TARGET": self.target,
+            "MDM_DUCKDB_PATH": str(self.warehouse_file),
+            "MDM_PROJECT_ROOT": str(self.project_root),
+        }
+        if self.pg_dsn:
+            env["MDM_PG_DSN"] = self.pg_dsn
+            params = self.pg_params()
+            env.update(
+                {
+                    "MDM_PG_HOST": params.get("host", "localhost"),
+                    "MDM_PG_PORT": params.get("port", "5432"),
+                    "MDM_PG_USER": params.get("user", os.environ.get("USER", "postgres")),
+                    "MDM_PG_PASSWORD": params.get("password", ""),
+                    "MDM_PG_DBNAME": params.get("dbname", "mdm"),
+                }
+            )
+        return env

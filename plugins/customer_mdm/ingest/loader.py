@@ -1,0 +1,289 @@
+"""Idempotent, crash-safe loading of landing files into ``raw.<feed>``.
+
+For every file of a feed, oldest name first:
+
+* a file whose path and SHA-256 are already in ``ops.manifest`` is skipped;
+* a file that was ingested before but whose bytes changed is *flagged* (``status=changed``,
+  a quarantine entry says so) and not loaded again, because loading it would duplicate rows;
+  deliver the correction as a new batch file instead;
+* a quarantined file whose bytes changed (someone fixed it) is tried again;
+* a new file is parsed; its good rows, its rejected rows and its manifest entry are written in
+  ONE transaction, so a crash at any point leaves either all of it or none of it;
+* an unusable file is copied to ``$MDM_HOME/quarantine/<folder>/`` and recorded with its reason.
+
+Hidden files (``.name``) and files still being written (``*.tmp``, ``*.part``, ``*.partial``)
+are left alone until they get their final name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from customer_mdm.config import Settings
+from customer_mdm.errors import FileRejected, LandingZoneError
+from customer_mdm.ingest.readers import read_file
+from customer_mdm.schema import ensure_feed_table, ensure_schema
+from customer_mdm.sources import FEEDS, Feed, feed, feed_for_file, feeds_in_folder
+from customer_mdm.warehouse import Warehouse, connect
+
+log = logging.getLogger(__name__)
+
+IN_FLIGHT_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".swp")
+
+
+@dataclass
+class FileOutcome:
+    file_path: str
+    status: str  # ingested | skipped | quarantined | changed
+    rows_loaded: int = 0
+    rows_quarantined: int = 0
+    reason: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FeedResult:
+    feed: str
+    files: list[FileOutcome] = field(default_factory=list)
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(1 for f in self.files if f.status == status)
+
+    @property
+    def rows_loaded(self) -> int:
+        return sum(f.rows_loaded for f in self.files)
+
+    @property
+    def rows_quarantined(self) -> int:
+        return sum(f.rows_quarantined for f in self.files)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "feed": self.feed,
+            "files_ingested": self.count("ingested"),
+            "files_skipped": self.count("skipped"),
+            "files_quarantined": self.count("quarantined"),
+            "files_changed": self.count("changed"),
+            "rows_loaded": self.rows_loaded,
+            "rows_quarantined": self.rows_quarantined,
+            "seconds": round(self.seconds, 3),
+            "notes": self.notes,
+            "files": [asdict(f) for f in self.files if f.status != "skipped"],
+        }
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _is_candidate(path: Path) -> bool:
+    name = path.name
+    return path.is_file() and not name.startswith(".") and not name.lower().endswith(IN_FLIGHT_SUFFIXES)
+
+
+def check_landing(settings: Settings) -> Path:
+    landing = settings.landing
+    if not landing.exists():
+        raise LandingZoneError(
+            f"landing zone {landing} does not exist: point MDM_LANDING (or --landing) at the folder "
+            "holding crm/, ecommerce/, ... or create demo data with `mdm generate --out DIR`"
+        )
+    if not landing.is_dir():
+        raise LandingZoneError(f"landing zone {landing} is not a directory")
+    return landing
+
+
+def discover(settings: Settings, target: Feed) -> tuple[list[Path], list[Path]]:
+    """The feed's files (sorted by name) and, for the folder's first feed, unrecognised files."""
+    folder = check_landing(settings) / target.folder
+    if not folder.is_dir():
+        return [], []
+    candidates = sorted(p for p in folder.iterdir() if _is_candidate(p))
+    mine = [p for p in candidates if target.matches(p.name)]
+    unknown: list[Path] = []
+    if feeds_in_folder(target.folder)[0].name == target.name:
+        unknown = [p for p in candidates if feed_for_file(target.folder, p.name) is None]
+    return mine, unknown
+
+
+class FeedIngestor:
+    def __init__(self, settings: Settings, wh: Warehouse, target: Feed, run_id: str) -> None:
+        self.settings = settings
+        self.wh = wh
+        self.feed = target
+        self.run_id = run_id
+
+    # ---------------------------------------------------------------- manifest
+    def _manifest(self, rel: str) -> list[tuple[str, str]]:
+        return [
+            (r[0], r[1])
+            for r in self.wh.query(
+                "select sha256, status from ops.manifest where file_path = ? order by recorded_at", [rel]
+            )
+        ]
+
+    def _record(
+        self,
+        rel: str,
+        size: int,
+        sha: str,
+        batch: str,
+        status: str,
+        encoding: str | None,
+        loaded: int,
+        rejected: int,
+        reason: str | None,
+    ) -> None:
+        self.wh.execute(
+            "insert into ops.manifest (feed, file_path, file_name, size_bytes, sha256, batch_id, status, "
+            "encoding, rows_loaded, rows_quarantined, reason, run_id, recorded_at) "
+            "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                self.feed.name,
+                rel,
+                rel.rsplit("/", 1)[-1],
+                size,
+                sha,
+                batch,
+                status,
+                encoding,
+                loaded,
+                rejected,
+                reason,
+                self.run_id,
+                _now(),
+            ],
+        )
+
+    def _quarantine_entry(
+        self, rel: str, batch: str, kind: str, row_number: int | None, reason: str, raw: str | None, kept_at: str | None
+    ) -> None:
+        self.wh.execute(
+            "insert into ops.quarantine (run_id, feed, source_file, batch_id, kind, row_number, reason, "
+            "raw_record, kept_at, quarantined_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [self.run_id, self.feed.name, rel, batch, kind, row_number, reason, raw, kept_at, _now()],
+        )
+
+    def _keep_copy(self, path: Path, sha: str) -> str:
+        dest_dir = self.settings.quarantine_dir / self.feed.folder
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        dest = dest_dir / f"{sha[:12]}_{path.name}"
+        if not dest.exists():
+            shutil.copy2(path, dest)
+        return str(dest)
+
+    # ---------------------------------------------------------------- files
+    def reject_unrecognised(self, path: Path) -> FileOutcome:
+        rel = f"{self.feed.folder}/{path.name}"
+        data = path.read_bytes()
+        sha = hashlib.sha256(data).hexdigest()
+        if any(s == sha for s, _ in self._manifest(rel)):
+            return FileOutcome(rel, "skipped")
+        expected = ", ".join(p for f in feeds_in_folder(self.feed.folder) for p in f.patterns)
+        reason = f"file name matches no feed of {self.feed.folder}/ (expected {expected})"
+        return self._reject_file(path, rel, data, sha, reason)
+
+    def _reject_file(self, path: Path, rel: str, data: bytes, sha: str, reason: str) -> FileOutcome:
+        batch = f"{self.feed.name}:{path.name}:{sha[:12]}"
+        kept = self._keep_copy(path, sha)
+        with self.wh.transaction():
+            self._quarantine_entry(rel, batch, "file", None, reason, None, kept)
+            self._record(rel, len(data), sha, batch, "quarantined", None, 0, 0, reason)
+        log.warning("quarantined %s: %s", rel, reason)
+        return FileOutcome(rel, "quarantined", reason=reason)
+
+    def ingest_file(self, path: Path) -> FileOutcome:
+        import pandas as pd
+
+        rel = f"{self.feed.folder}/{path.name}"
+        data = path.read_bytes()
+        sha = hashlib.sha256(data).hexdigest()
+        batch = f"{self.feed.name}:{path.name}:{sha[:12]}"
+        history = self._manifest(rel)
+        if any(s == sha for s, _ in history):
+            return FileOutcome(rel, "skipped")
+        if any(status == "ingested" for _, status in history):
+            reason = (
+                "file changed after it was ingested (same name, new content); not loaded again to avoid "
+                "duplicate rows: deliver the correction as a new batch file with a new name"
+            )
+            kept = self._keep_copy(path, sha)
+            with self.wh.transaction():
+                self._quarantine_entry(rel, batch, "file", None, reason, None, kept)
+                self._record(rel, len(data), sha, batch, "changed", None, 0, 0, reason)
+            log.warning("flagged %s: %s", rel, reason)
+            return FileOutcome(rel, "changed", reason=reason)
+        try:
+            parsed = read_file(data, self.feed, path.name)
+        except FileRejected as exc:
+            return self._reject_file(path, rel, data, sha, str(exc))
+
+        rows = parsed.rows
+        now = _now()
+        rows["_source_file"] = rel
+        rows["_batch_id"] = batch
+        rows["_ingested_at"] = pd.Timestamp(now)
+        rejected = pd.DataFrame(
+            {
+                "run_id": self.run_id,
+                "feed": self.feed.name,
+                "source_file": rel,
+                "batch_id": batch,
+                "kind": "row",
+                "row_number": pd.array([r.row_number for r in parsed.rejected], dtype="int64"),
+                "reason": pd.array([r.reason for r in parsed.rejected], dtype="object"),
+                "raw_record": pd.array([r.raw for r in parsed.rejected], dtype="object"),
+                "kept_at": None,
+                "quarantined_at": pd.Timestamp(now),
+            }
+        )
+        note = "; ".join(parsed.warnings) or None
+        with self.wh.transaction():
+            self.wh.insert_df(self.feed.raw_table, rows)
+            self.wh.insert_df("ops.quarantine", rejected)
+            self._record(
+                rel, len(data), sha, batch, "ingested", parsed.encoding, len(rows), len(parsed.rejected), note
+            )
+        log.info("ingested %s: %d rows, %d quarantined (%s)", rel, len(rows), len(parsed.rejected), parsed.encoding)
+        return FileOutcome(rel, "ingested", len(rows), len(parsed.rejected), warnings=parsed.warnings)
+
+
+def ingest_feed(settings: Settings, feed_name: str, run_id: str, wh: Warehouse | None = None) -> FeedResult:
+    """Load every new file of one feed. Opens (and closes) the warehouse unless one is given."""
+    target = feed(feed_name)
+    started = time.perf_counter()
+    result = FeedResult(feed=target.name)
+    files, unknown = discover(settings, target)
+    if not (settings.landing / target.folder).is_dir():
+        result.notes.append(f"no folder {target.folder}/ in the landing zone: nothing delivered")
+    own = wh is None
+    wh = wh or connect(settings)
+    try:
+        ensure_feed_table(wh, target)
+        ingestor = FeedIngestor(settings, wh, target, run_id)
+        for path in unknown:
+            result.files.append(ingestor.reject_unrecognised(path))
+        for i, path in enumerate(files, start=1):
+            log.info("[%s] file %d/%d: %s", target.name, i, len(files), path.name)
+            result.files.append(ingestor.ingest_file(path))
+    finally:
+        if own:
+            wh.close()
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def ingest_all(settings: Settings, run_id: str) -> list[FeedResult]:
+    """Ingest every feed in order, in one connection (used by the CLI without Airflow)."""
+    check_landing(settings)
+    with connect(settings) as wh:
+        ensure_schema(wh)
+        return [ingest_feed(settings, f.name, run_id, wh) for f in FEEDS]

@@ -1,0 +1,103 @@
+"""Tables the platform owns outside dbt: raw landing tables and the ``ops`` bookkeeping.
+
+``raw.<feed>``      every contract column as text + lineage columns (see ``sources.LINEAGE_COLUMNS``)
+``ops.manifest``    one row per landing file version seen: ingested, quarantined or changed
+``ops.quarantine``  rejected files and rows, with the reason and the raw record
+``ops.runs``        one row per pipeline run with its JSON summary
+``ops.run_steps``   one row per step (task) of a run
+
+All statements are idempotent and portable between DuckDB and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from customer_mdm.sources import FEEDS, Feed
+from customer_mdm.warehouse import Warehouse
+
+SCHEMAS = ("raw", "ops")
+
+_LINEAGE_DDL = {
+    "_source_file": "text",
+    "_batch_id": "text",
+    "_row_number": "bigint",
+    "_ingested_at": "timestamp",
+    "_extra": "text",
+}
+
+OPS_TABLES: dict[str, dict[str, str]] = {
+    "ops.manifest": {
+        "feed": "text",
+        "file_path": "text",
+        "file_name": "text",
+        "size_bytes": "bigint",
+        "sha256": "text",
+        "batch_id": "text",
+        "status": "text",  # ingested | quarantined | changed
+        "encoding": "text",
+        "rows_loaded": "bigint",
+        "rows_quarantined": "bigint",
+        "reason": "text",
+        "run_id": "text",
+        "recorded_at": "timestamp",
+    },
+    "ops.quarantine": {
+        "run_id": "text",
+        "feed": "text",
+        "source_file": "text",
+        "batch_id": "text",
+        "kind": "text",  # file | row
+        "row_number": "bigint",
+        "reason": "text",
+        "raw_record": "text",
+        "kept_at": "text",  # where a quarantined file's copy is kept
+        "quarantined_at": "timestamp",
+    },
+    "ops.runs": {
+        "run_id": "text",
+        "dag_run_id": "text",
+        "target": "text",
+        "landing": "text",
+        "status": "text",  # running | success | failed
+        "started_at": "timestamp",
+        "finished_at": "timestamp",
+        "summary": "text",
+    },
+    "ops.run_steps": {
+        "run_id": "text",
+        "step": "text",
+        "status": "text",
+        "started_at": "timestamp",
+        "finished_at": "timestamp",
+        "details": "text",
+    },
+}
+
+
+def raw_columns(feed: Feed) -> dict[str, str]:
+    cols = {c: "text" for c in feed.columns}
+    cols.update(_LINEAGE_DDL)
+    return cols
+
+
+def _ensure_table(wh: Warehouse, table: str, columns: dict[str, str]) -> None:
+    body = ", ".join(f"{name} {typ}" for name, typ in columns.items())
+    wh.execute(f"create table if not exists {table} ({body})")
+    existing = set(wh.columns_of(table))
+    for name, typ in columns.items():
+        if name not in existing:  # a feed gained a column: evolve the table, never drop
+            wh.execute(f"alter table {table} add column {name} {typ}")
+
+
+def ensure_feed_table(wh: Warehouse, feed: Feed) -> None:
+    wh.execute("create schema if not exists raw")
+    _ensure_table(wh, feed.raw_table, raw_columns(feed))
+
+
+def ensure_schema(wh: Warehouse) -> None:
+    """Create every schema and table the ingestion layer writes to."""
+    for schema in SCHEMAS:
+        wh.execute(f"create schema if not exists {schema}")
+    for table, columns in OPS_TABLES.items():
+        _ensure_table(wh, table, columns)
+    for feed in FEEDS:
+        _ensure_table(wh, feed.raw_table, raw_columns(feed))
