@@ -1,0 +1,1 @@
+"""Developer tooling: a real local PostgreSQL server for tests and smoke checks."""
