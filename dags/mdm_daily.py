@@ -1,10 +1,12 @@
 """Daily customer master-data pipeline.
 
-start -> ingest one task per landing feed -> dbt build -> finish (run summary).
+start -> ingest one task per landing feed -> dbt staging -> standardize (Python lookups)
+-> dbt build (intermediate, marts) -> finish (run summary).
 
 Ingestion tasks never fail on bad input: bad files and rows go to ``ops.quarantine``. A feed
 task fails only when its source or the warehouse is unreachable; the other feeds and the build
-still run (trigger rule ``all_done``), and ``finish`` fails the run, naming what went wrong.
+still run (trigger rule ``all_done`` on ``dbt_staging``), and ``finish`` fails the run, naming
+what went wrong.
 This file only wires tasks: the work is in ``customer_mdm.pipeline``.
 """
 
@@ -44,6 +46,20 @@ def mdm_daily() -> None:
         return ingest_step(Settings.from_env(), mdm_run, feed_name)
 
     @task(trigger_rule="all_done")
+    def dbt_staging(mdm_run: str) -> dict:
+        from customer_mdm.config import Settings
+        from customer_mdm.pipeline import dbt_staging_step
+
+        return dbt_staging_step(Settings.from_env(), mdm_run)
+
+    @task
+    def standardize(mdm_run: str) -> dict:
+        from customer_mdm.config import Settings
+        from customer_mdm.pipeline import standardize_step
+
+        return standardize_step(Settings.from_env(), mdm_run)
+
+    @task
     def dbt_build(mdm_run: str) -> dict:
         from customer_mdm.config import Settings
         from customer_mdm.pipeline import dbt_build_step
@@ -59,8 +75,10 @@ def mdm_daily() -> None:
 
     mdm_run = start()
     ingests = [ingest.override(task_id=f"ingest_{f.name}")(mdm_run, f.name) for f in FEEDS]
+    staged = dbt_staging(mdm_run)
+    ingests >> staged
     built = dbt_build(mdm_run)
-    ingests >> built
+    staged >> standardize(mdm_run) >> built
     built >> finish(mdm_run)
 
 

@@ -49,13 +49,17 @@ def test_daily_pipeline_end_to_end_and_idempotent(settings: Settings):
     for feed_name, records in generated.records.items():
         assert summary["feeds"][feed_name]["rows_loaded"] == records, feed_name
     assert summary["rows_quarantined"] == 0
-    assert summary["steps"]["dbt_build"]["status"] == "success"
+    for step in ("dbt_staging", "standardize", "dbt_build"):
+        assert summary["steps"][step]["status"] == "success", step
 
     with connect(settings) as wh:
         for feed_name, model in STAGING.items():
             raw = wh.scalar(f"select count(*) from raw.{feed_name}")
             staged = wh.scalar(f"select count(*) from staging.{model}")
             assert raw == staged == generated.records[feed_name], feed_name
+        truth_records = sum(1 for _ in open(settings.landing / "_truth" / "truth.csv")) - 1
+        assert wh.scalar("select count(*) from intermediate.int_customer_records") == truth_records
+        assert wh.scalar("select count(*) from marts.fct_orders") > 0
 
     second = mdm(settings, "run", "--quiet", "--json")
     assert second.returncode == 0, second.stderr[-5000:]

@@ -253,10 +253,12 @@ def dbt(ctx: click.Context, dbt_args: tuple[str, ...]) -> None:
     from customer_mdm.dbt import run_dbt
 
     args = list(dbt_args) or ["build"]
-    command = " ".join(a for a in args[:2] if not a.startswith("-")) if args[:2] == ["source", "freshness"] else args[0]
-    extra = args[len(command.split()) :]
-    result = run_dbt(_settings(ctx), command, extra)
+    words = 2 if args[0] == "source" else 1  # `source freshness` is a two-word command
+    command, extra = " ".join(args[:words]), args[words:]
+    result = run_dbt(_settings(ctx), command, extra, check=False)
     click.echo(json.dumps(result.to_dict(), indent=2))
+    if not result.success:
+        sys.exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -57,8 +57,9 @@ def dbt_executable() -> str:
     return found
 
 
-def _read_results(target_path: Path) -> tuple[dict[str, int], list[str]]:
-    results_file = target_path / "run_results.json"
+def _read_results(target_path: Path, command: str = "build") -> tuple[dict[str, int], list[str]]:
+    # `dbt source freshness` writes sources.json; every other command run_results.json
+    results_file = target_path / ("sources.json" if command.startswith("source") else "run_results.json")
     if not results_file.exists():
         return {}, []
     data = json.loads(results_file.read_text(encoding="utf-8"))
@@ -96,13 +97,14 @@ def run_dbt(
     ]
     env = {**os.environ, **settings.env(), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
     (target_path / "run_results.json").unlink(missing_ok=True)
+    (target_path / "sources.json").unlink(missing_ok=True)
     log.info("running %s", " ".join(args[1:3]))
     started = time.perf_counter()
     proc = subprocess.run(args, env=env, cwd=settings.dbt_project_dir, capture_output=True, text=True)
     seconds = time.perf_counter() - started
     for line in proc.stdout.splitlines():
         log.info("dbt | %s", line)
-    counts, failures = _read_results(target_path)
+    counts, failures = _read_results(target_path, command)
     result = DbtResult(command, proc.returncode == 0, seconds, counts, failures)
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-30:])

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 #: Steps every daily run must complete, in order; ``finish`` checks them.
 def expected_steps() -> list[str]:
-    return ["start", *(f"ingest_{f.name}" for f in FEEDS), "dbt_build"]
+    return ["start", *(f"ingest_{f.name}" for f in FEEDS), "dbt_staging", "standardize", "dbt_build"]
 
 
 def new_run_id() -> str:
@@ -100,17 +100,34 @@ def ingest_step(settings: Settings, run_id: str, feed_name: str) -> dict[str, An
     return rec.details
 
 
-def dbt_build_step(settings: Settings, run_id: str) -> dict[str, Any]:
-    from customer_mdm.dbt import run_dbt
+def _dbt_step(settings: Settings, run_id: str, name: str, args: list[str]) -> dict[str, Any]:
+    from customer_mdm.dbt import DbtFailed, run_dbt
 
-    with step(settings, run_id, "dbt_build") as rec:
-        result = run_dbt(settings, "build", check=False)
+    with step(settings, run_id, name) as rec:
+        result = run_dbt(settings, "build", args, check=False)
         rec.details.update(result.to_dict())
         if not result.success:
-            from customer_mdm.dbt import DbtFailed
-
-            raise DbtFailed("dbt build failed:\n  " + "\n  ".join(result.failures))
+            raise DbtFailed(f"{name} failed:\n  " + "\n  ".join(result.failures))
     return rec.details
+
+
+def dbt_staging_step(settings: Settings, run_id: str) -> dict[str, Any]:
+    """Build and test the staging views (the standardiser reads them)."""
+    return _dbt_step(settings, run_id, "dbt_staging", ["--select", "tag:staging"])
+
+
+def standardize_step(settings: Settings, run_id: str) -> dict[str, Any]:
+    """Bring the std.* lookup tables up to date with the new raw values."""
+    from customer_mdm.standardize.step import standardize
+
+    with step(settings, run_id, "standardize") as rec:
+        rec.details["lookups"] = standardize(settings)
+    return rec.details
+
+
+def dbt_build_step(settings: Settings, run_id: str) -> dict[str, Any]:
+    """Build and test everything after staging: intermediate models and marts."""
+    return _dbt_step(settings, run_id, "dbt_build", ["--exclude", "tag:staging"])
 
 
 def finish_run(settings: Settings, run_id: str) -> dict[str, Any]:
@@ -199,5 +216,7 @@ def run_inline(settings: Settings, run_id: str | None = None) -> dict[str, Any]:
     start_run(settings, run_id)
     for f in FEEDS:
         ingest_step(settings, run_id, f.name)
+    dbt_staging_step(settings, run_id)
+    standardize_step(settings, run_id)
     dbt_build_step(settings, run_id)
     return finish_run(settings, run_id)

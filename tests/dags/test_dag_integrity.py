@@ -58,9 +58,11 @@ def test_daily_dag_has_one_ingest_task_per_feed(dagbag):
     dag = dagbag.dags["mdm_daily"]
     ingest = {t.task_id for t in dag.tasks if t.task_id.startswith("ingest_")}
     assert ingest == {f"ingest_{f.name}" for f in FEEDS}
-    build = dag.get_task("dbt_build")
-    assert ingest <= build.upstream_task_ids
-    assert build.trigger_rule == "all_done", "one source down must not stop the build"
+    staging = dag.get_task("dbt_staging")
+    assert ingest <= staging.upstream_task_ids
+    assert staging.trigger_rule == "all_done", "one source down must not stop the build"
+    assert "dbt_staging" in dag.get_task("standardize").upstream_task_ids
+    assert "standardize" in dag.get_task("dbt_build").upstream_task_ids
     assert "dbt_build" in dag.get_task("finish").upstream_task_ids
 
 

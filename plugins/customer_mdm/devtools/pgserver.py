@@ -358,7 +358,7 @@ class LocalPostgres:
         self._atexit_registered = False
         self._owner_pid = os.getpid()
         self._uid: int | None = None
-        self._gid: int | None = None
+        self._gid: int = -1  # -1: leave the group as it is (os.chown convention)
 
     def __repr__(self) -> str:
         return f"LocalPostgres(data_dir={str(self.data_dir)!r}, port={self.port})"
@@ -864,7 +864,7 @@ class LocalPostgres:
         try:
             import psycopg
         except ImportError:
-            psycopg = None
+            psycopg = None  # type: ignore[assignment]
         if psycopg is not None:
             conn = psycopg.connect(dsn, autocommit=True, connect_timeout=connect_timeout)
         else:

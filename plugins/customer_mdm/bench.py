@@ -1,0 +1,164 @@
+"""``make bench``: generate data at given sizes, run the pipeline, report time and memory per stage.
+
+For each size (in source records; the generator makes about 2.2 person records per person) it
+generates a landing zone (cached under ``$MDM_HOME/bench/landing-<people>``), runs the daily
+steps in-process on a fresh DuckDB warehouse (no Airflow: the scheduler adds a constant, not a
+per-record cost) and samples the resident memory of this process and its children (dbt runs as
+a child) every 0.1 s. It prints a table and writes ``$MDM_HOME/bench/results.json`` and
+``results.md``.
+
+    python -m customer_mdm.bench --sizes 100000,1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from customer_mdm.config import Settings
+
+log = logging.getLogger(__name__)
+
+RECORDS_PER_PERSON = 2.2
+
+
+class PeakMemory:
+    """Samples the summed RSS of this process and all its descendants."""
+
+    def __init__(self, interval: float = 0.1) -> None:
+        import psutil
+
+        self._proc = psutil.Process()
+        self._interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> int:
+        import psutil
+
+        total = 0
+        for p in [self._proc, *self._proc.children(recursive=True)]:
+            try:
+                total += p.memory_info().rss
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                pass
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._sample())
+            self._stop.wait(self._interval)
+
+    def __enter__(self) -> PeakMemory:
+        self.peak = self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@dataclass
+class SizeResult:
+    records_target: int
+    people: int
+    source_records: int = 0
+    generate_seconds: float = 0.0
+    steps: dict[str, float] = field(default_factory=dict)
+    total_seconds: float = 0.0
+    peak_rss_mb: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _landing_for(base: Path, people: int, seed: int) -> tuple[Path, int, float]:
+    from customer_mdm.generate import generate_landing
+
+    landing = base / f"landing-{people}-{seed}"
+    marker = landing / "_truth" / "summary.json"
+    if marker.exists():
+        info = json.loads(marker.read_text())
+        return landing, int(info["person_records"]), float(info["seconds"])
+    if landing.exists():
+        shutil.rmtree(landing)
+    summary = generate_landing(landing, people, seed=seed, days=3)
+    person_records = sum(
+        v for k, v in summary.records.items() if k in ("crm", "ecommerce_members", "callcenter", "store_pos")
+    )
+    marker.write_text(json.dumps({"person_records": person_records, "seconds": summary.seconds}))
+    return landing, person_records, summary.seconds
+
+
+def bench_size(base: Path, records: int, seed: int = 42) -> SizeResult:
+    from customer_mdm.pipeline import new_run_id, run_inline
+
+    people = max(100, int(records / RECORDS_PER_PERSON))
+    result = SizeResult(records_target=records, people=people)
+    landing, result.source_records, result.generate_seconds = _landing_for(base, people, seed)
+    home = base / f"home-{people}"
+    if home.exists():
+        shutil.rmtree(home)
+    settings = Settings.from_env(env={}, home=home, landing=landing, target="duckdb")
+    started = time.perf_counter()
+    with PeakMemory() as mem:
+        summary = run_inline(settings, new_run_id())
+    result.total_seconds = round(time.perf_counter() - started, 2)
+    result.peak_rss_mb = round(mem.peak / 1024 / 1024, 1)
+    for name, info in summary["steps"].items():
+        key = "ingest" if name.startswith("ingest_") else name
+        result.steps[key] = round(result.steps.get(key, 0.0) + float(info.get("seconds", 0.0)), 2)
+    lookups = summary["steps"].get("standardize", {}).get("lookups", {})
+    result.extra["distinct_values_standardised"] = {k: v["new_values"] for k, v in lookups.items()}
+    result.extra["rows_loaded"] = summary["rows_loaded"]
+    return result
+
+
+def render(results: list[SizeResult]) -> str:
+    steps: list[str] = []
+    for r in results:
+        steps += [s for s in r.steps if s not in steps]
+    head = ["source records", "people", *[f"{s} s" for s in steps], "total s", "peak RSS MB"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        cells = [
+            f"{r.source_records:,}",
+            f"{r.people:,}",
+            *[f"{r.steps.get(s, 0):.1f}" for s in steps],
+            f"{r.total_seconds:.1f}",
+            f"{r.peak_rss_mb:,.0f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="100000", help="comma-separated source-record counts")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--out", type=Path, default=None, help="bench directory (default $MDM_HOME/bench)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    base = args.out or Settings.from_env().home / "bench"
+    base.mkdir(parents=True, exist_ok=True)
+    results = []
+    for size in (int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()):
+        print(f"benchmarking {size:,} source records ...", flush=True)
+        results.append(bench_size(base, size, args.seed))
+        print(render(results[-1:]), flush=True)
+    table = render(results)
+    (base / "results.json").write_text(json.dumps([r.__dict__ for r in results], indent=2, default=str))
+    (base / "results.md").write_text(table + "\n")
+    print("\n" + table)
+    print(f"\nfigures written to {base / 'results.json'} and {base / 'results.md'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""Case tables for the standardiser tests: every raw value of a module's tables is standardised
+in ONE batch call (as the pipeline does), and single cases are read from that batch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+
+
+class CaseTable:
+    def __init__(self, standardize: Callable[[pd.Series], pd.DataFrame]) -> None:
+        self._standardize = standardize
+        self._raw: list[str] = []
+        self._result: pd.DataFrame | None = None
+
+    def table(self, rows: list[Any]) -> list[Any]:
+        """Register the raw values (first item of each row) of a parametrised case table."""
+        for row in rows:
+            raw = row[0] if isinstance(row, tuple) else row
+            if isinstance(raw, str):
+                self._raw.append(raw)
+                self._result = None
+        return rows
+
+    @property
+    def values(self) -> list[str]:
+        return list(dict.fromkeys(self._raw))
+
+    def __contains__(self, value: object) -> bool:
+        return isinstance(value, str) and value in self._raw
+
+    def result(self) -> pd.DataFrame:
+        """All registered values standardised together, indexed by raw value."""
+        if self._result is None:
+            values = self.values
+            self._result = self._standardize(pd.Series(values, dtype=object)).set_axis(values)
+        return self._result
+
+    def row(self, value: object) -> pd.Series:
+        """One value's result: from the batch when registered, else standardised alone."""
+        if value in self:
+            return self.result().loc[value]
+        return self._standardize(pd.Series([value], dtype=object)).iloc[0]
