@@ -1,7 +1,9 @@
 """Daily customer master-data pipeline.
 
 start -> ingest one task per landing feed -> dbt staging -> standardize (Python lookups)
--> dbt build (intermediate, marts) -> finish (run summary).
+-> dbt build (intermediate, marts) -> link (Splink, golden ids) -> dbt golden (dim_customer,
+customer_xref) -> finish (run summary). Trigger with conf ``{"full": true}`` to rescore every
+record (``mdm run --full``).
 
 Ingestion tasks never fail on bad input: bad files and rows go to ``ops.quarantine``. A feed
 task fails only when its source or the warehouse is unreachable; the other feeds and the build
@@ -66,6 +68,21 @@ def mdm_daily() -> None:
 
         return dbt_build_step(Settings.from_env(), mdm_run)
 
+    @task
+    def link(mdm_run: str, **context) -> dict:
+        from customer_mdm.config import Settings
+        from customer_mdm.pipeline import link_step
+
+        conf = getattr(context.get("dag_run"), "conf", None) or {}
+        return link_step(Settings.from_env(), mdm_run, full=bool(conf.get("full")))
+
+    @task
+    def dbt_golden(mdm_run: str) -> dict:
+        from customer_mdm.config import Settings
+        from customer_mdm.pipeline import dbt_golden_step
+
+        return dbt_golden_step(Settings.from_env(), mdm_run)
+
     @task(trigger_rule="all_done")
     def finish(mdm_run: str) -> dict:
         from customer_mdm.config import Settings
@@ -79,7 +96,9 @@ def mdm_daily() -> None:
     ingests >> staged
     built = dbt_build(mdm_run)
     staged >> standardize(mdm_run) >> built
-    built >> finish(mdm_run)
+    golden = dbt_golden(mdm_run)
+    built >> link(mdm_run) >> golden
+    golden >> finish(mdm_run)
 
 
 mdm_daily()

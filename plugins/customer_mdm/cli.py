@@ -112,8 +112,9 @@ def print_summary(summary: dict[str, Any]) -> None:
 @click.option("--no-airflow", is_flag=True, help="Run the steps in this process instead of through Airflow.")
 @click.option("--quiet", is_flag=True, help="Do not stream Airflow's log (it is kept in $MDM_HOME/airflow/logs).")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
+@click.option("--full", is_flag=True, help="Rescore every record instead of only new and changed ones.")
 @click.pass_context
-def run(ctx: click.Context, landing: Path | None, no_airflow: bool, quiet: bool, as_json: bool) -> None:
+def run(ctx: click.Context, landing: Path | None, no_airflow: bool, quiet: bool, as_json: bool, full: bool) -> None:
     """Run the daily pipeline (through Airflow's `dags test`) and print the run summary."""
     from customer_mdm.ingest.loader import check_landing
     from customer_mdm.pipeline import new_run_id, run_summary
@@ -130,7 +131,7 @@ def run(ctx: click.Context, landing: Path | None, no_airflow: bool, quiet: bool,
         from customer_mdm.pipeline import run_inline
 
         try:
-            run_inline(settings, run_id)
+            run_inline(settings, run_id, full=full)
         except MdmError as exc:
             click.secho(str(exc), fg="red", err=True)
     else:
@@ -259,6 +260,108 @@ def dbt(ctx: click.Context, dbt_args: tuple[str, ...]) -> None:
     click.echo(json.dumps(result.to_dict(), indent=2))
     if not result.success:
         sys.exit(1)
+
+
+# ----------------------------------------------------------------------------- linkage
+@main.group()
+def export() -> None:
+    """Export platform tables."""
+
+
+@export.command("xref")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="CSV file to write.")
+@click.pass_context
+def export_xref(ctx: click.Context, out: Path) -> None:
+    """Write the cross-reference (source, source_id, golden_id, match_probability, assignment) as CSV."""
+    from customer_mdm.warehouse import connect
+
+    settings = _settings(ctx)
+    with connect(settings, read_only=True) as wh:
+        if not wh.table_exists("mdm.xref"):
+            raise MdmError("no cross-reference yet: run `mdm run` first")
+        frame = wh.query_df(
+            "select source, source_id, golden_id, match_probability, assignment, assigned_at_utc "
+            "from mdm.xref order by source, source_id"
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out, index=False)
+    click.echo(f"wrote {len(frame):,} rows ({frame['golden_id'].nunique():,} golden customers) to {out}")
+
+
+@main.group()
+def review() -> None:
+    """Steward review of uncertain matches."""
+
+
+@review.command("list")
+@click.option("--limit", type=int, default=20, show_default=True)
+@click.pass_context
+def review_list(ctx: click.Context, limit: int) -> None:
+    """Show pairs awaiting a decision, most likely matches first, with both records side by side."""
+    from customer_mdm.warehouse import connect
+
+    settings = _settings(ctx)
+    fields = ["name_std", "gender", "birth_date", "phone_e164", "email", "province", "city", "street"]
+    with connect(settings, read_only=True) as wh:
+        if not wh.table_exists("mdm.review_queue"):
+            click.echo("no review queue yet: run `mdm run` first")
+            return
+        total = wh.scalar("select count(*) from mdm.review_queue")
+        queue = wh.query_df(
+            "select record_id_l, record_id_r, match_probability, golden_id_l, golden_id_r from mdm.review_queue "
+            "order by match_probability desc, record_id_l, record_id_r limit ?",
+            [limit],
+        )
+        ids = sorted(set(queue["record_id_l"]) | set(queue["record_id_r"]))
+        recs = (
+            wh.query_df(
+                f"select source || ':' || source_id as record_id, {', '.join(fields)} "
+                "from intermediate.int_customer_records"
+            )
+            .set_index("record_id")
+            .reindex(ids)
+            if ids
+            else None
+        )
+    click.echo(
+        f"{total:,} pair(s) awaiting review; decide with `mdm review decide LEFT RIGHT --match|--no-match --by NAME`"
+    )
+    for row in queue.itertuples(index=False):
+        same = "same golden id" if row.golden_id_l == row.golden_id_r else "different golden ids"
+        click.secho(f"\n{row.record_id_l}  <->  {row.record_id_r}   p={row.match_probability:.3f} ({same})", bold=True)
+        assert recs is not None
+        for f in fields:
+            left, right = recs.loc[row.record_id_l, f], recs.loc[row.record_id_r, f]
+            mark = " " if str(left) == str(right) else "*"
+            click.echo(f"  {mark} {f:<11} {left!s:<32} {right!s}")
+
+
+@review.command("decide")
+@click.argument("left")
+@click.argument("right")
+@click.option("--match/--no-match", "is_match", required=True, help="Same person, or never merge them.")
+@click.option("--by", "decided_by", required=True, help="Who decides (recorded for the audit trail).")
+@click.option("--note", default=None, help="Why.")
+@click.pass_context
+def review_decide(ctx: click.Context, left: str, right: str, is_match: bool, decided_by: str, note: str | None) -> None:
+    """Record a steward decision on two records (source:source_id); later runs honour it."""
+    from customer_mdm.linkage.step import record_decision
+
+    settings = _settings(ctx)
+    record_decision(settings, left, right, "match" if is_match else "no_match", decided_by, note)
+    click.echo(
+        f"recorded: {left} {'MATCH' if is_match else 'NO MATCH'} {right} (by {decided_by}); "
+        "it takes effect on the next run"
+    )
+
+
+@main.command()
+@click.pass_context
+def train(ctx: click.Context) -> None:
+    """Train a new linkage model version on the current records and make it current."""
+    from customer_mdm.linkage.training import train_and_publish
+
+    click.echo(json.dumps(train_and_publish(_settings(ctx)), indent=2))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -97,6 +97,11 @@ class Settings:
         return self.home / "reports"
 
     @property
+    def models_dir(self) -> Path:
+        """Trained model artefacts (the Splink linkage model, versioned JSON + charts)."""
+        return self.home / "models"
+
+    @property
     def dbt_project_dir(self) -> Path:
         return self.project_root / "dbt_project"
 

@@ -12,6 +12,9 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+#: Airflow asset URIs linking producer and consumer DAGs
+LINKAGE_MODEL_ASSET = "mdm://models/linkage"
+
 
 def on_task_failure(context: Any) -> None:
     """Failure callback shared by every task: log what failed and where to look."""

@@ -27,7 +27,15 @@ log = logging.getLogger(__name__)
 
 #: Steps every daily run must complete, in order; ``finish`` checks them.
 def expected_steps() -> list[str]:
-    return ["start", *(f"ingest_{f.name}" for f in FEEDS), "dbt_staging", "standardize", "dbt_build"]
+    return [
+        "start",
+        *(f"ingest_{f.name}" for f in FEEDS),
+        "dbt_staging",
+        "standardize",
+        "dbt_build",
+        "link",
+        "dbt_golden",
+    ]
 
 
 def new_run_id() -> str:
@@ -126,8 +134,22 @@ def standardize_step(settings: Settings, run_id: str) -> dict[str, Any]:
 
 
 def dbt_build_step(settings: Settings, run_id: str) -> dict[str, Any]:
-    """Build and test everything after staging: intermediate models and marts."""
-    return _dbt_step(settings, run_id, "dbt_build", ["--exclude", "tag:staging"])
+    """Build and test the intermediate models and the marts that do not need linkage."""
+    return _dbt_step(settings, run_id, "dbt_build", ["--exclude", "tag:staging", "tag:golden"])
+
+
+def link_step(settings: Settings, run_id: str, full: bool = False) -> dict[str, Any]:
+    """Record linkage: score new and changed records, cluster, assign stable golden ids."""
+    from customer_mdm.linkage.step import link
+
+    with step(settings, run_id, "link") as rec:
+        rec.details.update(link(settings, run_id, full=full))
+    return rec.details
+
+
+def dbt_golden_step(settings: Settings, run_id: str) -> dict[str, Any]:
+    """Build and test the golden customer table and the cross-reference marts."""
+    return _dbt_step(settings, run_id, "dbt_golden", ["--select", "tag:golden"])
 
 
 def finish_run(settings: Settings, run_id: str) -> dict[str, Any]:
@@ -210,7 +232,7 @@ def run_summary(settings: Settings, run_id: str) -> dict[str, Any]:
     }
 
 
-def run_inline(settings: Settings, run_id: str | None = None) -> dict[str, Any]:
+def run_inline(settings: Settings, run_id: str | None = None, full: bool = False) -> dict[str, Any]:
     """Run every step in this process, without Airflow (benchmarks, debugging)."""
     run_id = run_id or new_run_id()
     start_run(settings, run_id)
@@ -219,4 +241,6 @@ def run_inline(settings: Settings, run_id: str | None = None) -> dict[str, Any]:
     dbt_staging_step(settings, run_id)
     standardize_step(settings, run_id)
     dbt_build_step(settings, run_id)
+    link_step(settings, run_id, full=full)
+    dbt_golden_step(settings, run_id)
     return finish_run(settings, run_id)

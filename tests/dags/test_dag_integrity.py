@@ -63,7 +63,9 @@ def test_daily_dag_has_one_ingest_task_per_feed(dagbag):
     assert staging.trigger_rule == "all_done", "one source down must not stop the build"
     assert "dbt_staging" in dag.get_task("standardize").upstream_task_ids
     assert "standardize" in dag.get_task("dbt_build").upstream_task_ids
-    assert "dbt_build" in dag.get_task("finish").upstream_task_ids
+    assert "dbt_build" in dag.get_task("link").upstream_task_ids
+    assert "link" in dag.get_task("dbt_golden").upstream_task_ids
+    assert "dbt_golden" in dag.get_task("finish").upstream_task_ids
 
 
 def test_dag_files_import_nothing_heavy_at_parse_time():

@@ -249,9 +249,7 @@ class FeedIngestor:
         with self.wh.transaction():
             self.wh.insert_df(self.feed.raw_table, rows)
             self.wh.insert_df("ops.quarantine", rejected)
-            self._record(
-                rel, len(data), sha, batch, "ingested", parsed.encoding, len(rows), len(parsed.rejected), note
-            )
+            self._record(rel, len(data), sha, batch, "ingested", parsed.encoding, len(rows), len(parsed.rejected), note)
         log.info("ingested %s: %d rows, %d quarantined (%s)", rel, len(rows), len(parsed.rejected), parsed.encoding)
         return FileOutcome(rel, "ingested", len(rows), len(parsed.rejected), warnings=parsed.warnings)
 

@@ -1,0 +1,202 @@
+-- Every candidate value for every golden attribute, with what survivorship ranks it by.
+-- One row per (golden_id, attribute, source record); dim_customer keeps the winner of each.
+-- Rules live in the seed ref_survivorship_rules (which sources may provide an attribute and
+-- how much each is trusted; 0 = the customer's own self-service change).
+
+with
+
+records as (
+
+    select * from {{ ref('int_customer_records') }}
+
+),
+
+xref as (
+
+    select * from {{ source('mdm', 'xref') }}
+
+),
+
+rules as (
+
+    select * from {{ ref('ref_survivorship_rules') }}
+
+),
+
+changes as (
+
+    select * from {{ ref('int_self_service_changes') }}
+
+),
+
+contact_events as (
+
+    select * from {{ ref('int_contact_events') }}
+
+),
+
+linked as (
+
+    select
+        x.golden_id,
+        r.*
+    from records as r
+    inner join xref as x on x.record_id = r.source || ':' || r.source_id
+
+),
+
+-- the latest self-service change per record and field, attached to the record's golden id
+latest_changes as (
+
+    select
+        x.golden_id,
+        c.source_system || ':' || c.source_record_id as record_id,
+        c.field,
+        c.new_value,
+        c.address_province,
+        c.address_city,
+        c.address_district,
+        c.submitted_at_utc,
+        row_number() over (
+            partition by c.source_system, c.source_record_id, c.field
+            order by c.submitted_at_utc desc, c.event_id desc
+        ) as recency
+    from changes as c
+    inner join xref as x on x.record_id = c.source_system || ':' || c.source_record_id
+    where c.new_value is not null
+
+),
+
+-- what we last learnt about a contact value: bounced, unreachable, verified, opted out
+contact_status as (
+
+    select channel, contact_value, event
+    from (
+        select
+            channel,
+            contact_value,
+            event,
+            row_number() over (partition by channel, contact_value order by occurred_at_utc desc) as recency
+        from contact_events
+        where contact_value is not null
+    ) as ranked
+    where recency = 1
+
+),
+
+{%- set null_text = 'cast(null as ' ~ dbt.type_string() ~ ')' %}
+
+candidates as (
+
+    select golden_id, 'name' as attribute, name_std as value, {{ null_text }} as province,
+        {{ null_text }} as city, {{ null_text }} as district, source, source || ':' || source_id as record_id,
+        case when name_issue is null and name_script in ('han', 'latin') then 0 else 1 end as quality_rank,
+        record_updated_at_utc as observed_at
+    from linked where name_std is not null
+
+    union all
+
+    select golden_id, 'gender', gender, null, null, null, source, source || ':' || source_id, 0,
+        record_updated_at_utc
+    from linked where gender is not null
+
+    union all
+
+    select golden_id, 'birth_date', cast(birth_date as {{ dbt.type_string() }}), null, null, null, source,
+        source || ':' || source_id, case when birth_issue is null then 0 else 1 end, record_updated_at_utc
+    from linked where birth_precision = 'full' and birth_date is not null
+
+    union all
+
+    select golden_id, 'phone', phone_e164, null, null, null, source, source || ':' || source_id,
+        case phone_kind when 'mobile' then 0 else 1 end, record_updated_at_utc
+    from linked where phone_valid and phone_e164 is not null
+
+    union all
+
+    select golden_id, 'phone', new_value, null, null, null, 'self_service', record_id, 0, submitted_at_utc
+    from latest_changes where field = 'mobile' and recency = 1
+
+    union all
+
+    select golden_id, 'email', email, null, null, null, source, source || ':' || source_id,
+        case when email_domain_corrected then 1 else 0 end, record_updated_at_utc
+    from linked where email_valid and email is not null
+
+    union all
+
+    select golden_id, 'email', new_value, null, null, null, 'self_service', record_id, 0, submitted_at_utc
+    from latest_changes where field = 'email' and recency = 1 and new_value like '%_@_%._%'
+
+    union all
+
+    select golden_id, 'address', street, province, city, district, source, source || ':' || source_id,
+        case when district is not null then 0 when city is not null then 1 else 2 end, record_updated_at_utc
+    from linked where province is not null or street is not null
+
+    union all
+
+    select golden_id, 'address', new_value, address_province, address_city, address_district, 'self_service',
+        record_id, 0, submitted_at_utc
+    from latest_changes where field = 'address' and recency = 1
+
+    union all
+
+    select golden_id, 'company', company_std, null, null, null, source, source || ':' || source_id, 0,
+        record_updated_at_utc
+    from linked where company_std is not null
+
+    union all
+
+    select golden_id, 'customer_type', customer_type, null, null, null, source, source || ':' || source_id, 0,
+        record_updated_at_utc
+    from linked where customer_type is not null
+
+    union all
+
+    select golden_id, 'tier', tier, null, null, null, source, source || ':' || source_id, 0,
+        record_updated_at_utc
+    from linked where tier is not null
+
+    union all
+
+    select golden_id, 'consent_marketing', case when consent_marketing then 'true' else 'false' end,
+        null, null, null, source, source || ':' || source_id, 0, record_updated_at_utc
+    from linked where consent_marketing is not null
+
+    union all
+
+    select golden_id, 'consent_marketing', new_value, null, null, null, 'self_service', record_id, 0,
+        submitted_at_utc
+    from latest_changes where field = 'consent_marketing' and recency = 1 and new_value in ('true', 'false')
+
+),
+
+final as (
+
+    select
+        c.golden_id,
+        c.attribute,
+        c.value,
+        c.province,
+        c.city,
+        c.district,
+        c.source,
+        c.record_id,
+        r.trust_rank,
+        c.quality_rank,
+        c.observed_at,
+        s.event as contact_status,
+        -- a bounced email or unreachable phone only wins when nothing better is known
+        case when s.event in ('bounced', 'unreachable') then 1 else 0 end as contact_bad,
+        case when s.event = 'verified' then 0 else 1 end as contact_unverified
+    from candidates as c
+    inner join rules as r on r.attribute = c.attribute and r.source = c.source
+    left join contact_status as s
+        on c.attribute in ('phone', 'email')
+        and s.channel = case c.attribute when 'phone' then 'phone' else 'email' end
+        and s.contact_value = c.value
+
+)
+
+select * from final

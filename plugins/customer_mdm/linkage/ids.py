@@ -1,0 +1,170 @@
+"""Stable golden ids across runs, with merge and split rules.
+
+Clustering gives this run's groups of records; the golden ids BI tools and downstream systems
+hold must not churn because of that. The rules:
+
+* **Same data, same ids.** A record keeps the golden id it had when its group is unchanged.
+* **New records join** the golden id of the group they fall into.
+* **A brand-new person** gets a new id derived from its oldest record (``G`` + 12 hex digits of
+  SHA-256 of ``source:source_id``), so a rebuild from scratch on the same data gives the same ids.
+* **Merge:** when one group now holds records of several golden ids, the *oldest* golden id
+  (earliest ``created_at``, then the smallest id) survives; the others are retired as
+  ``merged_into`` the survivor.
+* **Split:** when the records of one golden id now fall into several groups, the id stays with
+  the group holding *most* of its records (ties: the group with the oldest record, then the
+  smallest group key); the other parts take another old id they hold, or a new one.
+
+Every create, merge and split is returned as an event for ``mdm.golden_id_history``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import pandas as pd
+
+
+def new_golden_id(record_id: str) -> str:
+    return "G" + hashlib.sha256(record_id.encode("utf-8")).hexdigest()[:12].upper()
+
+
+@dataclass
+class Assignment:
+    xref: pd.DataFrame  # record_id, golden_id
+    registry: pd.DataFrame  # golden_id, created_at, status (active|merged|retired), merged_into
+    events: pd.DataFrame  # event, golden_id, other_golden_id, records, detail
+
+
+def assign_golden_ids(
+    clusters: pd.DataFrame,
+    previous: pd.DataFrame,
+    registry: pd.DataFrame,
+    now: pd.Timestamp,
+) -> Assignment:
+    """Give every cluster a golden id.
+
+    ``clusters``: record_id, cluster_id, first_seen_at (when the record was first ingested);
+    ``previous``: record_id, golden_id from the last run (empty on the first run);
+    ``registry``: golden_id, created_at, status, merged_into (every id ever issued).
+    """
+    clusters = clusters[["record_id", "cluster_id", "first_seen_at"]].copy()
+    clusters["cluster_id"] = clusters["cluster_id"].astype(str)
+    prev = previous[["record_id", "golden_id"]].rename(columns={"golden_id": "old_id"})
+    cur = clusters.merge(prev, on="record_id", how="left")
+    reg = (
+        registry.set_index("golden_id")
+        if not registry.empty
+        else pd.DataFrame(columns=["created_at", "status", "merged_into"])
+    )
+
+    # oldest record of each cluster (its id seeds a new golden id; it breaks ties)
+    ordered = cur.sort_values(["first_seen_at", "record_id"], kind="mergesort")
+    oldest_record = ordered.groupby("cluster_id", sort=False)["record_id"].first()
+    oldest_time = ordered.groupby("cluster_id", sort=False)["first_seen_at"].first()
+
+    # 1. each old id goes to the cluster holding most of its records (split rule)
+    held = cur.dropna(subset=["old_id"]).groupby(["old_id", "cluster_id"]).size().rename("n").reset_index()
+    held["oldest"] = held["cluster_id"].map(oldest_time)
+    held = held.sort_values(
+        ["old_id", "n", "oldest", "cluster_id"], ascending=[True, False, True, True], kind="mergesort"
+    )
+    home = held.drop_duplicates("old_id")  # old_id -> the cluster that keeps it
+
+    # 2. among the old ids a cluster keeps, the oldest id survives (merge rule)
+    home = home.assign(
+        id_created=home["old_id"].map(reg["created_at"]) if len(reg) else pd.NaT,
+    )
+    home["id_created"] = home["id_created"].fillna(now)
+    home = home.sort_values(["cluster_id", "id_created", "old_id"], kind="mergesort")
+    survivors = home.drop_duplicates("cluster_id").set_index("cluster_id")["old_id"]
+    merged = home[~home["old_id"].isin(survivors.values)]
+
+    # 3. clusters left without an old id: another old id they hold (a split-off part), else new
+    cluster_ids = pd.Index(cur["cluster_id"].unique())
+    golden = pd.Series(survivors, index=cluster_ids, dtype=object)
+    taken = set(survivors.values)
+    events: list[dict[str, object]] = []
+    orphan_parts = held[~held["cluster_id"].isin(survivors.index)].sort_values(
+        ["cluster_id", "n", "old_id"], ascending=[True, False, True], kind="mergesort"
+    )
+    for cid, group in orphan_parts.groupby("cluster_id", sort=True):
+        for old_id in group["old_id"]:
+            if old_id not in taken and old_id not in set(merged["old_id"]):
+                golden[cid] = old_id
+                taken.add(old_id)
+                break
+    for cid in cluster_ids[golden.isna().to_numpy()]:
+        gid = new_golden_id(str(oldest_record[cid]))
+        while gid in taken or (len(reg) and gid in reg.index and gid not in taken):
+            gid = new_golden_id(gid)  # practically never: a retired id is never reissued
+        golden[cid] = gid
+        taken.add(gid)
+
+    xref = cur[["record_id", "cluster_id", "old_id"]].assign(golden_id=cur["cluster_id"].map(golden))
+
+    # events: creations, merges and splits
+    sizes = xref.groupby("golden_id").size()
+    known = set(reg.index) if len(reg) else set()
+    for gid in sorted(set(golden.values) - known):
+        events.append(
+            {
+                "event": "create",
+                "golden_id": gid,
+                "other_golden_id": None,
+                "records": int(sizes[gid]),
+                "detail": "new person",
+            }
+        )
+    for row in merged.itertuples(index=False):
+        survivor = survivors[row.cluster_id]
+        events.append(
+            {
+                "event": "merge",
+                "golden_id": survivor,
+                "other_golden_id": row.old_id,
+                "records": int(sizes[survivor]),
+                "detail": f"{row.old_id} merged into the older id {survivor}",
+            }
+        )
+    moved = xref.dropna(subset=["old_id"])
+    moved = moved[moved["old_id"] != moved["golden_id"]]
+    for (old_id, gid), part in moved.groupby(["old_id", "golden_id"], sort=True):
+        if old_id in set(merged["old_id"]) and survivors.get(part["cluster_id"].iloc[0]) == gid:
+            continue  # already told as a merge
+        events.append(
+            {
+                "event": "split",
+                "golden_id": old_id,
+                "other_golden_id": gid,
+                "records": len(part),
+                "detail": f"{len(part)} record(s) of {old_id} now belong to {gid}",
+            }
+        )
+
+    # registry: new ids active, merged ids point at their survivor
+    new_rows = pd.DataFrame({"golden_id": sorted(set(golden.values) - known)})
+    new_rows["created_at"] = now
+    new_rows["status"] = "active"
+    new_rows["merged_into"] = None
+    out_reg = pd.concat([registry, new_rows], ignore_index=True) if len(registry) else new_rows
+    out_reg = out_reg.set_index("golden_id")
+    for row in merged.itertuples(index=False):
+        out_reg.loc[row.old_id, ["status", "merged_into"]] = ["merged", survivors[row.cluster_id]]
+    active = set(golden.values)
+    retired = [g for g in out_reg.index if g not in active and out_reg.loc[g, "status"] == "active"]
+    for gid in retired:  # every record of the id went elsewhere (e.g. erased)
+        out_reg.loc[gid, "status"] = "retired"
+        events.append(
+            {"event": "retire", "golden_id": gid, "other_golden_id": None, "records": 0, "detail": "no record left"}
+        )
+    for gid in active:  # an id can come back to life only by a steward decision: mark active
+        if out_reg.loc[gid, "status"] != "active" and gid in set(golden.values):
+            out_reg.loc[gid, ["status", "merged_into"]] = ["active", None]
+
+    event_frame = pd.DataFrame(events, columns=["event", "golden_id", "other_golden_id", "records", "detail"])
+    return Assignment(
+        xref=xref[["record_id", "golden_id"]].sort_values("record_id").reset_index(drop=True),
+        registry=out_reg.reset_index().sort_values("golden_id").reset_index(drop=True),
+        events=event_frame,
+    )
