@@ -32,8 +32,10 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 def xref(settings: Settings) -> pd.DataFrame:
     with connect(settings) as wh:
-        return wh.query_df("select record_id, source, source_id, golden_id, match_probability, assignment "
-                           "from mdm.xref order by record_id")
+        return wh.query_df(
+            "select record_id, source, source_id, golden_id, match_probability, assignment "
+            "from mdm.xref order by record_id"
+        )
 
 
 def link_details(summary: dict) -> dict:
@@ -45,15 +47,19 @@ def test_first_run_links_every_record_well(settings: Settings):
     truth = pd.read_csv(settings.landing / "_truth" / "truth.csv", dtype=str)
     merged = x.merge(truth, on=["source", "source_id"], how="left", validate="1:1")
     assert merged["person_id"].notna().all()
-    scores = pairwise_scores(merged[["record_id", "golden_id"]].set_axis(["record_key", "cluster_id"], axis=1),
-                             merged[["record_id", "person_id"]].set_axis(["record_key", "person_id"], axis=1))
+    scores = pairwise_scores(
+        merged[["record_id", "golden_id"]].set_axis(["record_key", "cluster_id"], axis=1),
+        merged[["record_id", "person_id"]].set_axis(["record_key", "person_id"], axis=1),
+    )
     assert scores["f1"] >= 0.95, scores
     assert set(x["assignment"]) <= {"model", "new", "steward"}
     assert (x.loc[x["assignment"] == "model", "match_probability"] >= 0.5).all()
     with connect(settings) as wh:
         assert wh.scalar("select count(*) from marts.dim_customer") == x["golden_id"].nunique()
         assert wh.scalar("select count(*) from marts.customer_xref") == len(x)
-        assert wh.scalar("select count(*) from mdm.golden_id_history where event = 'create'") == x["golden_id"].nunique()
+        assert (
+            wh.scalar("select count(*) from mdm.golden_id_history where event = 'create'") == x["golden_id"].nunique()
+        )
         sources = wh.query("select count(*) from marts.dim_customer where name_source_record is null")
         assert sources[0][0] < x["golden_id"].nunique() * 0.05  # nearly every person has a name with its origin
     assert (settings.models_dir / "linkage" / "current.json").exists()
@@ -110,7 +116,9 @@ def test_new_batch_joins_existing_people_and_steward_decisions_are_honoured(sett
         registry = wh.query_df("select golden_id, status, merged_into from mdm.golden_registry").set_index("golden_id")
     survivor = merged.loc[a, "golden_id"]
     loser = next(g for g in ids if g != survivor)
-    assert ((events["event"] == "merge") & (events["golden_id"] == survivor) & (events["other_golden_id"] == loser)).any()
+    assert (
+        (events["event"] == "merge") & (events["golden_id"] == survivor) & (events["other_golden_id"] == loser)
+    ).any()
     assert registry.loc[loser, "status"] == "merged" and registry.loc[loser, "merged_into"] == survivor
     again = link_details(run_inline(settings))
     assert xref(settings).set_index("record_id").loc[b, "golden_id"] == survivor
