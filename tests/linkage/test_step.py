@@ -63,6 +63,9 @@ def test_first_run_links_every_record_well(settings: Settings):
         sources = wh.query("select count(*) from marts.dim_customer where name_source_record is null")
         assert sources[0][0] < x["golden_id"].nunique() * 0.05  # nearly every person has a name with its origin
     assert (settings.models_dir / "linkage" / "current.json").exists()
+    charts = settings.reports_dir / "linkage"
+    assert (charts / "current_model_match_weights.html").exists()
+    assert (charts / "current_model_m_u_parameters.html").exists()
 
 
 def test_rerun_on_same_data_keeps_every_id(settings: Settings):

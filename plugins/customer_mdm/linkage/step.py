@@ -150,17 +150,16 @@ def _decisions(wh: Warehouse) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _model(settings: Settings, records: pd.DataFrame) -> tuple[Any, str, bool]:
-    from customer_mdm.linkage.model import LinkageError, load_current, save, train
+    """The current model; the first run on a new warehouse trains (and publishes) version 1."""
+    from customer_mdm.linkage.model import LinkageError, load_current
+    from customer_mdm.linkage.training import model_dir, train_and_save
 
-    directory = settings.models_dir / "linkage"
     try:
-        model = load_current(directory)
+        model = load_current(model_dir(settings))
         return model, f"v{model.version}", False
     except (FileNotFoundError, LinkageError):
-        log.info("no trained linkage model in %s: training one on %d records", directory, len(records))
-    model = train(records)
-    save(model, directory)
-    model = load_current(directory)
+        log.info("no trained linkage model in %s: training one on %d records", model_dir(settings), len(records))
+    model = train_and_save(settings, records)
     return model, f"v{model.version}", True
 
 
