@@ -25,6 +25,11 @@ from dataclasses import dataclass
 import pandas as pd
 
 
+def _isin(values: pd.Series, members: object) -> pd.Series:
+    """Fast membership test (pandas' Arrow-string isin builds a scalar per member)."""
+    return values.astype(object).isin(set(members))  # type: ignore[call-overload]
+
+
 def new_golden_id(record_id: str) -> str:
     return "G" + hashlib.sha256(record_id.encode("utf-8")).hexdigest()[:12].upper()
 
@@ -78,44 +83,43 @@ def assign_golden_ids(
     home["id_created"] = home["id_created"].fillna(now)
     home = home.sort_values(["cluster_id", "id_created", "old_id"], kind="mergesort")
     survivors = home.drop_duplicates("cluster_id").set_index("cluster_id")["old_id"]
-    merged = home[~home["old_id"].isin(survivors.values)]
+    merged = home[~_isin(home["old_id"], survivors.to_numpy())]
 
     # 3. clusters left without an old id: another old id they hold (a split-off part), else new
     cluster_ids = pd.Index(cur["cluster_id"].unique())
     golden = pd.Series(survivors, index=cluster_ids, dtype=object)
     taken = set(survivors.values)
+    merged_ids = set(merged["old_id"])
     events: list[dict[str, object]] = []
-    orphan_parts = held[~held["cluster_id"].isin(survivors.index)].sort_values(
+    orphan_parts = held[~_isin(held["cluster_id"], survivors.index.to_numpy())].sort_values(
         ["cluster_id", "n", "old_id"], ascending=[True, False, True], kind="mergesort"
     )
     for cid, group in orphan_parts.groupby("cluster_id", sort=True):
         for old_id in group["old_id"]:
-            if old_id not in taken and old_id not in set(merged["old_id"]):
+            if old_id not in taken and old_id not in merged_ids:
                 golden[cid] = old_id
                 taken.add(old_id)
                 break
-    for cid in cluster_ids[golden.isna().to_numpy()]:
-        gid = new_golden_id(str(oldest_record[cid]))
-        while gid in taken or (len(reg) and gid in reg.index and gid not in taken):
-            gid = new_golden_id(gid)  # practically never: a retired id is never reissued
-        golden[cid] = gid
+    known = set(reg.index) if len(reg) else set()
+    missing = cluster_ids[golden.isna().to_numpy()]
+    fresh = []
+    for record_id in oldest_record.reindex(missing).astype(str):
+        gid = new_golden_id(record_id)
+        while gid in taken or gid in known:  # practically never: an issued id is never reissued
+            gid = new_golden_id(gid)
+        fresh.append(gid)
         taken.add(gid)
+    golden.loc[missing] = fresh
 
     xref = cur[["record_id", "cluster_id", "old_id"]].assign(golden_id=cur["cluster_id"].map(golden))
 
     # events: creations, merges and splits
     sizes = xref.groupby("golden_id").size()
-    known = set(reg.index) if len(reg) else set()
-    for gid in sorted(set(golden.values) - known):
-        events.append(
-            {
-                "event": "create",
-                "golden_id": gid,
-                "other_golden_id": None,
-                "records": int(sizes[gid]),
-                "detail": "new person",
-            }
-        )
+    created = sorted(set(golden.values) - known)
+    events += [
+        {"event": "create", "golden_id": gid, "other_golden_id": None, "records": int(n), "detail": "new person"}
+        for gid, n in zip(created, sizes.reindex(created).to_numpy(), strict=True)
+    ]
     for row in merged.itertuples(index=False):
         survivor = survivors[row.cluster_id]
         events.append(
@@ -130,7 +134,7 @@ def assign_golden_ids(
     moved = xref.dropna(subset=["old_id"])
     moved = moved[moved["old_id"] != moved["golden_id"]]
     for (old_id, gid), part in moved.groupby(["old_id", "golden_id"], sort=True):
-        if old_id in set(merged["old_id"]) and survivors.get(part["cluster_id"].iloc[0]) == gid:
+        if old_id in merged_ids and survivors.get(part["cluster_id"].iloc[0]) == gid:
             continue  # already told as a merge
         events.append(
             {
@@ -142,25 +146,24 @@ def assign_golden_ids(
             }
         )
 
-    # registry: new ids active, merged ids point at their survivor
-    new_rows = pd.DataFrame({"golden_id": sorted(set(golden.values) - known)})
-    new_rows["created_at"] = now
-    new_rows["status"] = "active"
-    new_rows["merged_into"] = None
+    # registry: new ids active, merged ids point at their survivor, ids with no record retired
+    new_rows = pd.DataFrame({"golden_id": created, "created_at": now, "status": "active", "merged_into": None})
     out_reg = pd.concat([registry, new_rows], ignore_index=True) if len(registry) else new_rows
     out_reg = out_reg.set_index("golden_id")
-    for row in merged.itertuples(index=False):
-        out_reg.loc[row.old_id, ["status", "merged_into"]] = ["merged", survivors[row.cluster_id]]
-    active = set(golden.values)
-    retired = [g for g in out_reg.index if g not in active and out_reg.loc[g, "status"] == "active"]
-    for gid in retired:  # every record of the id went elsewhere (e.g. erased)
-        out_reg.loc[gid, "status"] = "retired"
-        events.append(
-            {"event": "retire", "golden_id": gid, "other_golden_id": None, "records": 0, "detail": "no record left"}
-        )
-    for gid in active:  # an id can come back to life only by a steward decision: mark active
-        if out_reg.loc[gid, "status"] != "active" and gid in set(golden.values):
-            out_reg.loc[gid, ["status", "merged_into"]] = ["active", None]
+    out_reg["merged_into"] = out_reg["merged_into"].astype(object)
+    if len(merged):
+        out_reg.loc[merged["old_id"].to_numpy(), "status"] = "merged"
+        out_reg.loc[merged["old_id"].to_numpy(), "merged_into"] = merged["cluster_id"].map(survivors).to_numpy()
+    in_use = _isin(out_reg.index.to_series(), list(taken)).to_numpy()
+    retired = out_reg.index[~in_use & (out_reg["status"] == "active").to_numpy()]
+    out_reg.loc[retired, "status"] = "retired"
+    events += [
+        {"event": "retire", "golden_id": gid, "other_golden_id": None, "records": 0, "detail": "no record left"}
+        for gid in retired
+    ]
+    revived = in_use & (out_reg["status"] != "active").to_numpy()  # a steward decision can revive an id
+    out_reg.loc[revived, "status"] = "active"
+    out_reg.loc[revived, "merged_into"] = None
 
     event_frame = pd.DataFrame(events, columns=["event", "golden_id", "other_golden_id", "records", "detail"])
     return Assignment(
