@@ -97,6 +97,13 @@ def print_summary(summary: dict[str, Any]) -> None:
             click.secho(f"      {info['error'].splitlines()[0][:300]}", fg="red")
     for step_name in summary.get("missing_steps", []):
         click.secho(f"  {step_name:<26} did not run", fg="red")
+    link = summary["steps"].get("link", {})
+    if link.get("status") == "success":
+        click.echo(
+            f"linkage ({link['mode']}, model {link['model_version']}): {link['records']:,} records -> "
+            f"{link['golden_ids']:,} golden customers (largest {link['largest_cluster']} records), "
+            f"{link['review_queue']:,} pair(s) for review (`mdm review list`)"
+        )
     files = [q for q in summary["quarantine"] if q["kind"] == "file"]
     if summary["quarantine"]:
         click.secho(
