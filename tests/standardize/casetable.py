@@ -43,3 +43,16 @@ class CaseTable:
         if value in self:
             return self.result().loc[value]
         return self._standardize(pd.Series([value], dtype=object)).iloc[0]
+
+    def assert_batch_independent(self) -> None:
+        """A value's result does not depend on the other values of the call (the caller standardises
+        distinct values in batches of any composition) nor on the index, duplicates included."""
+        values = self.values
+        batch = self.result()
+        for value in values[:: max(1, len(values) // 12)]:
+            single = self._standardize(pd.Series([value], dtype=object))
+            pd.testing.assert_frame_equal(single.reset_index(drop=True), batch.loc[[value]].reset_index(drop=True))
+        plain = self._standardize(pd.Series(values[:5], dtype=object))
+        odd = self._standardize(pd.Series(values[:5], index=["k", "k", "j", "k", "k"], dtype=object))
+        assert list(odd.index) == ["k", "k", "j", "k", "k"]
+        pd.testing.assert_frame_equal(odd.reset_index(drop=True), plain)

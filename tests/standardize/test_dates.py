@@ -141,17 +141,7 @@ def test_frame_shape_index_and_dtypes() -> None:
 
 
 def test_batch_independent_and_any_index() -> None:
-    """A value's result does not depend on the other values of the call (the caller standardises
-    distinct values in batches of any composition) nor on the index, duplicates included."""
-    values = CASES.values
-    batch = CASES.result()
-    for value in values[:: max(1, len(values) // 12)]:
-        single = standardize_birth_dates(pd.Series([value], dtype=object), today=TODAY)
-        pd.testing.assert_frame_equal(single.reset_index(drop=True), batch.loc[[value]].reset_index(drop=True))
-    plain = standardize_birth_dates(pd.Series(values[:5], dtype=object), today=TODAY)
-    odd = standardize_birth_dates(pd.Series(values[:5], index=["k", "k", "j", "k", "k"], dtype=object), today=TODAY)
-    assert list(odd.index) == ["k", "k", "j", "k", "k"]
-    pd.testing.assert_frame_equal(odd.reset_index(drop=True), plain)
+    CASES.assert_batch_independent()
 
 
 # ----------------------------------------------------------------------------- robustness

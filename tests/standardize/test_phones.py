@@ -201,17 +201,7 @@ def test_fast_path_agrees_with_phonenumbers(generated_phones: list[str]) -> None
 
 
 def test_batch_independent_and_any_index() -> None:
-    """A value's result does not depend on the other values of the call (the caller standardises
-    distinct values in batches of any composition) nor on the index, duplicates included."""
-    values = CASES.values
-    batch = CASES.result()
-    for value in values[:: max(1, len(values) // 12)]:
-        single = standardize_phones(pd.Series([value], dtype=object))
-        pd.testing.assert_frame_equal(single.reset_index(drop=True), batch.loc[[value]].reset_index(drop=True))
-    plain = standardize_phones(pd.Series(values[:5], dtype=object))
-    odd = standardize_phones(pd.Series(values[:5], index=["k", "k", "j", "k", "k"], dtype=object))
-    assert list(odd.index) == ["k", "k", "j", "k", "k"]
-    pd.testing.assert_frame_equal(odd.reset_index(drop=True), plain)
+    CASES.assert_batch_independent()
 
 
 # ----------------------------------------------------------------------------- robustness
