@@ -7,6 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
+from hypothesis import strategies as st
+from hypothesis.strategies import SearchStrategy
 
 
 class CaseTable:
@@ -56,3 +58,17 @@ class CaseTable:
         odd = self._standardize(pd.Series(values[:5], index=["k", "k", "j", "k", "k"], dtype=object))
         assert list(odd.index) == ["k", "k", "j", "k", "k"]
         pd.testing.assert_frame_equal(odd.reset_index(drop=True), plain)
+
+
+def raw_values(*domain: SearchStrategy[Any], nasty: list[str]) -> SearchStrategy[Any]:
+    """What a raw column can hold: None, any text, the standardiser's own alphabet (``domain``),
+    hostile strings, huge strings, and the wrong types."""
+    return st.one_of(
+        st.none(),
+        st.text(),
+        *domain,
+        st.sampled_from(nasty),
+        st.builds(lambda chunk, n: chunk * n, st.text(min_size=1, max_size=4), st.integers(500, 20000)),
+        st.floats(allow_nan=True),
+        st.integers(),
+    )

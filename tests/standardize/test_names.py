@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from customer_mdm.generate import generate_landing
 from customer_mdm.standardize.names import NAME_COLUMNS, segment_pinyin, standardize_names
-from tests.standardize.casetable import CaseTable
+from tests.standardize.casetable import CaseTable, raw_values
 
 CASES = CaseTable(standardize_names)
 
@@ -245,14 +245,9 @@ _NASTY = [
     "\n\n\n",
     "王" * 300,
 ]
-_values = st.one_of(
-    st.none(),
-    st.text(),
+_values = raw_values(
     st.text(alphabet="王伟陳靜张 　abcZ.-_0123456789·ＡＢ先生", max_size=20),
-    st.sampled_from(_NASTY),
-    st.builds(lambda chunk, n: chunk * n, st.text(min_size=1, max_size=4), st.integers(500, 20000)),  # huge strings
-    st.floats(allow_nan=True),
-    st.integers(),
+    nasty=_NASTY,
 )
 
 
