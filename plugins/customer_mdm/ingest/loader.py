@@ -181,32 +181,35 @@ class FeedIngestor:
         return str(dest)
 
     # ---------------------------------------------------------------- files
-    def reject_unrecognised(self, path: Path) -> FileOutcome:
-        rel = f"{self.feed.folder}/{path.name}"
+    def _read(self, path: Path) -> tuple[str, bytes, str, str]:
+        """A landing file's path relative to the landing zone, bytes, SHA-256 and batch id."""
         data = path.read_bytes()
         sha = hashlib.sha256(data).hexdigest()
+        return f"{self.feed.folder}/{path.name}", data, sha, f"{self.feed.name}:{path.name}:{sha[:12]}"
+
+    def reject_unrecognised(self, path: Path) -> FileOutcome:
+        rel, data, sha, batch = self._read(path)
         if any(s == sha for s, _ in self._manifest(rel)):
             return FileOutcome(rel, "skipped")
         expected = ", ".join(p for f in feeds_in_folder(self.feed.folder) for p in f.patterns)
         reason = f"file name matches no feed of {self.feed.folder}/ (expected {expected})"
-        return self._reject_file(path, rel, data, sha, reason)
+        return self._reject_file(path, rel, data, sha, batch, reason)
 
-    def _reject_file(self, path: Path, rel: str, data: bytes, sha: str, reason: str) -> FileOutcome:
-        batch = f"{self.feed.name}:{path.name}:{sha[:12]}"
+    def _reject_file(
+        self, path: Path, rel: str, data: bytes, sha: str, batch: str, reason: str, status: str = "quarantined"
+    ) -> FileOutcome:
+        """Keep a copy of the file, record it in the quarantine and the manifest (one transaction)."""
         kept = self._keep_copy(path, sha)
         with self.wh.transaction():
             self._quarantine_entry(rel, batch, "file", None, reason, None, kept)
-            self._record(rel, len(data), sha, batch, "quarantined", None, 0, 0, reason)
-        log.warning("quarantined %s: %s", rel, reason)
-        return FileOutcome(rel, "quarantined", reason=reason)
+            self._record(rel, len(data), sha, batch, status, None, 0, 0, reason)
+        log.warning("%s %s: %s", status, rel, reason)
+        return FileOutcome(rel, status, reason=reason)
 
     def ingest_file(self, path: Path) -> FileOutcome:
         import pandas as pd
 
-        rel = f"{self.feed.folder}/{path.name}"
-        data = path.read_bytes()
-        sha = hashlib.sha256(data).hexdigest()
-        batch = f"{self.feed.name}:{path.name}:{sha[:12]}"
+        rel, data, sha, batch = self._read(path)
         history = self._manifest(rel)
         if any(s == sha for s, _ in history):
             return FileOutcome(rel, "skipped")
@@ -215,16 +218,11 @@ class FeedIngestor:
                 "file changed after it was ingested (same name, new content); not loaded again to avoid "
                 "duplicate rows: deliver the correction as a new batch file with a new name"
             )
-            kept = self._keep_copy(path, sha)
-            with self.wh.transaction():
-                self._quarantine_entry(rel, batch, "file", None, reason, None, kept)
-                self._record(rel, len(data), sha, batch, "changed", None, 0, 0, reason)
-            log.warning("flagged %s: %s", rel, reason)
-            return FileOutcome(rel, "changed", reason=reason)
+            return self._reject_file(path, rel, data, sha, batch, reason, status="changed")
         try:
             parsed = read_file(data, self.feed, path.name)
         except FileRejected as exc:
-            return self._reject_file(path, rel, data, sha, str(exc))
+            return self._reject_file(path, rel, data, sha, batch, str(exc))
 
         rows = parsed.rows
         now = _now()
