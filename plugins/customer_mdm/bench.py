@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import threading
 import time
@@ -170,7 +171,8 @@ def _incremental(settings: Settings, landing: Path, full_seconds: float) -> dict
     delta_dir = landing.parent / f"{landing.name}-delta"
     if delta_dir.exists():
         shutil.rmtree(delta_dir)
-    shutil.copytree(landing, delta_dir, ignore=shutil.ignore_patterns("_truth"))
+    # the delta landing zone holds the same files (hard links: no copy of hundreds of MB) plus the delta
+    shutil.copytree(landing, delta_dir, ignore=shutil.ignore_patterns("_truth"), copy_function=_link_or_copy)
     delta.to_csv(delta_dir / "crm" / "crm_2099-01-01.csv", index=False)
     delta_settings = Settings.from_env(env={}, home=settings.home, landing=delta_dir, target=settings.target)
     started = time.perf_counter()
@@ -191,6 +193,13 @@ def _incremental(settings: Settings, landing: Path, full_seconds: float) -> dict
         "peak_rss_mb": round(mem.peak / 1024 / 1024, 1),
         "accuracy_after": _accuracy(delta_settings, landing, extra),
     }
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system
+        shutil.copy2(src, dst)
 
 
 def _utf8(path: Path) -> bool:
