@@ -97,13 +97,24 @@ def test_new_batch_joins_existing_people_and_steward_decisions_are_honoured(sett
     assert after["crm:C9000001"] == after[f"crm:{template['crm_id']}"], "the new record joins the person"
     assert (after.drop("crm:C9000001") == before).all(), "nobody else changed id"
 
-    # steward: the two are NOT the same person -> split, and the older id stays with the original
+    # steward: the two are NOT the same person -> split; the id stays with the larger part (the
+    # person's other records join whichever of the two identical accounts links more strongly)
+    person = before[f"crm:{template['crm_id']}"]
     record_decision(settings, "crm:C9000001", f"crm:{template['crm_id']}", "no_match", "steward-a", "test")
     run_inline(settings)
     split = xref(settings).set_index("record_id")
-    assert split.loc["crm:C9000001", "golden_id"] != split.loc[f"crm:{template['crm_id']}", "golden_id"]
-    assert split.loc[f"crm:{template['crm_id']}", "golden_id"] == before[f"crm:{template['crm_id']}"]
-    assert split.loc["crm:C9000001", "assignment"] in ("new", "model")
+    ids = split.loc[["crm:C9000001", f"crm:{template['crm_id']}"], "golden_id"]
+    assert ids.nunique() == 2
+    part_sizes = split[split["golden_id"].isin(set(ids))].groupby("golden_id").size()
+    assert part_sizes.idxmax() == person and part_sizes.max() > part_sizes.min(), part_sizes
+    assert (
+        split.drop(["crm:C9000001", f"crm:{template['crm_id']}"])["golden_id"]
+        == before.drop(f"crm:{template['crm_id']}").reindex(
+            split.index.drop(["crm:C9000001", f"crm:{template['crm_id']}"])
+        )
+    ).all()
+    with connect(settings) as wh:
+        assert wh.scalar("select count(*) from mdm.golden_id_history where event = 'split' and golden_id = ?", [person])
 
     # steward: two different people ARE the same -> merged under the older id, kept on later runs
     a, b = sorted(split.index[split["assignment"] == "new"])[:2]
@@ -141,3 +152,32 @@ def test_export_xref_and_review_commands(settings: Settings, tmp_path: Path):
     assert listing.exit_code == 0 and "awaiting review" in listing.output
     bad = CliRunner().invoke(main, ["review", "decide", "crm:NOPE", "crm:NOPE2", "--match", "--by", "x"], env=env)
     assert bad.exit_code == 2 and "unknown record" in bad.output
+
+
+def test_incremental_scoring_of_a_neighbourhood_equals_scoring_against_every_record(settings: Settings):
+    """The incremental link step reads only the records a new one can be blocked with and term
+    frequencies computed in SQL; the pairs must be those of scoring against every record."""
+    from customer_mdm.linkage import step
+    from customer_mdm.linkage.model import load_current
+    from customer_mdm.linkage.predict import predict_incremental
+    from customer_mdm.linkage.training import model_dir
+
+    model = load_current(model_dir(settings))
+    with connect(settings) as wh:
+        records = step.read_records(wh)
+        ids = wh.query_df("select record_id, golden_id from mdm.xref").set_index("record_id")["golden_id"]
+        delta = records["record_key"].sample(n=25, random_state=3).tolist()
+        delta_table = step._keys_table(wh, "_t_delta", delta)
+        candidates = step._blocking_candidates(wh, delta_table) | set(delta)
+        universe = step._keys_table(wh, "_t_universe", candidates)
+        lookups = step._tf_lookups(wh, universe, delta_table)
+        neighbourhood = step.read_records(wh, universe)
+    assert len(neighbourhood) < len(records) / 4
+    is_new = records["record_key"].isin(delta)
+    everything = predict_incremental(records[is_new], records[~is_new], model, 0.2, entities=ids)
+    is_new = neighbourhood["record_key"].isin(delta)
+    local = predict_incremental(
+        neighbourhood[is_new], neighbourhood[~is_new], model, 0.2, tf_lookups=lookups, n_records=len(records)
+    )
+    assert len(everything) > 10
+    pd.testing.assert_frame_equal(local, everything, check_exact=False, rtol=1e-9)

@@ -46,12 +46,18 @@ def assign_golden_ids(
     previous: pd.DataFrame,
     registry: pd.DataFrame,
     now: pd.Timestamp,
+    issued: set[str] | None = None,
 ) -> Assignment:
     """Give every cluster a golden id.
 
     ``clusters``: record_id, cluster_id, first_seen_at (when the record was first ingested);
     ``previous``: record_id, golden_id from the last run (empty on the first run);
     ``registry``: golden_id, created_at, status, merged_into (every id ever issued).
+
+    An incremental run passes only a *region*: its records, their previous ids, the registry
+    rows of those ids, and in ``issued`` every id ever issued (an id is never reissued). Ids of
+    the registry that no record of the region holds any more are retired, so the region must
+    hold every record of each of its previous ids.
     """
     clusters = clusters[["record_id", "cluster_id", "first_seen_at"]].copy()
     clusters["cluster_id"] = clusters["cluster_id"].astype(str)
@@ -70,7 +76,7 @@ def assign_golden_ids(
 
     # 1. each old id goes to the cluster holding most of its records (split rule)
     held = cur.dropna(subset=["old_id"]).groupby(["old_id", "cluster_id"]).size().rename("n").reset_index()
-    held["oldest"] = held["cluster_id"].map(oldest_time)
+    held["oldest"] = oldest_time.reindex(held["cluster_id"]).to_numpy()
     held = held.sort_values(
         ["old_id", "n", "oldest", "cluster_id"], ascending=[True, False, True, True], kind="mergesort"
     )
@@ -101,11 +107,12 @@ def assign_golden_ids(
                 taken.add(old_id)
                 break
     known = set(reg.index) if len(reg) else set()
+    never_again = known | (issued or set())
     missing = cluster_ids[golden.isna().to_numpy()]
     fresh = []
     for record_id in oldest_record.reindex(missing).astype(str):
         gid = new_golden_id(record_id)
-        while gid in taken or gid in known:  # practically never: an issued id is never reissued
+        while gid in taken or gid in never_again:  # practically never: an issued id is never reissued
             gid = new_golden_id(gid)
         fresh.append(gid)
         taken.add(gid)

@@ -79,6 +79,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "BLOCKING_KEYS",
     "LINKAGE_COLUMNS",
     "LinkageError",
     "TrainedModel",
@@ -303,14 +304,19 @@ def blocking_rules() -> list[BlockingRuleCreator | dict[str, Any]]:
     """
     from splink import block_on
 
-    return [
-        block_on("phone_e164"),
-        block_on("email"),
-        block_on("name_sorted_key", "city"),
-        block_on("name_pinyin_fuzzy", "city"),
-        block_on("name_sorted_key", "birth_month", "birth_day"),
-        block_on("street", "city"),
-    ]
+    return [block_on(*key) for key in BLOCKING_KEYS]
+
+
+#: the columns of each blocking rule (:func:`blocking_rules`); the incremental link step finds
+#: the existing records a new record can be compared with from these (equi-joins in SQL)
+BLOCKING_KEYS: tuple[tuple[str, ...], ...] = (
+    ("phone_e164",),
+    ("email",),
+    ("name_sorted_key", "city"),
+    ("name_pinyin_fuzzy", "city"),
+    ("name_sorted_key", "birth_month", "birth_day"),
+    ("street", "city"),
+)
 
 
 def _null(*cols: str) -> str:

@@ -145,6 +145,8 @@ def predict_incremental(
     threshold_probability: float = DEFAULT_PAIR_THRESHOLD,
     con: duckdb.DuckDBPyConnection | None = None,
     entities: pd.Series | None = None,
+    tf_lookups: dict[str, pd.DataFrame] | None = None,
+    n_records: int | None = None,
 ) -> pd.DataFrame:
     """Pairs that involve a new (or changed) record: new x existing (Splink ``predict_between``)
     and new x new (``predict_within``); existing x existing pairs are not rescored.
@@ -152,6 +154,11 @@ def predict_incremental(
     Term frequencies are computed over all records; ``entities`` (record_key -> cluster or golden
     id of the existing records) lets them count people, otherwise every record counts as one.
     Same columns and order as :func:`predict_pairs`.
+
+    ``existing_records`` may be only the existing records a new one can be blocked with (the
+    link step finds them in SQL) when ``tf_lookups`` (column -> frame ``[col, tf_col]``, computed
+    over *all* records) and ``n_records`` (all records, for the prior) are given: the pairs and
+    their scores are then the same as against every record.
     """
     import duckdb as _duckdb
     from splink import DuckDBAPI, Linker
@@ -162,21 +169,24 @@ def predict_incremental(
     new_keys = set(new_records["record_key"].astype(str))
     existing_records = existing_records[~existing_records["record_key"].astype(str).isin(new_keys)]
     prepared = prepare_records(pd.concat([existing_records, new_records], ignore_index=True))
-    if entities is not None:
-        ent = prepared["record_key"].map(entities.astype(str))
-        ent = ent.where(ent.notna() & ~prepared["record_key"].isin(new_keys), "record:" + prepared["record_key"])
-        codes = pd.factorize(ent)[0]
-    else:
-        codes = np.arange(len(prepared))
-    scored = add_term_frequencies(prepared, codes)
-    base = scored[list(LINKAGE_COLUMNS)]
+    if tf_lookups is None:
+        if entities is not None:
+            ent = prepared["record_key"].map(entities.astype(str))
+            ent = ent.where(ent.notna() & ~prepared["record_key"].isin(new_keys), "record:" + prepared["record_key"])
+            codes = pd.factorize(ent)[0]
+        else:
+            codes = np.arange(len(prepared))
+        scored = add_term_frequencies(prepared, codes)
+        tf_lookups = {
+            col: scored[[col, f"tf_{col}"]].dropna().drop_duplicates(col).reset_index(drop=True) for col in TF_COLUMNS
+        }
+    base = prepared[list(LINKAGE_COLUMNS)]
     is_new = base["record_key"].isin(new_keys).to_numpy()
     db_api = DuckDBAPI(connection=con if con is not None else _duckdb.connect())
-    linker = Linker(db_api.register(base), model.settings_for(len(base)), log_level=None)
+    linker = Linker(db_api.register(base), model.settings_for(n_records or len(base)), log_level=None)
     # predict_within / predict_between read term frequencies from registered lookups only
     for col in TF_COLUMNS:
-        lookup = scored[[col, f"tf_{col}"]].dropna().drop_duplicates(col).reset_index(drop=True)
-        linker.table_management.register_term_frequency_lookup(db_api.register(lookup), col)
+        linker.table_management.register_term_frequency_lookup(db_api.register(tf_lookups[col]), col)
     fresh = db_api.register(base[is_new].reset_index(drop=True))
     old = db_api.register(base[~is_new].reset_index(drop=True))
     parts = [

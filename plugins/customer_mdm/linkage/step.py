@@ -25,6 +25,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from customer_mdm.config import Settings
@@ -89,6 +90,8 @@ TABLES: dict[str, dict[str, str]] = {
         "queued_at": "timestamp",
         "run_id": "text",
     },
+    "mdm.link_runs": {"run_id": "text", "mode": "text", "linked_at": "timestamp"},
+    "mdm.golden_dirty": {"golden_id": "text", "run_id": "text", "reason": "text"},
     "mdm.steward_decisions": {
         "record_id_l": "text",
         "record_id_r": "text",
@@ -118,15 +121,27 @@ def ensure_tables(wh: Warehouse) -> None:
         wh.execute(f"create table if not exists {table} ({body})")
 
 
-def read_records(wh: Warehouse) -> pd.DataFrame:
-    """The unified records with a stable linkage key and a hash of the fields linkage reads."""
-    columns = link_columns()
-    cols = ", ".join(["source", "source_id", "record_created_at_utc", "_ingested_at", *columns])
-    fingerprint = " || chr(31) || ".join(f"coalesce(cast({c} as text), '')" for c in columns)
-    records = wh.query_df(
-        f"select source || ':' || source_id as record_key, {cols}, md5({fingerprint}) as content_hash "
-        "from intermediate.int_customer_records order by record_key"
+def _fingerprint() -> str:
+    """SQL: a hash of the linkage fields of an int_customer_records row (detects changed records)."""
+    return "md5(" + " || chr(31) || ".join(f"coalesce(cast({c} as text), '')" for c in link_columns()) + ")"
+
+
+RECORDS_SQL = "intermediate.int_customer_records"
+
+
+def _record_select(where: str = "") -> str:
+    cols = ", ".join(["source", "source_id", "record_created_at_utc", "_ingested_at", *link_columns()])
+    return (
+        f"select r.source || ':' || r.source_id as record_key, {cols}, {_fingerprint()} as content_hash "
+        f"from {RECORDS_SQL} as r {where}"
     )
+
+
+def read_records(wh: Warehouse, keys_table: str | None = None) -> pd.DataFrame:
+    """The unified records with a stable linkage key and a hash of the fields linkage reads
+    (all of them, or those whose key is in the one-column table ``keys_table``)."""
+    where = f"where r.source || ':' || r.source_id in (select record_key from {keys_table})" if keys_table else ""
+    records = wh.query_df(_record_select(where) + " order by record_key")
     return records.reset_index(drop=True)
 
 
@@ -149,8 +164,9 @@ def _decisions(wh: Warehouse) -> tuple[pd.DataFrame, pd.DataFrame]:
     return must.reset_index(drop=True), cannot.reset_index(drop=True)
 
 
-def _model(settings: Settings, records: pd.DataFrame) -> tuple[Any, str, bool]:
-    """The current model; the first run on a new warehouse trains (and publishes) version 1."""
+def _model(settings: Settings, records: pd.DataFrame | None) -> tuple[Any, str, bool]:
+    """The current model; the first run on a new warehouse trains (and publishes) version 1.
+    With ``records`` None a missing model raises instead (the caller reads records first)."""
     from customer_mdm.linkage.model import LinkageError, load_current
     from customer_mdm.linkage.training import model_dir, train_and_save
 
@@ -158,109 +174,464 @@ def _model(settings: Settings, records: pd.DataFrame) -> tuple[Any, str, bool]:
         model = load_current(model_dir(settings))
         return model, f"v{model.version}", False
     except (FileNotFoundError, LinkageError):
+        if records is None:
+            raise
         log.info("no trained linkage model in %s: training one on %d records", model_dir(settings), len(records))
     model = train_and_save(settings, records)
     return model, f"v{model.version}", True
 
 
+#: above this share of new or changed records an incremental run rescores everything instead
+FULL_RESCORE_SHARE = 0.3
+
+
 def link(settings: Settings, run_id: str, full: bool = False) -> dict[str, Any]:
-    """Bring pairs, clusters, golden ids, xref and the review queue up to date."""
-    from customer_mdm.linkage.ids import assign_golden_ids
-    from customer_mdm.linkage.predict import DEFAULT_THRESHOLD, cluster, predict_incremental, predict_pairs
+    """Bring pairs, clusters, golden ids, xref and the review queue up to date.
+
+    Incremental (the default when a state from the current model exists): only the records
+    around what changed are read, scored and clustered, and only their rows are rewritten
+    (:func:`_link_incremental`). Full (``full``, a new model version, no state yet, or more than
+    ``FULL_RESCORE_SHARE`` of the records changed): everything is rescored and rewritten.
+    """
+    from customer_mdm.linkage.model import LinkageError
 
     started = time.perf_counter()
     now = _now()
+    reason = "requested (--full)" if full else ""
+    if not full:
+        try:
+            model, version, _ = _model(settings, None)
+        except (FileNotFoundError, LinkageError):
+            reason = "no trained model yet"
+        else:
+            with connect(settings) as wh:
+                ensure_tables(wh)
+                details = _link_incremental(settings, wh, model, version, run_id, now)
+            if details.get("mode") == "incremental":
+                details["seconds"] = round(time.perf_counter() - started, 2)
+                log.info("linkage (incremental): %s", json.dumps(details, default=str))
+                return details
+            reason = str(details["full_reason"])
+    details = _link_full(settings, run_id, now)
+    details["full_reason"] = reason
+    details["seconds"] = round(time.perf_counter() - started, 2)
+    log.info("linkage (full): %s", json.dumps(details, default=str))
+    return details
+
+
+def _link_full(settings: Settings, run_id: str, now: datetime) -> dict[str, Any]:
+    """Score every record, cluster everything, rewrite every state table."""
+    from customer_mdm.linkage.ids import assign_golden_ids
+    from customer_mdm.linkage.predict import DEFAULT_THRESHOLD, cluster, predict_pairs
+
     details: dict[str, Any] = {}
     with connect(settings) as wh:
         ensure_tables(wh)
         records = read_records(wh)
-        state = wh.query_df("select record_id, content_hash, first_seen_at, model_version from mdm.link_state")
+        state = wh.query_df("select record_id, first_seen_at from mdm.link_state")
         previous_xref = wh.query_df("select record_id, golden_id from mdm.xref")
         registry = wh.query_df("select golden_id, created_at, status, merged_into from mdm.golden_registry")
         must_link, cannot_link = _decisions(wh)
-        stored_pairs = wh.query_df(
-            "select record_id_l as record_key_l, record_id_r as record_key_r, match_probability, match_weight, "
-            "model_version from mdm.pairs"
-        )
     model, version, trained = _model(settings, records)
-    details["model_version"] = version
-    details["model_trained_now"] = trained
-
+    details.update(model_version=version, model_trained_now=trained)
     known = state.set_index("record_id")
-    same_model = bool(len(known)) and (known["model_version"] == version).all()
-    mode = "full" if full or not same_model else "incremental"
-    hashes = known["content_hash"].reindex(records["record_key"]).to_numpy()
-    changed = records["content_hash"].to_numpy() != hashes
-    delta = records[changed]
-    gone = sorted(set(known.index) - set(records["record_key"]))
+    gone = set(known.index) - set(records["record_key"])
     t0 = time.perf_counter()
-    if mode == "full":
-        pairs = predict_pairs(records, model, threshold_probability=PAIR_THRESHOLD)
-    else:
-        touched = set(delta["record_key"]) | set(gone)
-        keep = stored_pairs[~stored_pairs["record_key_l"].isin(touched) & ~stored_pairs["record_key_r"].isin(touched)]
-        fresh = predict_incremental(delta, records[~changed], model, threshold_probability=PAIR_THRESHOLD)
-        pairs = pd.concat([keep.drop(columns=["model_version"]), fresh], ignore_index=True)
+    pairs = predict_pairs(records, model, threshold_probability=PAIR_THRESHOLD)
     details.update(
-        mode=mode,
+        mode="full",
         records=len(records),
-        delta_records=len(delta) if mode == "incremental" else len(records),
+        delta_records=len(records),
         removed_records=len(gone),
         pairs=len(pairs),
         predict_seconds=round(time.perf_counter() - t0, 2),
     )
-
     t0 = time.perf_counter()
     clusters = cluster(records, pairs, threshold=DEFAULT_THRESHOLD, must_link=must_link, cannot_link=cannot_link)
     details["cluster_seconds"] = round(time.perf_counter() - t0, 2)
-
     first_seen = known["first_seen_at"].reindex(records["record_key"]).to_numpy()
     first_seen = pd.Series(first_seen, index=records.index).fillna(pd.Timestamp(now))
     assignment = assign_golden_ids(
-        pd.DataFrame(
-            {
-                "record_id": records["record_key"],
-                "cluster_id": clusters.set_index("record_key").loc[records["record_key"], "cluster_id"].to_numpy(),
-                "first_seen_at": first_seen,
-            }
-        ),
-        previous_xref,
-        registry,
-        pd.Timestamp(now),
+        _cluster_frame(records, clusters, first_seen), previous_xref, registry, pd.Timestamp(now)
     )
     xref = _xref(records, assignment.xref, pairs, must_link, run_id, now)
     queue = _review_queue(pairs, xref, must_link, cannot_link, run_id, now)
-
-    new_state = pd.DataFrame(
-        {
-            "record_id": records["record_key"],
-            "content_hash": records["content_hash"],
-            "first_seen_at": first_seen,
-            "model_version": version,
-            "scored_at": pd.Timestamp(now),
-        }
-    )
-    pair_table = pairs.rename(columns={"record_key_l": "record_id_l", "record_key_r": "record_id_r"}).assign(
-        model_version=version, scored_at=pd.Timestamp(now)
-    )
+    new_state = _state_rows(records, first_seen, version, now)
     events = assignment.events.assign(run_id=run_id, changed_at=pd.Timestamp(now))
     with connect(settings) as wh, wh.transaction():
         _replace(wh, "mdm.link_state", new_state)
-        _replace(wh, "mdm.pairs", pair_table)
+        _replace(wh, "mdm.pairs", _pair_rows(pairs, version, now))
         _replace(wh, "mdm.xref", xref)
         _replace(wh, "mdm.golden_registry", assignment.registry)
         _replace(wh, "mdm.review_queue", queue)
         if len(events):
             wh.insert_df("mdm.golden_id_history", events[list(TABLES["mdm.golden_id_history"])])
+        _record_run(wh, run_id, "full", now)
     sizes = xref.groupby("golden_id").size()
     details.update(
         golden_ids=len(sizes),
         largest_cluster=int(sizes.max()) if len(sizes) else 0,
         events={k: int(v) for k, v in assignment.events["event"].value_counts().items()},
         review_queue=len(queue),
-        seconds=round(time.perf_counter() - started, 2),
     )
-    log.info("linkage (%s): %s", mode, json.dumps(details, default=str))
+    return details
+
+
+def _cluster_frame(records: pd.DataFrame, clusters: pd.DataFrame, first_seen: pd.Series) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "record_id": records["record_key"].to_numpy(),
+            "cluster_id": clusters.set_index("record_key").loc[records["record_key"], "cluster_id"].to_numpy(),
+            "first_seen_at": first_seen.to_numpy(),
+        }
+    )
+
+
+def _state_rows(records: pd.DataFrame, first_seen: pd.Series, version: str, now: datetime) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "record_id": records["record_key"].to_numpy(),
+            "content_hash": records["content_hash"].to_numpy(),
+            "first_seen_at": first_seen.to_numpy(),
+            "model_version": version,
+            "scored_at": pd.Timestamp(now),
+        }
+    )
+
+
+def _pair_rows(pairs: pd.DataFrame, version: str, now: datetime) -> pd.DataFrame:
+    return pairs.rename(columns={"record_key_l": "record_id_l", "record_key_r": "record_id_r"}).assign(
+        model_version=version, scored_at=pd.Timestamp(now)
+    )
+
+
+def _record_run(wh: Warehouse, run_id: str, mode: str, now: datetime) -> None:
+    wh.execute("insert into mdm.link_runs (run_id, mode, linked_at) values (?, ?, ?)", [run_id, mode, now])
+
+
+def _keys_table(wh: Warehouse, name: str, keys: Any) -> str:
+    """A temporary one-column table ``record_key`` holding ``keys`` (for joins in SQL)."""
+    wh.execute(f"drop table if exists {name}")
+    wh.execute(f"create temporary table {name} (record_key text)")
+    wh.insert_df(name, pd.DataFrame({"record_key": pd.Series(sorted(set(keys)), dtype=object)}))
+    return name
+
+
+def _tf_expression(col: str) -> str:
+    """SQL giving the value :func:`~customer_mdm.linkage.model.prepare_records` makes of ``col``."""
+    value = f"nullif(trim(cast(r.{col} as text)), '')"
+    if col == "phone_e164":
+        return f"case when coalesce(r.phone_valid, false) then {value} end"
+    if col == "email":
+        return f"case when coalesce(r.email_valid, false) then {value} end"
+    return value
+
+
+def _blocking_candidates(wh: Warehouse, delta_table: str) -> set[str]:
+    """Existing records that share a blocking key (model.BLOCKING_KEYS) with a new record: the
+    only ones a new record can be compared with. Compared on trimmed values, so a superset."""
+    from customer_mdm.linkage.model import BLOCKING_KEYS
+
+    key = "r.source || ':' || r.source_id"
+    parts = []
+    for cols in BLOCKING_KEYS:
+        on = " and ".join(f"trim(cast(r.{c} as text)) = trim(cast(d.{c} as text))" for c in cols)
+        parts.append(f"select {key} as record_key from {RECORDS_SQL} as r join _link_delta_rows as d on {on}")
+    wh.execute("drop table if exists _link_delta_rows")
+    blocking_cols = sorted({c for cols in BLOCKING_KEYS for c in cols})
+    wh.execute(
+        f"create temporary table _link_delta_rows as select {', '.join('r.' + c for c in blocking_cols)} "
+        f"from {RECORDS_SQL} as r where {key} in (select record_key from {delta_table})"
+    )
+    rows = wh.query(f"select distinct record_key from ({' union all '.join(parts)}) as c")
+    return {r[0] for r in rows}
+
+
+def _tf_lookups(wh: Warehouse, universe_table: str, delta_table: str) -> dict[str, pd.DataFrame]:
+    """Term-frequency lookups over *all* records, counting people (golden ids; new or changed
+    records count as themselves), for the values of the records in ``universe_table``; the same
+    formula as :func:`~customer_mdm.linkage.model.add_term_frequencies`."""
+    from customer_mdm.linkage.model import TF_COLUMNS
+
+    key = "r.source || ':' || r.source_id"
+    values = ", ".join(f"{_tf_expression(c)} as {c}" for c in TF_COLUMNS)
+    wh.execute("drop table if exists _link_tf_src")
+    wh.execute(
+        f"create temporary table _link_tf_src as select {key} as record_key, "
+        f"case when d.record_key is null and x.golden_id is not null then x.golden_id else 'record:' || {key} end "
+        f"as entity, {values} "
+        f"from {RECORDS_SQL} as r left join mdm.xref as x on x.record_id = {key} "
+        f"left join {delta_table} as d on d.record_key = {key}"
+    )
+    lookups: dict[str, pd.DataFrame] = {}
+    for col in TF_COLUMNS:
+        frame = wh.query_df(
+            f"""
+            with k as (
+                select {col} as v, count(distinct entity) as k from _link_tf_src where {col} is not null group by 1
+            ),
+            s as (
+                select (select count(distinct entity) from _link_tf_src where {col} is not null) as total,
+                    sum(case when k = 1 then 1 else 0 end) as n1, sum(case when k = 2 then 1 else 0 end) as n2
+                from k
+            ),
+            wanted as (
+                select distinct t.{col} as v from _link_tf_src as t
+                where t.record_key in (select record_key from {universe_table}) and t.{col} is not null
+            )
+            select k.v as {col},
+                (greatest(k.k - 2, 0) + case when s.n1 > 0 then least(1.0, greatest(0.05, 2.0 * s.n2 / s.n1))
+                    else 1.0 end) / greatest(s.total, 1) as tf_{col}
+            from k join wanted as w on w.v = k.v cross join s
+            """
+        )
+        frame[f"tf_{col}"] = frame[f"tf_{col}"].astype(float)
+        lookups[col] = frame.reset_index(drop=True)
+    return lookups
+
+
+def _region(wh: Warehouse, seeds: set[str], touched: set[str], extra_edges: pd.DataFrame, threshold: float) -> set[str]:
+    """The records to re-cluster: ``seeds`` closed over links at ``threshold`` (stored pairs not
+    involving a ``touched`` record, plus ``extra_edges``) and over the previous golden groups.
+    Iterated in SQL (a few rounds: groups are small), so nothing of the whole graph is loaded."""
+    touched_table = _keys_table(wh, "_link_touched", touched)
+    wh.execute("drop table if exists _link_edges")
+    wh.execute(
+        "create temporary table _link_edges as select record_id_l as l, record_id_r as r from mdm.pairs "
+        f"where match_probability >= {float(threshold)!r} "
+        f"and record_id_l not in (select record_key from {touched_table}) "
+        f"and record_id_r not in (select record_key from {touched_table})"
+    )
+    if len(extra_edges):
+        wh.insert_df("_link_edges", extra_edges.set_axis(["l", "r"], axis=1).astype(object))
+    region_table = _keys_table(wh, "_link_grow", seeds)
+    wh.execute("drop table if exists _link_next")
+    wh.execute("create temporary table _link_next (record_key text)")
+    for _ in range(1000):
+        wh.execute("delete from _link_next")
+        wh.execute(
+            f"""
+            insert into _link_next
+            select distinct n.k from (
+                select e.r as k from _link_edges as e join {region_table} as g on g.record_key = e.l
+                union all
+                select e.l from _link_edges as e join {region_table} as g on g.record_key = e.r
+                union all
+                select x2.record_id from mdm.xref as x1
+                join {region_table} as g on g.record_key = x1.record_id
+                join mdm.xref as x2 on x2.golden_id = x1.golden_id
+            ) as n
+            where n.k not in (select record_key from {region_table})
+            """
+        )
+        if not int(wh.scalar("select count(*) from _link_next")):
+            break
+        wh.execute(f"insert into {region_table} select record_key from _link_next")
+    return {r[0] for r in wh.query(f"select record_key from {region_table}")}
+
+
+def _link_incremental(
+    settings: Settings, wh: Warehouse, model: Any, version: str, run_id: str, now: datetime
+) -> dict[str, Any]:
+    """Score, cluster and rewrite only the neighbourhood of what changed.
+
+    1. new or changed records (content hash) and removed ones, in SQL;
+    2. existing records that share a blocking key with them (SQL equi-joins) are the only ones
+       ``predict_between`` can pair them with; term frequencies still count every record;
+    3. the *region*: the connected components (links at the clustering threshold, stored and
+       fresh, steward must-links) that hold a changed record, a removed record's neighbours or
+       a record of a new steward decision, closed over the golden ids its records had. Outside
+       it nothing changed -- the same links, values and decisions give the same clusters, and
+       golden ids stay as they are -- so only the region is clustered and given ids;
+    4. only the region's rows of the state tables are rewritten; the golden ids it touched go
+       to ``mdm.golden_dirty`` for the incremental golden build.
+    Returns ``{"mode": "full", "full_reason": ...}`` when a full run is needed instead.
+    """
+    from customer_mdm.linkage.ids import assign_golden_ids, new_golden_id
+    from customer_mdm.linkage.predict import DEFAULT_THRESHOLD, cluster, predict_incremental
+
+    total_state = int(wh.scalar("select count(*) from mdm.link_state"))
+    if total_state == 0:
+        return {"mode": "full", "full_reason": "no linkage state yet"}
+    other_models = int(wh.scalar("select count(*) from mdm.link_state where model_version <> ?", [version]))
+    if other_models:
+        return {"mode": "full", "full_reason": f"new model {version}: every record is rescored"}
+
+    t0 = time.perf_counter()
+    key = "r.source || ':' || r.source_id"
+    wh.execute("drop table if exists _link_cur")
+    wh.execute(
+        f"create temporary table _link_cur as select {key} as record_key, {_fingerprint()} as content_hash "
+        f"from {RECORDS_SQL} as r"
+    )
+    n_records = int(wh.scalar("select count(*) from _link_cur"))
+    delta_keys = [
+        r[0]
+        for r in wh.query(
+            "select c.record_key from _link_cur as c left join mdm.link_state as s on s.record_id = c.record_key "
+            "where s.record_id is null or s.content_hash <> c.content_hash"
+        )
+    ]
+    gone = [
+        r[0]
+        for r in wh.query(
+            "select s.record_id from mdm.link_state as s "
+            "where not exists (select 1 from _link_cur as c where c.record_key = s.record_id)"
+        )
+    ]
+    if len(delta_keys) > FULL_RESCORE_SHARE * max(n_records, 1):
+        return {"mode": "full", "full_reason": f"{len(delta_keys)} of {n_records} records new or changed"}
+    last_run = wh.scalar("select max(linked_at) from mdm.link_runs")
+    decisions_sql = "select record_id_l, record_id_r from mdm.steward_decisions"
+    if last_run is None:
+        decided = wh.query(decisions_sql)
+    else:
+        decided = wh.query(decisions_sql + " where decided_at > ?", [last_run])
+    details: dict[str, Any] = {"model_version": version, "model_trained_now": False}
+    must_link, cannot_link = _decisions(wh)
+    delta_table = _keys_table(wh, "_link_delta", delta_keys)
+    read_seconds = time.perf_counter() - t0
+
+    # 2. score the delta against the records it can be blocked with
+    t0 = time.perf_counter()
+    fresh = pd.DataFrame(columns=["record_key_l", "record_key_r", "match_probability", "match_weight"])
+    if delta_keys:
+        candidates = _blocking_candidates(wh, delta_table) | set(delta_keys)
+        universe = _keys_table(wh, "_link_universe", candidates)
+        lookups = _tf_lookups(wh, universe, delta_table)
+        scored = read_records(wh, universe)
+        is_new = scored["record_key"].isin(set(delta_keys))
+        fresh = predict_incremental(
+            scored[is_new], scored[~is_new], model, PAIR_THRESHOLD, tf_lookups=lookups, n_records=n_records
+        )
+        details["candidates"] = int((~is_new).sum())
+    predict_seconds = time.perf_counter() - t0
+
+    # 3. the region to re-cluster
+    t0 = time.perf_counter()
+    touched = set(delta_keys) | set(gone)
+    seeds = touched | {k for pair in decided for k in pair}
+    if len(fresh):
+        seeds |= set(fresh["record_key_l"]) | set(fresh["record_key_r"])
+    gone_set = set(gone)
+    strong = fresh[fresh["match_probability"] >= DEFAULT_THRESHOLD]
+    extra_edges = pd.concat(
+        [strong[["record_key_l", "record_key_r"]], must_link[["record_key_l", "record_key_r"]]], ignore_index=True
+    )
+    region = _region(wh, seeds, touched, extra_edges, DEFAULT_THRESHOLD) - gone_set
+    region_table = _keys_table(wh, "_link_region", region | gone_set)
+    records = read_records(wh, region_table)
+    region_pairs = wh.query_df(
+        "select record_id_l as record_key_l, record_id_r as record_key_r, match_probability, match_weight "
+        f"from mdm.pairs where record_id_l in (select record_key from {region_table}) "
+        f"or record_id_r in (select record_key from {region_table})"
+    )
+    if touched:
+        region_pairs = region_pairs[
+            ~region_pairs["record_key_l"].astype(object).isin(touched)
+            & ~region_pairs["record_key_r"].astype(object).isin(touched)
+        ]
+    region = set(records["record_key"])  # a decision may name a record that is gone
+    touching = pd.concat([region_pairs, fresh], ignore_index=True)
+    pairs = touching[
+        touching["record_key_l"].astype(object).isin(region) & touching["record_key_r"].astype(object).isin(region)
+    ]
+    clusters = cluster(records, pairs, threshold=DEFAULT_THRESHOLD, must_link=must_link, cannot_link=cannot_link)
+    cluster_seconds = time.perf_counter() - t0
+
+    # ids for the region: its old golden groups are wholly inside it
+    region_previous = wh.query_df(
+        f"select record_id, golden_id from mdm.xref where record_id in (select record_key from {region_table})"
+    )
+    old_ids = sorted(set(region_previous["golden_id"]))
+    ids_table = _keys_table(wh, "_link_ids", old_ids)
+    region_registry = wh.query_df(
+        "select golden_id, created_at, status, merged_into from mdm.golden_registry "
+        f"where golden_id in (select record_key from {ids_table})"
+    )
+    # an id is never issued twice: the ids a new person of the region could get, already issued
+    maybe: set[str] = set()
+    for record_id in records["record_key"]:
+        gid = new_golden_id(record_id)
+        maybe.update((gid, new_golden_id(gid), new_golden_id(new_golden_id(gid))))
+    maybe_table = _keys_table(wh, "_link_maybe", maybe)
+    issued = {
+        r[0]
+        for r in wh.query(
+            f"select golden_id from mdm.golden_registry where golden_id in (select record_key from {maybe_table})"
+        )
+    }
+    state = wh.query_df(
+        "select record_id, first_seen_at from mdm.link_state "
+        f"where record_id in (select record_key from {region_table})"
+    ).set_index("record_id")
+    first_seen = pd.Series(
+        pd.to_datetime(state["first_seen_at"].reindex(records["record_key"]).to_numpy()), index=records.index
+    )
+    first_seen = first_seen.fillna(pd.Timestamp(now))
+    assignment = assign_golden_ids(
+        _cluster_frame(records, clusters, first_seen), region_previous, region_registry, pd.Timestamp(now), issued
+    )
+    xref = _xref(records, assignment.xref, pairs, must_link, run_id, now)
+    # the queue of every pair touching the region (the other end keeps its golden id)
+    outside = set(touching["record_key_l"]) | set(touching["record_key_r"])
+    outside -= region
+    outside_table = _keys_table(wh, "_link_outside", outside)
+    outside_ids = wh.query_df(
+        f"select record_id, golden_id from mdm.xref where record_id in (select record_key from {outside_table})"
+    )
+    ids_for_queue = pd.concat([xref[["record_id", "golden_id"]], outside_ids], ignore_index=True)
+    queue = _review_queue(touching, ids_for_queue, must_link, cannot_link, run_id, now)
+    events = assignment.events.assign(run_id=run_id, changed_at=pd.Timestamp(now))
+    delta_records = records[records["record_key"].isin(set(delta_keys))]
+    new_state = _state_rows(delta_records, first_seen[delta_records.index], version, now)
+    changed_ids = set(old_ids) | set(assignment.xref["golden_id"])
+    dirty = pd.DataFrame({"golden_id": sorted(changed_ids), "run_id": run_id, "reason": "linkage"})
+
+    # 4. rewrite the region's rows only
+    t0 = time.perf_counter()
+    with wh.transaction():
+        _keys_table(wh, "_link_rescored", touched)
+        wh.execute("delete from mdm.link_state where record_id in (select record_key from _link_rescored)")
+        wh.insert_df("mdm.link_state", new_state[list(TABLES["mdm.link_state"])])
+        wh.execute(
+            "delete from mdm.pairs where record_id_l in (select record_key from _link_rescored) "
+            "or record_id_r in (select record_key from _link_rescored)"
+        )
+        wh.insert_df("mdm.pairs", _pair_rows(fresh, version, now)[list(TABLES["mdm.pairs"])])
+        wh.execute(f"delete from mdm.xref where record_id in (select record_key from {region_table})")
+        wh.insert_df("mdm.xref", xref[list(TABLES["mdm.xref"])])
+        ids_table = _keys_table(wh, "_link_ids", set(old_ids) | set(assignment.registry["golden_id"]))
+        wh.execute(f"delete from mdm.golden_registry where golden_id in (select record_key from {ids_table})")
+        wh.insert_df("mdm.golden_registry", assignment.registry[list(TABLES["mdm.golden_registry"])])
+        wh.execute(
+            f"delete from mdm.review_queue where record_id_l in (select record_key from {region_table}) "
+            f"or record_id_r in (select record_key from {region_table})"
+        )
+        wh.insert_df("mdm.review_queue", queue[list(TABLES["mdm.review_queue"])])
+        if len(events):
+            wh.insert_df("mdm.golden_id_history", events[list(TABLES["mdm.golden_id_history"])])
+        wh.insert_df("mdm.golden_dirty", dirty)
+        _record_run(wh, run_id, "incremental", now)
+    write_seconds = time.perf_counter() - t0
+    totals = wh.query("select count(*), count(distinct golden_id) from mdm.xref")[0]
+    largest = wh.scalar("select max(n) from (select count(*) as n from mdm.xref group by golden_id) as s")
+    details.update(
+        mode="incremental",
+        records=n_records,
+        delta_records=len(delta_keys),
+        removed_records=len(gone),
+        region_records=len(region),
+        pairs=int(wh.scalar("select count(*) from mdm.pairs")),
+        golden_ids=int(totals[1]),
+        largest_cluster=int(largest or 0),
+        events={k: int(v) for k, v in assignment.events["event"].value_counts().items()},
+        review_queue=int(wh.scalar("select count(*) from mdm.review_queue")),
+        read_seconds=round(read_seconds, 2),
+        predict_seconds=round(predict_seconds, 2),
+        cluster_seconds=round(cluster_seconds, 2),
+        write_seconds=round(write_seconds, 2),
+    )
     return details
 
 
@@ -307,7 +678,8 @@ def _review_queue(
     if len(decided):
         keys = set(zip(decided["record_key_l"], decided["record_key_r"], strict=True))
         keys |= {(right, left) for left, right in keys}
-        band = band[[(a, b) not in keys for a, b in zip(band["record_key_l"], band["record_key_r"], strict=True)]]
+        undecided = [(a, b) not in keys for a, b in zip(band["record_key_l"], band["record_key_r"], strict=True)]
+        band = band[np.array(undecided, dtype=bool)]
     gid = xref.set_index("record_id")["golden_id"]
     queue = pd.DataFrame(
         {
