@@ -1,0 +1,326 @@
+"""Write-audit-publish for the golden tables.
+
+dbt *writes* the golden tables into a build schema (``golden_build``); :func:`audit_and_publish`
+*audits* them with the golden suites (:func:`customer_mdm.quality.gates.validate_layer` with
+``schema_override=build_schema``) and, only if no blocking expectation failed, *publishes* them
+into ``marts`` in ONE transaction, so BI tools see either yesterday's tables or today's, never a
+mix and never a table that failed its checks.
+
+* A blocking failure leaves ``marts`` untouched, quarantines the failing rows (``ops.quarantine``),
+  records the blocked attempt in ``ops.publications`` and raises
+  :class:`~customer_mdm.quality.gates.QualityGateFailed` naming the failed expectations.
+* Warnings are reported (``warnings`` in the returned dict, quarantined rows) and never block.
+* DuckDB: ``create table marts.t__publishing as select * from golden_build.t``, drop the old
+  table, rename. DuckDB binds views by name at query time, so views on the table keep working.
+* PostgreSQL: when the published table has the build's columns (names and types), its rows are
+  replaced (``delete`` + ``insert``): views, grants, indexes and comments stay as they are, and
+  readers see the old rows until the commit (MVCC). When the columns changed, the table is
+  swapped like on DuckDB and the views that depend on it (found in ``pg_depend``) are dropped
+  with it and recreated from their definitions, in the same transaction; their grants must be
+  re-applied (issue 6 roles).
+* Every published table gets a row in ``ops.publications`` (created here) with its row count and
+  the validation statistics of its suite, in the publishing transaction.
+
+Tables without a suite under ``expectations/golden/`` (``customer_segments``) can be published
+alongside through ``tables``: they must exist in the build schema, and are recorded as not audited.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from customer_mdm.config import Settings
+from customer_mdm.errors import MdmError
+from customer_mdm.quality.gates import AssetResult, LayerResult, QualityGateFailed, validate_layer
+from customer_mdm.quality.suites import load_layer
+from customer_mdm.warehouse import Warehouse, connect
+
+log = logging.getLogger(__name__)
+
+PUBLICATIONS_TABLE = "ops.publications"
+PUBLICATIONS_COLUMNS: dict[str, str] = {
+    "run_id": "text",
+    "table_name": "text",  # the published table, schema-qualified (marts.dim_customer)
+    "source_table": "text",  # the audited build table (golden_build.dim_customer)
+    "status": "text",  # published | blocked
+    "method": "text",  # swap | replace_rows (null when blocked)
+    "audited": "boolean",  # a golden suite validated the table
+    "row_count": "bigint",
+    "evaluated": "bigint",  # expectations evaluated on the table (derived datasets included)
+    "successful": "bigint",
+    "success_percent": "double precision",
+    "blocking_failures": "bigint",
+    "warnings": "bigint",
+    "details": "text",  # JSON: labels of the failed expectations
+    "published_at": "timestamp",  # null when blocked
+    "recorded_at": "timestamp",
+}
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _ident(name: str) -> str:
+    if not _NAME.match(name):
+        raise ValueError(f"not a safe SQL identifier: {name!r}")
+    return name
+
+
+def ensure_publications_table(wh: Warehouse) -> None:
+    wh.execute("create schema if not exists ops")
+    body = ", ".join(f"{c} {t}" for c, t in PUBLICATIONS_COLUMNS.items())
+    wh.execute(f"create table if not exists {PUBLICATIONS_TABLE} ({body})")
+    existing = set(wh.columns_of(PUBLICATIONS_TABLE))
+    for column, typ in PUBLICATIONS_COLUMNS.items():
+        if column not in existing:
+            wh.execute(f"alter table {PUBLICATIONS_TABLE} add column {column} {typ}")
+
+
+# ----------------------------------------------------------------------------- swapping
+def _column_signature(wh: Warehouse, table: str) -> list[tuple[str, str]]:
+    schema, name = table.split(".", 1)
+    rows = wh.query(
+        "select column_name, data_type from information_schema.columns "
+        "where table_schema = ? and table_name = ? order by ordinal_position",
+        [schema, name],
+    )
+    return [(str(r[0]), str(r[1]).lower()) for r in rows]
+
+
+def _table_type(wh: Warehouse, table: str) -> str | None:
+    schema, name = table.split(".", 1)
+    value = wh.scalar(
+        "select table_type from information_schema.tables where table_schema = ? and table_name = ?", [schema, name]
+    )
+    return str(value).upper() if value is not None else None
+
+
+def _drop(wh: Warehouse, table: str, cascade: bool = False) -> None:
+    kind = _table_type(wh, table)
+    if kind is None:
+        return
+    keyword = "view" if "VIEW" in kind else "table"
+    wh.execute(f"drop {keyword} {table}{' cascade' if cascade else ''}")
+
+
+def _dependent_views(wh: Warehouse, table: str) -> list[tuple[str, str, str, str]]:
+    """PostgreSQL views and materialized views that depend on ``table`` (transitively), base first."""
+    rows = wh.query(
+        """
+        with recursive deps(oid, depth) as (
+            select r.ev_class, 1
+            from pg_depend as d
+            join pg_rewrite as r on r.oid = d.objid
+            where d.classid = 'pg_rewrite'::regclass and d.refobjid = cast(? as regclass)
+              and r.ev_class <> d.refobjid
+            union all
+            select r.ev_class, deps.depth + 1
+            from deps
+            join pg_depend as d on d.refobjid = deps.oid and d.classid = 'pg_rewrite'::regclass
+            join pg_rewrite as r on r.oid = d.objid
+            where r.ev_class <> d.refobjid
+        )
+        select n.nspname, c.relname, c.relkind, pg_get_viewdef(c.oid), max(deps.depth) as depth
+        from deps
+        join pg_class as c on c.oid = deps.oid
+        join pg_namespace as n on n.oid = c.relnamespace
+        group by n.nspname, c.relname, c.relkind, c.oid
+        order by depth, n.nspname, c.relname
+        """,
+        [table],
+    )
+    return [(str(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in rows]
+
+
+def _publish_table(wh: Warehouse, source: str, target: str) -> str:
+    """Put ``source``'s rows in ``target`` (inside the caller's transaction); returns the method."""
+    staging = f"{target}__publishing"
+    exists = _table_type(wh, target) is not None
+    if wh.target == "postgres" and exists and _table_type(wh, target) == "BASE TABLE":
+        if _column_signature(wh, target) == _column_signature(wh, source):
+            columns = ", ".join(_ident(c) for c, _ in _column_signature(wh, source))
+            wh.execute(f"delete from {target}")
+            wh.execute(f"insert into {target} ({columns}) select {columns} from {source}")
+            return "replace_rows"
+    views = _dependent_views(wh, target) if wh.target == "postgres" and exists else []
+    _drop(wh, staging)
+    wh.execute(f"create table {staging} as select * from {source}")
+    _drop(wh, target, cascade=wh.target == "postgres")
+    wh.execute(f"alter table {staging} rename to {_ident(target.split('.', 1)[1])}")
+    for schema, name, kind, definition in views:  # recreate what the cascade dropped, base views first
+        body = definition.strip().rstrip(";")
+        create = "create materialized view" if kind == "m" else "create or replace view"
+        try:
+            wh.execute(f'{create} "{schema}"."{name}" as {body}')
+        except Exception as exc:  # the transaction rolls back: nothing is published
+            raise MdmError(
+                f"publishing {target}: the view {schema}.{name} does not work on the new table ({exc}); "
+                f"nothing was published. Adapt the view to the new columns of {source}, or drop it, and rerun."
+            ) from exc
+    return "swap"
+
+
+# ----------------------------------------------------------------------------- audit + publish
+def _stats(asset: AssetResult | None) -> dict[str, Any]:
+    if asset is None:
+        return {
+            "evaluated": 0,
+            "successful": 0,
+            "success_percent": None,
+            "blocking_failures": 0,
+            "warnings": 0,
+            "failed": [],
+        }
+    evaluated = len(asset.expectations)
+    failed = asset.failed
+    return {
+        "evaluated": evaluated,
+        "successful": evaluated - len(failed),
+        "success_percent": round(100.0 * (evaluated - len(failed)) / evaluated, 3) if evaluated else None,
+        "blocking_failures": sum(1 for e in failed if e.blocking),
+        "warnings": sum(1 for e in failed if not e.blocking),
+        "failed": [e.label for e in failed],
+    }
+
+
+def _record(
+    wh: Warehouse,
+    run_id: str,
+    target: str,
+    source: str,
+    status: str,
+    method: str | None,
+    audited: bool,
+    rows: int | None,
+    stats: dict[str, Any],
+    now: datetime,
+) -> None:
+    wh.execute(
+        f"insert into {PUBLICATIONS_TABLE} (run_id, table_name, source_table, status, method, audited, row_count, "
+        "evaluated, successful, success_percent, blocking_failures, warnings, details, published_at, recorded_at) "
+        "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            run_id,
+            target,
+            source,
+            status,
+            method,
+            audited,
+            rows,
+            stats["evaluated"],
+            stats["successful"],
+            stats["success_percent"],
+            stats["blocking_failures"],
+            stats["warnings"],
+            json.dumps({"failed": stats["failed"]}, ensure_ascii=False),
+            now if status == "published" else None,
+            now,
+        ],
+    )
+
+
+def audit_and_publish(
+    settings: Settings,
+    run_id: str,
+    tables: Sequence[str] = ("dim_customer", "customer_xref"),
+    build_schema: str = "golden_build",
+    publish_schema: str = "marts",
+) -> dict[str, Any]:
+    """Validate ``build_schema.<table>`` with the golden suites; publish into ``publish_schema`` or raise.
+
+    Returns a summary (tables with rows and method, the validation summary, warnings). Raises
+    :class:`QualityGateFailed` (nothing published) when a blocking expectation fails or a table
+    is missing from the build schema.
+    """
+    t0 = time.perf_counter()
+    tables = [_ident(t) for t in tables]
+    build_schema, publish_schema = _ident(build_schema), _ident(publish_schema)
+    if not tables:
+        raise ValueError("audit_and_publish needs at least one table")
+    with_suites = {s.asset for s in load_layer(settings, "golden")}
+    audited = [t for t in tables if t in with_suites]
+    result: LayerResult | None = None
+    if audited:
+        result = validate_layer(settings, "golden", run_id, schema_override=build_schema, assets=audited)
+    assets = {a.table: a for a in result.assets} if result else {}
+
+    with connect(settings) as wh:
+        ensure_publications_table(wh)
+        sources = {t: f"{build_schema}.{t}" for t in tables}
+        targets = {t: f"{publish_schema}.{t}" for t in tables}
+        missing = [sources[t] for t in tables if t not in audited and not wh.table_exists(sources[t])]
+        rows = {t: int(wh.scalar(f"select count(*) from {sources[t]}")) for t in tables if wh.table_exists(sources[t])}
+        now = _now()
+        if missing or (result is not None and not result.success):
+            with wh.transaction():
+                for t in tables:
+                    _record(
+                        wh,
+                        run_id,
+                        targets[t],
+                        sources[t],
+                        "blocked",
+                        None,
+                        t in audited,
+                        rows.get(t),
+                        _stats(assets.get(sources[t])),
+                        now,
+                    )
+            kept = ", ".join(targets[t] for t in tables)
+            lines = [f"write-audit-publish blocked: {kept} left unchanged (yesterday's tables stay published)"]
+            lines += [f"  - {m} does not exist (nothing to publish)" for m in missing]
+            if result is not None and not result.success:
+                lines.append(result.message())
+            message = "\n".join(lines)
+            log.warning("publication of %s blocked by the quality gate (run %s)", kept, run_id)
+            raise QualityGateFailed(message, result)
+
+        methods: dict[str, str] = {}
+        with wh.transaction():
+            wh.execute(f"create schema if not exists {publish_schema}")
+            for t in tables:
+                methods[t] = _publish_table(wh, sources[t], targets[t])
+            for t in tables:
+                _record(
+                    wh,
+                    run_id,
+                    targets[t],
+                    sources[t],
+                    "published",
+                    methods[t],
+                    t in audited,
+                    rows[t],
+                    _stats(assets.get(sources[t])),
+                    now,
+                )
+
+    warnings = [e.label for e in result.warnings] if result else []
+    summary: dict[str, Any] = {
+        "run_id": run_id,
+        "status": "published",
+        "build_schema": build_schema,
+        "publish_schema": publish_schema,
+        "tables": {
+            t: {"published_table": targets[t], "rows": rows[t], "method": methods[t], "audited": t in audited}
+            for t in tables
+        },
+        "warnings": warnings,
+        "validation": result.to_dict() if result else None,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    log.info(
+        "published %s into %s (%s)",
+        ", ".join(f"{t} ({rows[t]:,} rows)" for t in tables),
+        publish_schema,
+        f"{len(warnings)} warning(s)" if warnings else "no warnings",
+    )
+    return summary
