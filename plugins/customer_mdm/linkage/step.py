@@ -363,6 +363,11 @@ def _tf_lookups(wh: Warehouse, universe_table: str, delta_table: str) -> dict[st
         f"from {RECORDS_SQL} as r left join mdm.xref as x on x.record_id = {key} "
         f"left join {delta_table} as d on d.record_key = {key}"
     )
+    wh.execute("drop table if exists _link_tf_wanted")
+    wh.execute(
+        "create temporary table _link_tf_wanted as select * from _link_tf_src "
+        f"where record_key in (select record_key from {universe_table})"
+    )
     lookups: dict[str, pd.DataFrame] = {}
     for col in TF_COLUMNS:
         frame = wh.query_df(
@@ -375,10 +380,7 @@ def _tf_lookups(wh: Warehouse, universe_table: str, delta_table: str) -> dict[st
                     sum(case when k = 1 then 1 else 0 end) as n1, sum(case when k = 2 then 1 else 0 end) as n2
                 from k
             ),
-            wanted as (
-                select distinct t.{col} as v from _link_tf_src as t
-                where t.record_key in (select record_key from {universe_table}) and t.{col} is not null
-            )
+            wanted as (select distinct {col} as v from _link_tf_wanted where {col} is not null)
             select k.v as {col},
                 (greatest(k.k - 2, 0) + case when s.n1 > 0 then least(1.0, greatest(0.05, 2.0 * s.n2 / s.n1))
                     else 1.0 end) / greatest(s.total, 1) as tf_{col}
