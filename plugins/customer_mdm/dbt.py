@@ -5,10 +5,16 @@ logging never leak into the Airflow task or the CLI. Its artefacts (``run_result
 ``manifest.json``, logs) live under ``$MDM_HOME/dbt`` so the checkout stays clean and two state
 directories never collide. The connection comes from ``dbt_project/profiles.yml``, which reads
 only environment variables; :meth:`Settings.env` provides them.
+
+The models are incremental (``dbt_project/macros/incremental.sql``); :func:`build_fingerprint`
+says when a layer must be rebuilt in full (``--full-refresh``) because the project or the
+standardisation changed. Before every dbt command the tables the project reads besides its
+sources are created if missing (``customer_mdm.schema.ensure_dbt_tables``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -47,6 +53,47 @@ class DbtResult:
         }
 
 
+#: What a dbt layer's tables are built from: a change to any of these files rebuilds them in full.
+FINGERPRINT_PATHS = ("dbt_project.yml", "models", "macros", "seeds", "tests")
+#: Layers whose models read the std.* lookups, directly or through other models.
+STD_LAYERS = frozenset({"build", "golden"})
+
+
+def build_fingerprint(settings: Settings, layer: str) -> str:
+    """Digest of the dbt project files (models, macros, seeds, tests, ``dbt_project.yml``) and,
+    for the layers that read the standardisation lookups, of ``std_version()``. A layer whose
+    stored fingerprint differs is rebuilt with ``--full-refresh``."""
+    root = settings.dbt_project_dir
+    digest = hashlib.sha256()
+    for name in FINGERPRINT_PATHS:
+        path = root / name
+        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+        for file in files:
+            rel = file.relative_to(root)
+            if any(part.startswith(".") for part in rel.parts):
+                continue  # editor and OS droppings
+            digest.update(rel.as_posix().encode() + b"\0")
+            digest.update(hashlib.sha256(file.read_bytes()).digest())
+    if layer in STD_LAYERS:
+        from customer_mdm.standardize.step import std_version
+
+        digest.update(b"std_version\0" + std_version().encode())
+    return digest.hexdigest()[:16]
+
+
+def ensure_dbt_tables(settings: Settings) -> None:
+    """Create the ops/mdm tables the dbt project reads, if missing (best effort: a warehouse
+    that cannot be reached is dbt's to report)."""
+    from customer_mdm.schema import ensure_dbt_tables as ensure
+    from customer_mdm.warehouse import connect
+
+    try:
+        with connect(settings) as wh:
+            ensure(wh)
+    except Exception as exc:  # noqa: BLE001 - dbt itself says what is wrong with the connection
+        log.warning("could not create the dbt bookkeeping tables: %s", exc)
+
+
 def dbt_executable() -> str:
     local = Path(sys.executable).with_name("dbt")
     if local.exists():
@@ -73,10 +120,19 @@ def _read_results(target_path: Path, command: str = "build") -> tuple[dict[str, 
     return counts, failures
 
 
+#: dbt commands that run the project's SQL (and so read ops.dbt_window and mdm.golden_dirty)
+_RUNS_SQL = frozenset({"build", "run", "test", "seed", "snapshot", "show", "compile"})
+
+
 def run_dbt(
-    settings: Settings, command: str = "build", extra_args: list[str] | None = None, check: bool = True
+    settings: Settings,
+    command: str = "build",
+    extra_args: list[str] | None = None,
+    check: bool = True,
+    ensure_tables: bool = True,
 ) -> DbtResult:
-    """Run ``dbt <command>`` (build, run, test, source freshness, docs generate ...)."""
+    """Run ``dbt <command>`` (build, run, test, source freshness, docs generate ...).
+    ``ensure_tables=False``: the caller has created the tables the project reads already."""
     state = settings.dbt_state_dir
     target_path = state / "target"
     state.mkdir(parents=True, exist_ok=True)
@@ -96,6 +152,8 @@ def run_dbt(
         *(extra_args or []),
     ]
     env = {**os.environ, **settings.env(), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    if ensure_tables and command.split()[0] in _RUNS_SQL:
+        ensure_dbt_tables(settings)
     (target_path / "run_results.json").unlink(missing_ok=True)
     (target_path / "sources.json").unlink(missing_ok=True)
     log.info("running %s", " ".join(args[1:3]))

@@ -5,6 +5,14 @@
 ``ops.quarantine``  rejected files and rows, with the reason and the raw record
 ``ops.runs``        one row per pipeline run with its JSON summary
 ``ops.run_steps``   one row per step (task) of a run
+``ops.dbt_window``  per dbt layer (staging, build, golden): ``since``, the newest ``_ingested_at``
+                    of the layer's inputs at its previous successful build (NULL: full rebuild);
+                    written before dbt runs, read by the dbt project (scoped staging tests,
+                    incremental golden models)
+``ops.dbt_state``   per dbt layer: the build fingerprint and watermark of its last successful build
+
+The dbt project reads ``ops.dbt_window`` and ``mdm.golden_dirty`` (the golden ids the link step
+marks for rebuilding): :func:`ensure_dbt_tables` creates them before any dbt command.
 
 All statements are idempotent and portable between DuckDB and PostgreSQL.
 """
@@ -70,7 +78,25 @@ OPS_TABLES: dict[str, dict[str, str]] = {
         "finished_at": "timestamp",
         "details": "text",
     },
+    "ops.dbt_window": {
+        "layer": "text",  # staging | build | golden
+        "since": "timestamp",  # NULL: the layer is rebuilt in full
+        "run_id": "text",
+        "written_at": "timestamp",
+    },
+    "ops.dbt_state": {
+        "layer": "text",
+        "fingerprint": "text",  # customer_mdm.dbt.build_fingerprint of the last successful build
+        "watermark": "timestamp",  # newest _ingested_at of the layer's inputs it has built
+        "mode": "text",  # full | incremental
+        "reason": "text",
+        "run_id": "text",
+        "built_at": "timestamp",
+    },
 }
+
+#: Golden ids to rebuild, appended by the link step, cleared by dbt_golden (dbt source mdm.golden_dirty).
+GOLDEN_DIRTY: dict[str, str] = {"golden_id": "text", "run_id": "text", "reason": "text"}
 
 
 def raw_columns(feed: Feed) -> dict[str, str]:
@@ -101,3 +127,12 @@ def ensure_schema(wh: Warehouse) -> None:
         _ensure_table(wh, table, columns)
     for feed in FEEDS:
         _ensure_table(wh, feed.raw_table, raw_columns(feed))
+
+
+def ensure_dbt_tables(wh: Warehouse) -> None:
+    """Create the tables the dbt project reads besides its sources' landing tables."""
+    wh.execute("create schema if not exists ops")
+    for table in ("ops.dbt_window", "ops.dbt_state"):
+        _ensure_table(wh, table, OPS_TABLES[table])
+    wh.execute("create schema if not exists mdm")
+    _ensure_table(wh, "mdm.golden_dirty", GOLDEN_DIRTY)

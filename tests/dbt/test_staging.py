@@ -1,6 +1,6 @@
 """The dbt staging layer, built for real on DuckDB and on PostgreSQL from dirty hand-made raw rows.
 
-Each target is built once per module (``dbt build``: views + every data test, including
+Each target is built once per module (``dbt build``: the staging tables + every data test, including
 ``tests/assert_cross_db_macros.sql`` which pins the cross-database macros on that target).
 """
 
@@ -56,7 +56,7 @@ def test_every_feed_has_a_staging_model() -> None:
 def test_build_passes_and_dirty_vocabularies_only_warn(duckdb_staging: BuiltWarehouse) -> None:
     result = duckdb_staging.build
     assert result.success, result.failures
-    assert result.counts.get("success") == len(MODELS)  # the views
+    assert result.counts.get("success") == len(MODELS)  # the staging tables (incremental models)
     assert not {"error", "fail", "runtime error", "skipped"} & set(result.counts)
     # 'shipped' status, 'fax' channel, 'Phone' field, 'sms' channel: warnings, not failures
     assert result.counts.get("warn", 0) >= 4

@@ -1,11 +1,24 @@
 -- Contact events with the contact value standardised like the records' contacts, so that a
 -- bounced email or an unreachable phone can be matched to the records that carry it.
+-- Incremental: appends the staging rows ingested after this table's newest _ingested_at (a
+-- staging row never changes except its is_latest flag, which this model does not carry).
+
+{{ config(
+    materialized='incremental',
+    incremental_strategy='replace_keys',
+    unique_key='event_key',
+    indexes=postgres_indexes([['event_key'], ['_ingested_at']]),
+    on_schema_change='fail',
+) }}
 
 with
 
 events as (
 
     select * from {{ ref('stg_contact_events__events') }}
+    {%- if is_incremental() %}
+    where _ingested_at > {{ ingested_watermark() }}
+    {%- endif %}
 
 ),
 

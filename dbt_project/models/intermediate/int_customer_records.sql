@@ -1,12 +1,25 @@
 -- One row per person-bearing source record (its current version): every field standardised,
 -- the original values kept alongside (*_raw), lineage to the raw row kept.
 -- Python standardisation arrives through the std.* lookups (customer_mdm.standardize.step).
+-- Incremental: the records whose current version was ingested after this table's newest
+-- _ingested_at replace their previous version (a record never loses its current version).
+
+{{ config(
+    materialized='incremental',
+    incremental_strategy='replace_keys',
+    unique_key=['source', 'source_id'],
+    indexes=postgres_indexes([['source', 'source_id'], ['_ingested_at']]),
+    on_schema_change='fail',
+) }}
 
 with
 
 records as (
 
     select * from {{ ref('int_person_records__unioned') }}
+    {%- if is_incremental() %}
+    where _ingested_at > {{ ingested_watermark() }}
+    {%- endif %}
 
 ),
 
@@ -139,6 +152,8 @@ joined as (
 
 ),
 
+-- the contract's types exactly (codes come from the seeds as varchar on PostgreSQL), so that an
+-- incremental batch has the table's column types
 final as (
 
     select
@@ -160,7 +175,7 @@ final as (
         real_name_issue as name_issue,
 
         gender_raw,
-        gender,
+        cast(gender as text) as gender,
 
         birth_date_raw,
         birth_date,
@@ -181,7 +196,7 @@ final as (
             when has_one_at and {{ email_is_valid("email_local || '@' || email_domain") }}
                 then email_local || '@' || email_domain
         end as email,
-        email_domain,
+        cast(email_domain as text) as email_domain,
         coalesce(email_domain_corrected, false) as email_domain_corrected,
         case
             when email_raw is null then null
@@ -203,9 +218,9 @@ final as (
         {{ company_std(company_clean('company_raw')) }} as company_std,
         {{ company_key(company_std(company_clean('company_raw'))) }} as company_key,
         customer_type_raw,
-        customer_type,
+        cast(customer_type as text) as customer_type,
         tier_raw,
-        tier,
+        cast(tier as text) as tier,
         consent_marketing_raw,
         case consent_code when 'true' then true when 'false' then false end as consent_marketing,
 

@@ -1,11 +1,28 @@
 -- Changes customers made themselves in the portal, with the new value standardised the same
 -- way as the source records' fields (the customer is the best authority on their contacts).
+-- Incremental: every version of the changes (event_id) with a version ingested after this
+-- table's newest _ingested_at replaces their rows (is_latest may move to the new version).
+
+{{ config(
+    materialized='incremental',
+    incremental_strategy='replace_keys',
+    unique_key='change_key',
+    indexes=postgres_indexes([['change_key'], ['_ingested_at']]),
+    on_schema_change='fail',
+) }}
 
 with
 
 changes as (
 
     select * from {{ ref('stg_self_service__changes') }}
+    {%- if is_incremental() %}
+    where coalesce(event_id, '') in (
+        select coalesce(event_id, '')
+        from {{ ref('stg_self_service__changes') }}
+        where _ingested_at > {{ ingested_watermark() }}
+    )
+    {%- endif %}
 
 ),
 

@@ -1,11 +1,15 @@
 -- One row per call-centre service ticket line, every re-export kept.
 -- caller_name was typed by an agent while listening: homophones are common (standardised later).
+-- Incremental (macros/incremental.sql): re-reads every raw row of the keys with new rows and
+-- replaces those keys' rows, so is_latest is ranked over all versions of a key.
+
+{{ config(unique_key='source_id', indexes=postgres_indexes([['source_id'], ['_ingested_at']])) }}
 
 with
 
 source as (
 
-    select * from {{ source('callcenter', 'callcenter') }}
+    {{ changed_keys_source(source('callcenter', 'callcenter'), clean_text('ticket_id')) }}
 
 ),
 

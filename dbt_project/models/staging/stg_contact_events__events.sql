@@ -1,12 +1,21 @@
 -- One row per contact event (a bounce, an unreachable number, a verification, an opt-out).
 -- Events carry no id: source_id is the lineage (batch + row); event_key is the event's content,
 -- so the same event re-exported in several batches is counted once (is_latest).
+-- Incremental (macros/incremental.sql): re-reads every raw row of the keys with new rows and
+-- replaces those keys' rows, so is_latest is ranked over all versions of a key.
+
+{{ config(unique_key='event_key', indexes=postgres_indexes([['event_key'], ['_ingested_at']])) }}
+
+{#- event_key (below) as an expression over the raw columns -#}
+{%- set raw_event_key = row_key([
+    clean_code('channel'), clean_text('value'), clean_code('event'), clean_text('occurred_at')
+]) %}
 
 with
 
 source as (
 
-    select * from {{ source('contact_events', 'contact_events') }}
+    {{ changed_keys_source(source('contact_events', 'contact_events'), raw_event_key) }}
 
 ),
 

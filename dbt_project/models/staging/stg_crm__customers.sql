@@ -1,11 +1,15 @@
 -- One row per CRM export row (person or company contact), every re-export kept.
 -- Values that the intermediate layer standardises (names, phones, dates ...) stay text (*_raw).
+-- Incremental (macros/incremental.sql): re-reads every raw row of the keys with new rows and
+-- replaces those keys' rows, so is_latest is ranked over all versions of a key.
+
+{{ config(unique_key='source_id', indexes=postgres_indexes([['source_id'], ['_ingested_at']])) }}
 
 with
 
 source as (
 
-    select * from {{ source('crm', 'crm') }}
+    {{ changed_keys_source(source('crm', 'crm'), clean_text('crm_id')) }}
 
 ),
 

@@ -1,11 +1,15 @@
 -- One row per online-shop member account line, every re-export kept.
 -- registered_at is ISO 8601 with an offset; last_login_at is epoch milliseconds: both to UTC.
+-- Incremental (macros/incremental.sql): re-reads every raw row of the keys with new rows and
+-- replaces those keys' rows, so is_latest is ranked over all versions of a key.
+
+{{ config(unique_key='source_id', indexes=postgres_indexes([['source_id'], ['_ingested_at']])) }}
 
 with
 
 source as (
 
-    select * from {{ source('ecommerce', 'ecommerce_members') }}
+    {{ changed_keys_source(source('ecommerce', 'ecommerce_members'), clean_text('member_id')) }}
 
 ),
 

@@ -1,11 +1,15 @@
 -- One row per online-shop order line, every re-export kept (a later export may carry a new status).
 -- Amounts are numeric(18,2); refunds may be negative.
+-- Incremental (macros/incremental.sql): re-reads every raw row of the keys with new rows and
+-- replaces those keys' rows, so is_latest is ranked over all versions of a key.
+
+{{ config(unique_key='source_id', indexes=postgres_indexes([['source_id'], ['_ingested_at']])) }}
 
 with
 
 source as (
 
-    select * from {{ source('ecommerce', 'ecommerce_orders') }}
+    {{ changed_keys_source(source('ecommerce', 'ecommerce_orders'), clean_text('order_id')) }}
 
 ),
 

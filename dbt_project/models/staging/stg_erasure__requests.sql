@@ -1,11 +1,15 @@
 -- One row per request to erase a person (PIPL art. 47, GDPR art. 17).
 -- identifier_type says which kind of value identifier_value_raw holds (mobile, email, an id ...).
+-- Incremental (macros/incremental.sql): re-reads every raw row of the keys with new rows and
+-- replaces those keys' rows, so is_latest is ranked over all versions of a key.
+
+{{ config(unique_key='source_id', indexes=postgres_indexes([['source_id'], ['_ingested_at']])) }}
 
 with
 
 source as (
 
-    select * from {{ source('erasure', 'erasure') }}
+    {{ changed_keys_source(source('erasure', 'erasure'), clean_text('request_id')) }}
 
 ),
 

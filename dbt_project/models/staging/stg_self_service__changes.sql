@@ -1,11 +1,15 @@
 -- One row per change a customer made to their own data in the self-service portal.
 -- source_system + source_record_id name the record changed; field + new_value_raw say how.
+-- Incremental (macros/incremental.sql): re-reads every raw row of the keys with new rows and
+-- replaces those keys' rows, so is_latest is ranked over all versions of a key.
+
+{{ config(unique_key='source_id', indexes=postgres_indexes([['source_id'], ['_ingested_at']])) }}
 
 with
 
 source as (
 
-    select * from {{ source('self_service', 'self_service') }}
+    {{ changed_keys_source(source('self_service', 'self_service'), clean_text('event_id')) }}
 
 ),
 

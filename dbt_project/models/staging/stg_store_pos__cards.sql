@@ -1,11 +1,15 @@
 -- One row per offline-store loyalty card line, every re-export kept.
 -- birthday is often month-day only (MM-DD): kept as text for the intermediate layer.
+-- Incremental (macros/incremental.sql): re-reads every raw row of the keys with new rows and
+-- replaces those keys' rows, so is_latest is ranked over all versions of a key.
+
+{{ config(unique_key='source_id', indexes=postgres_indexes([['source_id'], ['_ingested_at']])) }}
 
 with
 
 source as (
 
-    select * from {{ source('store_pos', 'store_pos') }}
+    {{ changed_keys_source(source('store_pos', 'store_pos'), clean_text('card_no')) }}
 
 ),
 

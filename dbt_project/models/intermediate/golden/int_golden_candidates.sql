@@ -2,6 +2,19 @@
 -- One row per (golden_id, attribute, source record); dim_customer keeps the winner of each.
 -- Rules live in the seed ref_survivorship_rules (which sources may provide an attribute and
 -- how much each is trusted; 0 = the customer's own self-service change).
+-- Incremental: the rows of the golden ids in int_golden_affected are replaced (an id listed
+-- there without candidates any more, or gone from mdm.xref, loses its rows).
+
+{{ config(
+    materialized='incremental',
+    incremental_strategy='replace_keys',
+    unique_key='golden_id',
+    indexes=postgres_indexes([['golden_id']]),
+    replace_keys_from='int_golden_affected',
+    on_schema_change='fail',
+) }}
+
+-- depends_on: {{ ref('int_golden_affected') }}
 
 with
 
@@ -14,6 +27,9 @@ records as (
 xref as (
 
     select * from {{ source('mdm', 'xref') }}
+    {%- if is_incremental() %}
+    where golden_id in (select golden_id from {{ ref('int_golden_affected') }})
+    {%- endif %}
 
 ),
 
@@ -41,7 +57,7 @@ linked as (
         x.golden_id,
         r.*
     from records as r
-    inner join xref as x on x.record_id = r.source || ':' || r.source_id
+    inner join xref as x on x.source = r.source and x.source_id = r.source_id
 
 ),
 
@@ -62,7 +78,7 @@ latest_changes as (
             order by c.submitted_at_utc desc, c.event_id desc
         ) as recency
     from changes as c
-    inner join xref as x on x.record_id = c.source_system || ':' || c.source_record_id
+    inner join xref as x on x.source = c.source_system and x.source_id = c.source_record_id
     where c.new_value is not null
 
 ),

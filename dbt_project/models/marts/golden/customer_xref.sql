@@ -1,5 +1,8 @@
 -- The cross-reference BI tools and downstream systems read: every source record and the golden
 -- customer it belongs to, how sure the model is and how the link was made.
+-- A view: mdm.xref is rewritten by every link step, a copy would cost a full write each run.
+
+{{ config(materialized='view') }}
 
 with
 

@@ -2,12 +2,28 @@
 -- survivorship from the person's source records, with the source record it came from.
 -- Ranking: bad contacts (bounced, unreachable) last, then source trust (self-service first),
 -- then verified contacts, then the most recent, then the most complete, then record id.
+-- Incremental: the golden ids in int_golden_affected are rebuilt (or removed when they are no
+-- longer in mdm.xref).
+
+{{ config(
+    materialized='incremental',
+    incremental_strategy='replace_keys',
+    unique_key='golden_id',
+    indexes=postgres_indexes([['golden_id']]),
+    replace_keys_from='int_golden_affected',
+    on_schema_change='fail',
+) }}
+
+-- depends_on: {{ ref('int_golden_affected') }}
 
 with
 
 candidates as (
 
     select * from {{ ref('int_golden_candidates') }}
+    {%- if is_incremental() %}
+    where golden_id in (select golden_id from {{ ref('int_golden_affected') }})
+    {%- endif %}
 
 ),
 
@@ -21,7 +37,10 @@ records as (
         r.name_pinyin,
         r.source || ':' || r.source_id as record_id
     from {{ ref('int_customer_records') }} as r
-    inner join {{ source('mdm', 'xref') }} as x on x.record_id = r.source || ':' || r.source_id
+    inner join {{ source('mdm', 'xref') }} as x on x.source = r.source and x.source_id = r.source_id
+    {%- if is_incremental() %}
+    where x.golden_id in (select golden_id from {{ ref('int_golden_affected') }})
+    {%- endif %}
 
 ),
 
