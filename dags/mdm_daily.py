@@ -1,23 +1,27 @@
 """Daily customer master-data pipeline.
 
-start -> ingest one task per landing feed -> dbt staging -> standardize (Python lookups)
--> dbt build (intermediate, marts) -> link (Splink, golden ids) -> dbt golden (dim_customer,
-customer_xref) -> finish (run summary). Trigger with conf ``{"full": true}`` to rescore every
-record (``mdm run --full``).
+start -> ingest one task per landing feed -> validate_raw (Great Expectations) -> dbt staging
+-> standardize (Python lookups) -> dbt build (intermediate, marts) -> validate_standardised ->
+link (Splink, golden ids) -> dbt golden (into golden_build) -> publish (golden suites, then swap
+into marts: write-audit-publish) -> finish (run summary). Every step is incremental: only what
+changed since the last run is rebuilt. Trigger with conf ``{"full": true}`` to rebuild and
+rescore everything (``mdm run --full``).
 
 Ingestion tasks never fail on bad input: bad files and rows go to ``ops.quarantine``. A feed
 task fails only when its source or the warehouse is unreachable; the other feeds and the build
-still run (trigger rule ``all_done`` on ``dbt_staging``), and ``finish`` fails the run, naming
-what went wrong.
+still run (trigger rule ``all_done`` on ``validate_raw``), and ``finish`` fails the run, naming
+what went wrong. A blocking expectation fails its gate and stops the run before publication:
+yesterday's golden tables stay in ``marts``. ``publish`` updates the golden asset, on which
+``mdm_governance`` (worklist, segments, scorecard, report) is scheduled.
 This file only wires tasks: the work is in ``customer_mdm.pipeline``.
 """
 
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import dag, task
+from airflow.sdk import Asset, dag, task
 
-from customer_mdm.orchestration import default_args, run_id_from_context
+from customer_mdm.orchestration import GOLDEN_ASSET, default_args, full_from_context, run_id_from_context
 from customer_mdm.sources import FEEDS
 
 
@@ -48,11 +52,18 @@ def mdm_daily() -> None:
         return ingest_step(Settings.from_env(), mdm_run, feed_name)
 
     @task(trigger_rule="all_done")
-    def dbt_staging(mdm_run: str) -> dict:
+    def validate_raw(mdm_run: str, **context) -> dict:
+        from customer_mdm.config import Settings
+        from customer_mdm.pipeline import validate_raw_step
+
+        return validate_raw_step(Settings.from_env(), mdm_run, full=full_from_context(context))
+
+    @task
+    def dbt_staging(mdm_run: str, **context) -> dict:
         from customer_mdm.config import Settings
         from customer_mdm.pipeline import dbt_staging_step
 
-        return dbt_staging_step(Settings.from_env(), mdm_run)
+        return dbt_staging_step(Settings.from_env(), mdm_run, full=full_from_context(context))
 
     @task
     def standardize(mdm_run: str) -> dict:
@@ -62,26 +73,39 @@ def mdm_daily() -> None:
         return standardize_step(Settings.from_env(), mdm_run)
 
     @task
-    def dbt_build(mdm_run: str) -> dict:
+    def dbt_build(mdm_run: str, **context) -> dict:
         from customer_mdm.config import Settings
         from customer_mdm.pipeline import dbt_build_step
 
-        return dbt_build_step(Settings.from_env(), mdm_run)
+        return dbt_build_step(Settings.from_env(), mdm_run, full=full_from_context(context))
+
+    @task
+    def validate_standardised(mdm_run: str, **context) -> dict:
+        from customer_mdm.config import Settings
+        from customer_mdm.pipeline import validate_standardised_step
+
+        return validate_standardised_step(Settings.from_env(), mdm_run, full=full_from_context(context))
 
     @task
     def link(mdm_run: str, **context) -> dict:
         from customer_mdm.config import Settings
         from customer_mdm.pipeline import link_step
 
-        conf = getattr(context.get("dag_run"), "conf", None) or {}
-        return link_step(Settings.from_env(), mdm_run, full=bool(conf.get("full")))
+        return link_step(Settings.from_env(), mdm_run, full=full_from_context(context))
 
     @task
-    def dbt_golden(mdm_run: str) -> dict:
+    def dbt_golden(mdm_run: str, **context) -> dict:
         from customer_mdm.config import Settings
         from customer_mdm.pipeline import dbt_golden_step
 
-        return dbt_golden_step(Settings.from_env(), mdm_run)
+        return dbt_golden_step(Settings.from_env(), mdm_run, full=full_from_context(context))
+
+    @task(outlets=[Asset(GOLDEN_ASSET)])
+    def publish(mdm_run: str) -> dict:
+        from customer_mdm.config import Settings
+        from customer_mdm.pipeline import publish_step
+
+        return publish_step(Settings.from_env(), mdm_run)
 
     @task(trigger_rule="all_done")
     def finish(mdm_run: str) -> dict:
@@ -92,13 +116,14 @@ def mdm_daily() -> None:
 
     mdm_run = start()
     ingests = [ingest.override(task_id=f"ingest_{f.name}")(mdm_run, f.name) for f in FEEDS]
+    gate_raw = validate_raw(mdm_run)
+    ingests >> gate_raw
     staged = dbt_staging(mdm_run)
-    ingests >> staged
     built = dbt_build(mdm_run)
-    staged >> standardize(mdm_run) >> built
+    gate_raw >> staged >> standardize(mdm_run) >> built
     golden = dbt_golden(mdm_run)
-    built >> link(mdm_run) >> golden
-    golden >> finish(mdm_run)
+    built >> validate_standardised(mdm_run) >> link(mdm_run) >> golden
+    golden >> publish(mdm_run) >> finish(mdm_run)
 
 
 mdm_daily()

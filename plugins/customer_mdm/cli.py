@@ -104,6 +104,19 @@ def print_summary(summary: dict[str, Any]) -> None:
             f"{link['golden_ids']:,} golden customers (largest {link['largest_cluster']} records), "
             f"{link['review_queue']:,} pair(s) for review (`mdm review list`)"
         )
+    quality = summary.get("quality", {})
+    for gate, info in quality.get("gates", {}).items():
+        colour = "red" if info["blocking_failures"] else ("yellow" if info["warnings"] else "green")
+        click.secho(
+            f"quality {gate}: {len(info['blocking_failures'])} blocking failure(s), {len(info['warnings'])} warning(s)",
+            fg=colour,
+        )
+        for label in info["blocking_failures"][:10]:
+            click.secho(f"      blocking: {label}", fg="red")
+    if quality.get("data_docs"):
+        click.echo(f"Data Docs: {quality['data_docs']}")
+    if quality.get("scorecard_report"):
+        click.echo(f"quality scorecard: {quality['scorecard_report']}")
     files = [q for q in summary["quarantine"] if q["kind"] == "file"]
     if summary["quarantine"]:
         click.secho(
@@ -145,8 +158,20 @@ def run(ctx: click.Context, landing: Path | None, no_airflow: bool, quiet: bool,
         from customer_mdm.airflow_runner import dags_test
 
         code = dags_test(
-            settings, "mdm_daily", conf={"mdm_run_id": run_id}, extra_env={"MDM_TASK_RETRIES": "0"}, stream=not quiet
+            settings,
+            "mdm_daily",
+            conf={"mdm_run_id": run_id, "full": full},
+            extra_env={"MDM_TASK_RETRIES": "0"},
+            stream=not quiet,
         )
+        if code == 0:  # the scheduler runs mdm_governance on the golden asset; `dags test` does not
+            code = dags_test(
+                settings,
+                "mdm_governance",
+                conf={"mdm_run_id": run_id},
+                extra_env={"MDM_TASK_RETRIES": "0"},
+                stream=not quiet,
+            )
         if code != 0:
             click.secho(
                 f"airflow dags test exited with {code}; log: {settings.airflow_home / 'logs' / 'mdm_daily-last.log'}",

@@ -14,6 +14,9 @@ log = logging.getLogger(__name__)
 
 #: Airflow asset URIs linking producer and consumer DAGs
 LINKAGE_MODEL_ASSET = "mdm://models/linkage"
+#: the published golden tables (marts.dim_customer, marts.customer_xref): written by mdm_daily's
+#: publish task once the golden suites pass; mdm_governance runs on every update
+GOLDEN_ASSET = "mdm://warehouse/marts/dim_customer"
 
 
 def on_task_failure(context: Any) -> None:
@@ -52,3 +55,9 @@ def run_id_from_context(context: Any) -> str:
     dag_run = context.get("dag_run")
     conf = getattr(dag_run, "conf", None) or {}
     return str(conf.get("mdm_run_id") or context["run_id"])
+
+
+def full_from_context(context: Any) -> bool:
+    """``conf['full']``: rebuild and rescore everything (``mdm run --full``)."""
+    conf = getattr(context.get("dag_run"), "conf", None) or {}
+    return bool(conf.get("full"))

@@ -20,7 +20,7 @@ from typing import Any
 from customer_mdm.config import Settings
 from customer_mdm.schema import ensure_schema
 from customer_mdm.sources import FEEDS
-from customer_mdm.warehouse import connect
+from customer_mdm.warehouse import Warehouse, connect
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +30,19 @@ def expected_steps() -> list[str]:
     return [
         "start",
         *(f"ingest_{f.name}" for f in FEEDS),
+        "validate_raw",
         "dbt_staging",
         "standardize",
         "dbt_build",
+        "validate_standardised",
         "link",
         "dbt_golden",
+        "publish",
     ]
+
+
+#: Steps of the governance outputs (the mdm_governance DAG, after each publication)
+GOVERNANCE_STEPS = ["dbt_governance", "scorecard"]
 
 
 def new_run_id() -> str:
@@ -108,20 +115,150 @@ def ingest_step(settings: Settings, run_id: str, feed_name: str) -> dict[str, An
     return rec.details
 
 
-def _dbt_step(settings: Settings, run_id: str, name: str, args: list[str]) -> dict[str, Any]:
-    from customer_mdm.dbt import DbtFailed, run_dbt
+# ----------------------------------------------------------------------------- dbt layers
+@dataclass(frozen=True)
+class DbtLayer:
+    """One dbt step: what it builds and what its watermark is taken from."""
 
-    with step(settings, run_id, name) as rec:
-        result = run_dbt(settings, "build", args, check=False)
+    name: str  # staging | build | golden (ops.dbt_window.layer, ops.dbt_state.layer)
+    step: str  # the pipeline step
+    select: tuple[str, ...]  # dbt node selection
+    inputs: tuple[str, ...]  # tables whose newest _ingested_at the layer has built when it succeeds
+
+
+STAGING_MODELS = (
+    "stg_crm__customers",
+    "stg_ecommerce__members",
+    "stg_ecommerce__orders",
+    "stg_callcenter__tickets",
+    "stg_store_pos__cards",
+    "stg_self_service__changes",
+    "stg_contact_events__events",
+    "stg_erasure__requests",
+)
+
+DBT_LAYERS = {
+    "staging": DbtLayer("staging", "dbt_staging", ("--select", "tag:staging"), tuple(f.raw_table for f in FEEDS)),
+    "build": DbtLayer(
+        "build",
+        "dbt_build",
+        ("--exclude", "tag:staging", "tag:golden", "tag:governance"),
+        tuple(f"staging.{m}" for m in STAGING_MODELS),
+    ),
+    "golden": DbtLayer(
+        "golden",
+        "dbt_golden",
+        # the governance models' tests on dim_customer belong to the governance step
+        ("--select", "tag:golden", "--indirect-selection", "cautious"),
+        (
+            "intermediate.int_customer_records",
+            "intermediate.int_self_service_changes",
+            "intermediate.int_contact_events",
+        ),
+    ),
+}
+
+
+def _newest_ingested(wh: Warehouse, tables: tuple[str, ...]) -> datetime | None:
+    present = [t for t in tables if wh.table_exists(t)]
+    if not present:
+        return None
+    union = " union all ".join(f"select max(_ingested_at) as newest from {t}" for t in present)
+    value = wh.scalar(f"select max(newest) from ({union}) as inputs")
+    return value if isinstance(value, datetime) else None
+
+
+def _link_mode(wh: Warehouse, run_id: str) -> str | None:
+    details = wh.scalar(
+        "select details from ops.run_steps where run_id = ? and step = 'link' and status = 'success'", [run_id]
+    )
+    return json.loads(details).get("mode") if details else None
+
+
+def _plan_layer(
+    wh: Warehouse, run_id: str, layer: DbtLayer, fingerprint: str, full: bool
+) -> tuple[str, str, datetime | None]:
+    """Full or incremental, why, and the ``since`` of an incremental build."""
+    state = wh.query("select fingerprint, watermark from ops.dbt_state where layer = ?", [layer.name])
+    if full:
+        return "full", "full run requested", None
+    if not state:
+        return "full", "first build (no ops.dbt_state)", None
+    previous_fingerprint, watermark = state[0]
+    if previous_fingerprint != fingerprint:
+        return "full", f"build fingerprint changed ({previous_fingerprint} -> {fingerprint})", None
+    if layer.name == "golden" and _link_mode(wh, run_id) == "full":
+        return "full", "the link step of this run ran in full mode", None
+    return "incremental", "same build fingerprint", watermark
+
+
+def _dbt_step(settings: Settings, run_id: str, layer: DbtLayer, full: bool = False) -> dict[str, Any]:
+    """Run one dbt layer, incrementally unless a full rebuild is due. The details say which
+    (``mode`` full | incremental, ``mode_reason``) and over what (``since``, ``watermark``)."""
+    from customer_mdm.dbt import DbtFailed, build_fingerprint, run_dbt
+    from customer_mdm.schema import ensure_dbt_tables
+
+    with step(settings, run_id, layer.step) as rec:
+        fingerprint = build_fingerprint(settings, layer.name)
+        with connect(settings) as wh:
+            ensure_dbt_tables(wh)
+            mode, reason, since = _plan_layer(wh, run_id, layer, fingerprint, full)
+            watermark = _newest_ingested(wh, layer.inputs)  # before dbt reads them: rows come later
+            dirty_runs = [r[0] for r in wh.query("select distinct run_id from mdm.golden_dirty")]
+            with wh.transaction():
+                wh.execute("delete from ops.dbt_window where layer = ?", [layer.name])
+                wh.execute(
+                    "insert into ops.dbt_window (layer, since, run_id, written_at) values (?, ?, ?, ?)",
+                    [layer.name, since, run_id, _now()],
+                )
+        if since is not None and (watermark is None or watermark < since):
+            watermark = since  # the window never moves back
+        rec.details.update(
+            mode=mode, mode_reason=reason, since=_text(since), watermark=_text(watermark), fingerprint=fingerprint
+        )
+        log.info("%s: %s build (%s)", layer.step, mode, reason)
+        if mode == "full":
+            args = [*layer.select, "--full-refresh"]
+        else:  # seeds only change with the fingerprint: reloading and retesting them is for full builds
+            args = [*layer.select, "--exclude", "resource_type:seed"]
+        result = run_dbt(settings, "build", args, check=False, ensure_tables=False)
         rec.details.update(result.to_dict())
-        if not result.success:
-            raise DbtFailed(f"{name} failed:\n  " + "\n  ".join(result.failures))
+        rec.details["dbt_seconds"] = rec.details.pop("seconds")  # "seconds" is the whole step's
+        if not result.success:  # the window stays where it was: the next run retests these rows
+            raise DbtFailed(f"{layer.step} failed:\n  " + "\n  ".join(result.failures))
+        with connect(settings) as wh:
+            if layer.name == "golden" and mode == "incremental":
+                rows = wh.query("select reason, count(*) from intermediate.int_golden_affected group by reason")
+                rec.details["golden_ids_rebuilt"] = {str(r): int(n) for r, n in sorted(rows)}
+            with wh.transaction():
+                if layer.name == "golden":
+                    _clear_golden_dirty(wh, dirty_runs)
+                wh.execute("delete from ops.dbt_state where layer = ?", [layer.name])
+                wh.execute(
+                    "insert into ops.dbt_state (layer, fingerprint, watermark, mode, reason, run_id, built_at) "
+                    "values (?, ?, ?, ?, ?, ?, ?)",
+                    [layer.name, fingerprint, watermark, mode, reason, run_id, _now()],
+                )
     return rec.details
 
 
-def dbt_staging_step(settings: Settings, run_id: str) -> dict[str, Any]:
-    """Build and test the staging views (the standardiser reads them)."""
-    return _dbt_step(settings, run_id, "dbt_staging", ["--select", "tag:staging"])
+def _clear_golden_dirty(wh: Warehouse, run_ids: list[str | None]) -> None:
+    """Forget the dirty golden ids of the link runs seen before dbt_golden ran: they are built now."""
+    known = [r for r in run_ids if r is not None]
+    conditions = [f"run_id in ({', '.join('?' for _ in known)})"] if known else []
+    conditions += ["run_id is null"] if None in run_ids else []
+    if conditions:
+        wh.execute(f"delete from mdm.golden_dirty where {' or '.join(conditions)}", known)
+
+
+def _text(value: datetime | None) -> str | None:
+    """A timestamp for the step details (JSON, Airflow XCom)."""
+    return None if value is None else str(value)
+
+
+def dbt_staging_step(settings: Settings, run_id: str, full: bool = False) -> dict[str, Any]:
+    """Build and test the staging tables (the standardiser reads them)."""
+    return _dbt_step(settings, run_id, DBT_LAYERS["staging"], full)
 
 
 def standardize_step(settings: Settings, run_id: str) -> dict[str, Any]:
@@ -133,9 +270,9 @@ def standardize_step(settings: Settings, run_id: str) -> dict[str, Any]:
     return rec.details
 
 
-def dbt_build_step(settings: Settings, run_id: str) -> dict[str, Any]:
+def dbt_build_step(settings: Settings, run_id: str, full: bool = False) -> dict[str, Any]:
     """Build and test the intermediate models and the marts that do not need linkage."""
-    return _dbt_step(settings, run_id, "dbt_build", ["--exclude", "tag:staging", "tag:golden"])
+    return _dbt_step(settings, run_id, DBT_LAYERS["build"], full)
 
 
 def link_step(settings: Settings, run_id: str, full: bool = False) -> dict[str, Any]:
@@ -147,9 +284,118 @@ def link_step(settings: Settings, run_id: str, full: bool = False) -> dict[str, 
     return rec.details
 
 
-def dbt_golden_step(settings: Settings, run_id: str) -> dict[str, Any]:
-    """Build and test the golden customer table and the cross-reference marts."""
-    return _dbt_step(settings, run_id, "dbt_golden", ["--select", "tag:golden"])
+def dbt_golden_step(settings: Settings, run_id: str, full: bool = False) -> dict[str, Any]:
+    """Build and test the golden customer table and the cross-reference marts: incrementally, the
+    golden ids in ``mdm.golden_dirty`` and those touched by data ingested since the last build;
+    in full when asked, when the project changed or when this run's link step ran in full."""
+    return _dbt_step(settings, run_id, DBT_LAYERS["golden"], full)
+
+
+# ----------------------------------------------------------------------------- quality gates
+def _run_started(settings: Settings, run_id: str) -> datetime | None:
+    with connect(settings) as wh:
+        value = wh.scalar("select started_at from ops.runs where run_id = ?", [run_id])
+    return value if isinstance(value, datetime) else None
+
+
+def _validate_step(settings: Settings, run_id: str, layer: str, full: bool) -> dict[str, Any]:
+    """Run a layer's Great Expectations suites on what this run brought (everything when
+    ``full``); a blocking failure fails the step, naming the expectations; warnings never do."""
+    from customer_mdm.quality import data_docs_index, validate_layer
+
+    with step(settings, run_id, f"validate_{layer}") as rec:
+        since = None if full else _run_started(settings, run_id)
+        rec.details["since"] = since
+        assets = None
+        if layer == "raw" and since is not None:  # only the feeds that delivered rows in this run
+            assets = [f for f in _feeds_loaded(settings, run_id)]
+            rec.details["feeds"] = assets
+            if not assets:
+                return rec.details
+        result = validate_layer(settings, layer, run_id, since=since, assets=assets)
+        rec.details.update(result.to_dict())
+        rec.details["data_docs"] = str(data_docs_index(settings))
+        result.raise_for_blocking()
+    return rec.details
+
+
+def _feeds_loaded(settings: Settings, run_id: str) -> list[str]:
+    with connect(settings) as wh:
+        rows = wh.query("select step, details from ops.run_steps where run_id = ? and step like 'ingest_%'", [run_id])
+    return [step[len("ingest_") :] for step, details in rows if json.loads(details or "{}").get("rows_loaded")]
+
+
+def validate_raw_step(settings: Settings, run_id: str, full: bool = False) -> dict[str, Any]:
+    """Gate the raw layer: schema, lineage, required keys, batch row counts against the manifest."""
+    return _validate_step(settings, run_id, "raw", full)
+
+
+def validate_standardised_step(settings: Settings, run_id: str, full: bool = False) -> dict[str, Any]:
+    """Gate int_customer_records: keys unique, validity of phones, emails, regions, dates."""
+    return _validate_step(settings, run_id, "standardised", full)
+
+
+def publish_step(settings: Settings, run_id: str) -> dict[str, Any]:
+    """Write-audit-publish: validate golden_build.* with the golden suites, then swap them into
+    marts in one transaction; a blocking failure keeps yesterday's tables and fails the step."""
+    from customer_mdm.quality import audit_and_publish, data_docs_index
+
+    with step(settings, run_id, "publish") as rec:
+        rec.details["data_docs"] = str(data_docs_index(settings))
+        rec.details.update(audit_and_publish(settings, run_id))
+    return rec.details
+
+
+# ----------------------------------------------------------------------------- governance
+def _governance_run(settings: Settings, run_id: str) -> str:
+    """The platform run the governance outputs belong to: ``run_id`` when it is one, else (an
+    Airflow run scheduled on the golden asset) the latest run that published the golden tables."""
+    with connect(settings) as wh:
+        if wh.scalar("select count(*) from ops.runs where run_id = ?", [run_id]):
+            return run_id
+        latest = wh.query(
+            "select run_id from ops.run_steps where step = 'publish' and status = 'success' "
+            "order by finished_at desc limit 1"
+        )
+    if not latest:
+        from customer_mdm.errors import MdmError
+
+        raise MdmError("no published golden tables yet: run the daily pipeline first (mdm run)")
+    return str(latest[0][0])
+
+
+def dbt_governance_step(settings: Settings, run_id: str) -> dict[str, Any]:
+    """Build and test the governance models (worklist, consistency report, segments) on the
+    published golden tables; rebuilt in full each time (they measure against "now")."""
+    from customer_mdm.dbt import DbtFailed, run_dbt
+
+    run_id = _governance_run(settings, run_id)
+    with step(settings, run_id, "dbt_governance") as rec:
+        result = run_dbt(settings, "build", ["--select", "tag:governance"], check=False)
+        rec.details.update(result.to_dict())
+        rec.details["dbt_seconds"] = rec.details.pop("seconds")
+        if not result.success:
+            raise DbtFailed("dbt_governance failed:\n  " + "\n  ".join(result.failures))
+    return rec.details
+
+
+def scorecard_step(settings: Settings, run_id: str) -> dict[str, Any]:
+    """Score the published golden tables (stored in governance.scorecard_history) and write the
+    static HTML report with its trend charts."""
+    from customer_mdm.governance import record_scorecard, write_report
+
+    run_id = _governance_run(settings, run_id)
+    with step(settings, run_id, "scorecard") as rec:
+        from customer_mdm.governance.scorecard import METRICS
+
+        card = record_scorecard(settings, run_id).set_index(["scope", "dimension", "metric"])["value"]
+        rec.details["overall"] = {
+            m.dimension: round(float(card[("overall", m.dimension, m.name)]), 4)
+            for m in METRICS
+            if m.headline and ("overall", m.dimension, m.name) in card.index
+        }
+        rec.details["report"] = str(write_report(settings))
+    return rec.details
 
 
 def finish_run(settings: Settings, run_id: str) -> dict[str, Any]:
@@ -191,7 +437,13 @@ def run_summary(settings: Settings, run_id: str) -> dict[str, Any]:
         )
         quarantined = wh.query(
             "select feed, source_file, kind, row_number, reason from ops.quarantine where run_id = ? "
-            "order by feed, source_file, row_number",
+            "and kind <> 'gx' order by feed, source_file, row_number",
+            [run_id],
+        )
+        # rows failing an expectation: counted per reason (there may be thousands)
+        gx_rows = wh.query(
+            "select reason, count(*) from ops.quarantine where run_id = ? and kind = 'gx' group by reason "
+            "order by reason",
             [run_id],
         )
     _, status, target, landing, started, finished = runs[0]
@@ -228,19 +480,58 @@ def run_summary(settings: Settings, run_id: str) -> dict[str, Any]:
         "rows_quarantined": sum(v["rows_quarantined"] for v in feeds.values()),
         "files_quarantined": sum(v["files_quarantined"] + v["files_changed"] for v in feeds.values()),
         "quarantine": [{"feed": q[0], "file": q[1], "kind": q[2], "row": q[3], "reason": q[4]} for q in quarantined],
+        "quality": _quality_summary(step_info, gx_rows),
         "steps": step_info,
     }
 
 
-def run_inline(settings: Settings, run_id: str | None = None, full: bool = False) -> dict[str, Any]:
-    """Run every step in this process, without Airflow (benchmarks, debugging)."""
+def _quality_summary(step_info: dict[str, dict[str, Any]], gx_rows: list[tuple[Any, ...]]) -> dict[str, Any]:
+    """The quality gates of a run: per gate its blocking failures and warnings; where to read more."""
+    gates = {}
+    for name in ("validate_raw", "validate_standardised", "publish"):
+        info = step_info.get(name)
+        if not info:
+            continue
+        validation = info.get("validation", info) if name == "publish" else info
+        gates[name] = {
+            "status": info["status"],
+            "blocking_failures": validation.get("blocking_failures", []),
+            "warnings": validation.get("warnings", []),
+        }
+    docs = next((i["data_docs"] for i in step_info.values() if i.get("data_docs")), None)
+    return {
+        "gates": gates,
+        "rows_failing_expectations": {str(r): int(n) for r, n in gx_rows},
+        "data_docs": docs,
+        "scorecard_report": step_info.get("scorecard", {}).get("report"),
+    }
+
+
+def run_inline(
+    settings: Settings, run_id: str | None = None, full: bool = False, governance: bool = True
+) -> dict[str, Any]:
+    """Run every step in this process, without Airflow (benchmarks, debugging): the daily
+    pipeline, then (``governance``) what the mdm_governance DAG does after a publication."""
     run_id = run_id or new_run_id()
     start_run(settings, run_id)
     for f in FEEDS:
         ingest_step(settings, run_id, f.name)
-    dbt_staging_step(settings, run_id)
+    validate_raw_step(settings, run_id, full=full)
+    dbt_staging_step(settings, run_id, full=full)
     standardize_step(settings, run_id)
-    dbt_build_step(settings, run_id)
+    dbt_build_step(settings, run_id, full=full)
+    validate_standardised_step(settings, run_id, full=full)
     link_step(settings, run_id, full=full)
-    dbt_golden_step(settings, run_id)
-    return finish_run(settings, run_id)
+    dbt_golden_step(settings, run_id, full=full)
+    publish_step(settings, run_id)
+    summary = finish_run(settings, run_id)
+    if governance:
+        run_governance(settings, run_id)
+        summary = run_summary(settings, run_id)
+    return summary
+
+
+def run_governance(settings: Settings, run_id: str) -> None:
+    """The governance outputs of a published run (the mdm_governance DAG's tasks, in order)."""
+    dbt_governance_step(settings, run_id)
+    scorecard_step(settings, run_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import itertools
 import os
 import subprocess
 import sys
@@ -58,14 +59,33 @@ def test_daily_dag_has_one_ingest_task_per_feed(dagbag):
     dag = dagbag.dags["mdm_daily"]
     ingest = {t.task_id for t in dag.tasks if t.task_id.startswith("ingest_")}
     assert ingest == {f"ingest_{f.name}" for f in FEEDS}
-    staging = dag.get_task("dbt_staging")
-    assert ingest <= staging.upstream_task_ids
-    assert staging.trigger_rule == "all_done", "one source down must not stop the build"
-    assert "dbt_staging" in dag.get_task("standardize").upstream_task_ids
-    assert "standardize" in dag.get_task("dbt_build").upstream_task_ids
-    assert "dbt_build" in dag.get_task("link").upstream_task_ids
-    assert "link" in dag.get_task("dbt_golden").upstream_task_ids
-    assert "dbt_golden" in dag.get_task("finish").upstream_task_ids
+    gate = dag.get_task("validate_raw")
+    assert ingest <= gate.upstream_task_ids
+    assert gate.trigger_rule == "all_done", "one source down must not stop the build"
+    order = [
+        "validate_raw",
+        "dbt_staging",
+        "standardize",
+        "dbt_build",
+        "validate_standardised",
+        "link",
+        "dbt_golden",
+        "publish",
+        "finish",
+    ]
+    for before, after in itertools.pairwise(order):
+        assert before in dag.get_task(after).upstream_task_ids, (before, after)
+    assert dag.get_task("finish").trigger_rule == "all_done"
+
+
+def test_publication_updates_the_golden_asset_that_schedules_governance(dagbag):
+    from customer_mdm.orchestration import GOLDEN_ASSET
+
+    outlets = dagbag.dags["mdm_daily"].get_task("publish").outlets
+    assert [o.uri for o in outlets] == [GOLDEN_ASSET]
+    governance = dagbag.dags["mdm_governance"]
+    assert "dbt_governance" in governance.get_task("scorecard").upstream_task_ids
+    assert GOLDEN_ASSET in repr(governance.timetable.asset_condition)
 
 
 def test_dag_files_import_nothing_heavy_at_parse_time():

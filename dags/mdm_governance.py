@@ -1,0 +1,47 @@
+"""Governance outputs, after every publication of the golden tables.
+
+Scheduled on the golden asset that ``mdm_daily``'s publish task updates (so it runs once per
+successful daily run, whenever that finishes): dbt governance models (re-verification worklist,
+cross-source consistency report, customer segments and RFM tiers) -> quality scorecard (stored
+in ``governance.scorecard_history``) and the static HTML report under
+``$MDM_HOME/reports/scorecard/index.html``.
+This file only wires tasks: the work is in ``customer_mdm.pipeline``.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import Asset, dag, task
+
+from customer_mdm.orchestration import GOLDEN_ASSET, default_args, run_id_from_context
+
+
+@dag(
+    dag_id="mdm_governance",
+    schedule=[Asset(GOLDEN_ASSET)],
+    start_date=pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=default_args(),
+    tags=["mdm", "governance"],
+    doc_md=__doc__,
+)
+def mdm_governance() -> None:
+    @task
+    def dbt_governance(**context) -> dict:
+        from customer_mdm.config import Settings
+        from customer_mdm.pipeline import dbt_governance_step
+
+        return dbt_governance_step(Settings.from_env(), run_id_from_context(context))
+
+    @task
+    def scorecard(**context) -> dict:
+        from customer_mdm.config import Settings
+        from customer_mdm.pipeline import scorecard_step
+
+        return scorecard_step(Settings.from_env(), run_id_from_context(context))
+
+    dbt_governance() >> scorecard()
+
+
+mdm_governance()
