@@ -18,8 +18,10 @@ GOVERNANCE_INPUTS = (
     "intermediate.int_contact_events",
     "intermediate.int_self_service_changes",
     "marts.fct_orders",
-    "marts.dim_customer",
+    "marts.dim_customer",  # published: what the scorecard reads
     "marts.customer_xref",
+    "golden_build.dim_customer",  # what dbt's ref('dim_customer') names (write-audit-publish)
+    "golden_build.customer_xref",
 )
 
 _SIMPLE = {
