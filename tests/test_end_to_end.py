@@ -61,7 +61,14 @@ def test_daily_pipeline_end_to_end_and_idempotent(settings: Settings):
         assert wh.scalar("select count(*) from intermediate.int_customer_records") == truth_records
         assert wh.scalar("select count(*) from marts.fct_orders") > 0
 
-    second = mdm(settings, "run", "--quiet", "--json")
+    assert summary["steps"]["publish"]["status"] == "success"
+    assert summary["steps"]["scorecard"]["status"] == "success"  # the mdm_governance DAG ran after it
+    assert summary["quality"]["data_docs"] and summary["quality"]["scorecard_report"]
+    with connect(settings) as wh:
+        assert wh.scalar("select count(*) from marts.dim_customer") > 0
+        assert wh.scalar("select count(*) from governance.scorecard_history") > 0
+
+    second = mdm(settings, "run", "--quiet", "--json", "--no-governance")
     assert second.returncode == 0, second.stderr[-5000:]
     again = json.loads(second.stdout)
     assert again["rows_loaded"] == 0
@@ -78,7 +85,7 @@ def test_daily_pipeline_end_to_end_and_idempotent(settings: Settings):
 def test_bad_files_are_reported_in_the_run_summary(duckdb_settings: Settings):
     settings = duckdb_settings
     generate_landing(settings.landing, 100, seed=3, days=1, dirty_files=True)
-    result = mdm(settings, "run", "--quiet")
+    result = mdm(settings, "run", "--quiet", "--no-governance")
     assert result.returncode == 0, result.stderr[-5000:]
     assert "SUCCESS" in result.stdout
     assert "quarantined:" in result.stdout

@@ -65,7 +65,7 @@ def landing(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _records(settings: Settings) -> pd.DataFrame:
-    run_inline(settings)
+    run_inline(settings, governance=False)
     with connect(settings) as wh:
         return wh.query_df("select * from intermediate.int_customer_records order by source, source_id")
 

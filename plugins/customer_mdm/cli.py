@@ -132,9 +132,23 @@ def print_summary(summary: dict[str, Any]) -> None:
 @click.option("--no-airflow", is_flag=True, help="Run the steps in this process instead of through Airflow.")
 @click.option("--quiet", is_flag=True, help="Do not stream Airflow's log (it is kept in $MDM_HOME/airflow/logs).")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
+@click.option(
+    "--no-governance",
+    is_flag=True,
+    help="Run only the daily pipeline, not the governance outputs (worklist, segments, scorecard, report) "
+    "that the scheduler runs after each publication.",
+)
 @click.option("--full", is_flag=True, help="Rescore every record instead of only new and changed ones.")
 @click.pass_context
-def run(ctx: click.Context, landing: Path | None, no_airflow: bool, quiet: bool, as_json: bool, full: bool) -> None:
+def run(
+    ctx: click.Context,
+    landing: Path | None,
+    no_airflow: bool,
+    quiet: bool,
+    as_json: bool,
+    no_governance: bool,
+    full: bool,
+) -> None:
     """Run the daily pipeline (through Airflow's `dags test`) and print the run summary."""
     from customer_mdm.ingest.loader import check_landing
     from customer_mdm.pipeline import new_run_id, run_summary
@@ -151,7 +165,7 @@ def run(ctx: click.Context, landing: Path | None, no_airflow: bool, quiet: bool,
         from customer_mdm.pipeline import run_inline
 
         try:
-            run_inline(settings, run_id, full=full)
+            run_inline(settings, run_id, full=full, governance=not no_governance)
         except MdmError as exc:
             click.secho(str(exc), fg="red", err=True)
     else:
@@ -164,7 +178,7 @@ def run(ctx: click.Context, landing: Path | None, no_airflow: bool, quiet: bool,
             extra_env={"MDM_TASK_RETRIES": "0"},
             stream=not quiet,
         )
-        if code == 0:  # the scheduler runs mdm_governance on the golden asset; `dags test` does not
+        if code == 0 and not no_governance:  # the scheduler runs it on the golden asset; `dags test` does not
             code = dags_test(
                 settings,
                 "mdm_governance",

@@ -26,7 +26,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     base = tmp_path_factory.mktemp("link")
     generate_landing(base / "landing", PEOPLE, seed=21, days=2)
     s = Settings.from_env(env={}, home=base / "home", landing=base / "landing")
-    run_inline(s)
+    run_inline(s, governance=False)
     return s
 
 
@@ -70,7 +70,7 @@ def test_first_run_links_every_record_well(settings: Settings):
 
 def test_rerun_on_same_data_keeps_every_id(settings: Settings):
     before = xref(settings)
-    summary = run_inline(settings)
+    summary = run_inline(settings, governance=False)
     details = link_details(summary)
     assert details["mode"] == "incremental" and details["delta_records"] == 0
     assert details["events"] == {}
@@ -90,7 +90,7 @@ def test_new_batch_joins_existing_people_and_steward_decisions_are_honoured(sett
         writer = csv.DictWriter(f, fieldnames=list(template))
         writer.writeheader()
         writer.writerow(twin)
-    details = link_details(run_inline(settings))
+    details = link_details(run_inline(settings, governance=False))
     assert details["mode"] == "incremental" and details["delta_records"] == 1
     after = xref(settings).set_index("record_id")["golden_id"]
     assert after[f"crm:{template['crm_id']}"] == before[f"crm:{template['crm_id']}"]
@@ -101,7 +101,7 @@ def test_new_batch_joins_existing_people_and_steward_decisions_are_honoured(sett
     # person's other records join whichever of the two identical accounts links more strongly)
     person = before[f"crm:{template['crm_id']}"]
     record_decision(settings, "crm:C9000001", f"crm:{template['crm_id']}", "no_match", "steward-a", "test")
-    run_inline(settings)
+    run_inline(settings, governance=False)
     split = xref(settings).set_index("record_id")
     ids = split.loc[["crm:C9000001", f"crm:{template['crm_id']}"], "golden_id"]
     assert ids.nunique() == 2
@@ -120,7 +120,7 @@ def test_new_batch_joins_existing_people_and_steward_decisions_are_honoured(sett
     a, b = sorted(split.index[split["assignment"] == "new"])[:2]
     ids = split.loc[[a, b], "golden_id"]
     record_decision(settings, a, b, "match", "steward-b", "same customer, confirmed by phone")
-    run_inline(settings)
+    run_inline(settings, governance=False)
     merged = xref(settings).set_index("record_id")
     assert merged.loc[a, "golden_id"] == merged.loc[b, "golden_id"]
     assert merged.loc[a, "golden_id"] in set(ids)
@@ -134,7 +134,7 @@ def test_new_batch_joins_existing_people_and_steward_decisions_are_honoured(sett
         (events["event"] == "merge") & (events["golden_id"] == survivor) & (events["other_golden_id"] == loser)
     ).any()
     assert registry.loc[loser, "status"] == "merged" and registry.loc[loser, "merged_into"] == survivor
-    again = link_details(run_inline(settings))
+    again = link_details(run_inline(settings, governance=False))
     assert xref(settings).set_index("record_id").loc[b, "golden_id"] == survivor
     assert again["events"] == {}
 
