@@ -105,7 +105,9 @@ def raw_columns(feed: Feed) -> dict[str, str]:
     return cols
 
 
-def _ensure_table(wh: Warehouse, table: str, columns: dict[str, str]) -> None:
+def ensure_table(wh: Warehouse, table: str, columns: dict[str, str]) -> None:
+    """Create ``schema.table`` (and its schema) if missing; add columns it lacks, never drop one."""
+    wh.execute(f"create schema if not exists {table.split('.')[0]}")
     body = ", ".join(f"{name} {typ}" for name, typ in columns.items())
     wh.execute(f"create table if not exists {table} ({body})")
     existing = set(wh.columns_of(table))
@@ -115,8 +117,7 @@ def _ensure_table(wh: Warehouse, table: str, columns: dict[str, str]) -> None:
 
 
 def ensure_feed_table(wh: Warehouse, feed: Feed) -> None:
-    wh.execute("create schema if not exists raw")
-    _ensure_table(wh, feed.raw_table, raw_columns(feed))
+    ensure_table(wh, feed.raw_table, raw_columns(feed))
 
 
 def ensure_schema(wh: Warehouse) -> None:
@@ -124,15 +125,13 @@ def ensure_schema(wh: Warehouse) -> None:
     for schema in SCHEMAS:
         wh.execute(f"create schema if not exists {schema}")
     for table, columns in OPS_TABLES.items():
-        _ensure_table(wh, table, columns)
+        ensure_table(wh, table, columns)
     for feed in FEEDS:
-        _ensure_table(wh, feed.raw_table, raw_columns(feed))
+        ensure_table(wh, feed.raw_table, raw_columns(feed))
 
 
 def ensure_dbt_tables(wh: Warehouse) -> None:
     """Create the tables the dbt project reads besides its sources' landing tables."""
-    wh.execute("create schema if not exists ops")
     for table in ("ops.dbt_window", "ops.dbt_state"):
-        _ensure_table(wh, table, OPS_TABLES[table])
-    wh.execute("create schema if not exists mdm")
-    _ensure_table(wh, "mdm.golden_dirty", GOLDEN_DIRTY)
+        ensure_table(wh, table, OPS_TABLES[table])
+    ensure_table(wh, "mdm.golden_dirty", GOLDEN_DIRTY)

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from customer_mdm.config import Settings
+from customer_mdm.schema import GOLDEN_DIRTY, ensure_table
 from customer_mdm.warehouse import Warehouse, connect
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ TABLES: dict[str, dict[str, str]] = {
         "run_id": "text",
     },
     "mdm.link_runs": {"run_id": "text", "mode": "text", "linked_at": "timestamp"},
-    "mdm.golden_dirty": {"golden_id": "text", "run_id": "text", "reason": "text"},
+    "mdm.golden_dirty": GOLDEN_DIRTY,  # read by the incremental golden build (dbt)
     "mdm.steward_decisions": {
         "record_id_l": "text",
         "record_id_r": "text",
@@ -115,10 +116,8 @@ def _now() -> datetime:
 
 
 def ensure_tables(wh: Warehouse) -> None:
-    wh.execute("create schema if not exists mdm")
     for table, columns in TABLES.items():
-        body = ", ".join(f"{c} {t}" for c, t in columns.items())
-        wh.execute(f"create table if not exists {table} ({body})")
+        ensure_table(wh, table, columns)
 
 
 def _fingerprint() -> str:

@@ -52,7 +52,7 @@ from customer_mdm.quality.suites import (
     load_layer,
     suite_parameters,
 )
-from customer_mdm.schema import OPS_TABLES
+from customer_mdm.schema import OPS_TABLES, ensure_table
 from customer_mdm.warehouse import Warehouse, connect
 
 if TYPE_CHECKING:
@@ -718,12 +718,6 @@ class _Gate:
             self.wh.insert_df("ops.quarantine", frame)
 
 
-def _ensure_quarantine_table(wh: Warehouse) -> None:
-    wh.execute("create schema if not exists ops")
-    columns = OPS_TABLES["ops.quarantine"]
-    wh.execute(f"create table if not exists ops.quarantine ({', '.join(f'{c} {t}' for c, t in columns.items())})")
-
-
 def _dispose_engines(context: AbstractDataContext) -> None:
     if POSTGRES_SOURCE in context.data_sources.all():
         try:
@@ -762,7 +756,7 @@ def validate_layer(
     feeds: dict[str, str] = {}
     try:
         with connect(settings) as wh:
-            _ensure_quarantine_table(wh)
+            ensure_table(wh, "ops.quarantine", OPS_TABLES["ops.quarantine"])
             gate = _Gate(settings, wh, context, run_id)
             for spec in specs:
                 table = spec.table_in(schema_override)

@@ -39,6 +39,7 @@ from customer_mdm.config import Settings
 from customer_mdm.errors import MdmError
 from customer_mdm.quality.gates import AssetResult, LayerResult, QualityGateFailed, validate_layer
 from customer_mdm.quality.suites import load_layer
+from customer_mdm.schema import ensure_table
 from customer_mdm.warehouse import Warehouse, connect
 
 log = logging.getLogger(__name__)
@@ -76,13 +77,7 @@ def _ident(name: str) -> str:
 
 
 def ensure_publications_table(wh: Warehouse) -> None:
-    wh.execute("create schema if not exists ops")
-    body = ", ".join(f"{c} {t}" for c, t in PUBLICATIONS_COLUMNS.items())
-    wh.execute(f"create table if not exists {PUBLICATIONS_TABLE} ({body})")
-    existing = set(wh.columns_of(PUBLICATIONS_TABLE))
-    for column, typ in PUBLICATIONS_COLUMNS.items():
-        if column not in existing:
-            wh.execute(f"alter table {PUBLICATIONS_TABLE} add column {column} {typ}")
+    ensure_table(wh, PUBLICATIONS_TABLE, PUBLICATIONS_COLUMNS)
 
 
 # ----------------------------------------------------------------------------- swapping
