@@ -308,7 +308,7 @@ def _validate_step(settings: Settings, run_id: str, layer: str, full: bool) -> d
         rec.details["since"] = since
         assets = None
         if layer == "raw" and since is not None:  # only the feeds that delivered rows in this run
-            assets = [f for f in _feeds_loaded(settings, run_id)]
+            assets = _feeds_loaded(settings, run_id)
             rec.details["feeds"] = assets
             if not assets:
                 return rec.details

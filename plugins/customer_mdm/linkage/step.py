@@ -391,11 +391,12 @@ def _tf_lookups(wh: Warehouse, universe_table: str, delta_table: str) -> dict[st
     return lookups
 
 
-def _region(wh: Warehouse, seeds: set[str], touched: set[str], extra_edges: pd.DataFrame, threshold: float) -> set[str]:
+def _region(
+    wh: Warehouse, seeds: set[str], touched_table: str, extra_edges: pd.DataFrame, threshold: float
+) -> set[str]:
     """The records to re-cluster: ``seeds`` closed over links at ``threshold`` (stored pairs not
-    involving a ``touched`` record, plus ``extra_edges``) and over the previous golden groups.
-    Iterated in SQL (a few rounds: groups are small), so nothing of the whole graph is loaded."""
-    touched_table = _keys_table(wh, "_link_touched", touched)
+    involving a record of ``touched_table``, plus ``extra_edges``) and over the previous golden
+    groups. Iterated in SQL (a few rounds: groups are small), so nothing of the whole graph is loaded."""
     wh.execute("drop table if exists _link_edges")
     wh.execute(
         "create temporary table _link_edges as select record_id_l as l, record_id_r as r from mdm.pairs "
@@ -519,7 +520,8 @@ def _link_incremental(
     extra_edges = pd.concat(
         [strong[["record_key_l", "record_key_r"]], must_link[["record_key_l", "record_key_r"]]], ignore_index=True
     )
-    region = _region(wh, seeds, touched, extra_edges, DEFAULT_THRESHOLD) - gone_set
+    touched_table = _keys_table(wh, "_link_touched", touched)  # rescored: their stored pairs go
+    region = _region(wh, seeds, touched_table, extra_edges, DEFAULT_THRESHOLD) - gone_set
     region_table = _keys_table(wh, "_link_region", region | gone_set)
     records = read_records(wh, region_table)
     region_pairs = wh.query_df(
@@ -592,12 +594,11 @@ def _link_incremental(
     # 4. rewrite the region's rows only
     t0 = time.perf_counter()
     with wh.transaction():
-        _keys_table(wh, "_link_rescored", touched)
-        wh.execute("delete from mdm.link_state where record_id in (select record_key from _link_rescored)")
+        wh.execute(f"delete from mdm.link_state where record_id in (select record_key from {touched_table})")
         wh.insert_df("mdm.link_state", new_state[list(TABLES["mdm.link_state"])])
         wh.execute(
-            "delete from mdm.pairs where record_id_l in (select record_key from _link_rescored) "
-            "or record_id_r in (select record_key from _link_rescored)"
+            f"delete from mdm.pairs where record_id_l in (select record_key from {touched_table}) "
+            f"or record_id_r in (select record_key from {touched_table})"
         )
         wh.insert_df("mdm.pairs", _pair_rows(fresh, version, now)[list(TABLES["mdm.pairs"])])
         wh.execute(f"delete from mdm.xref where record_id in (select record_key from {region_table})")
@@ -615,7 +616,6 @@ def _link_incremental(
         wh.insert_df("mdm.golden_dirty", dirty)
         _record_run(wh, run_id, "incremental", now)
     write_seconds = time.perf_counter() - t0
-    totals = wh.query("select count(*), count(distinct golden_id) from mdm.xref")[0]
     largest = wh.scalar("select max(n) from (select count(*) as n from mdm.xref group by golden_id) as s")
     details.update(
         mode="incremental",
@@ -624,7 +624,7 @@ def _link_incremental(
         removed_records=len(gone),
         region_records=len(region),
         pairs=int(wh.scalar("select count(*) from mdm.pairs")),
-        golden_ids=int(totals[1]),
+        golden_ids=int(wh.scalar("select count(distinct golden_id) from mdm.xref")),
         largest_cluster=int(largest or 0),
         events={k: int(v) for k, v in assignment.events["event"].value_counts().items()},
         review_queue=int(wh.scalar("select count(*) from mdm.review_queue")),
