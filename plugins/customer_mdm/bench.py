@@ -36,7 +36,8 @@ RECORDS_PER_PERSON = 2.2
 
 
 class PeakMemory:
-    """Samples the summed RSS of this process and all its descendants."""
+    """Samples the summed RSS of this process and all its descendants; keeps the samples so the
+    peak of each step can be read off afterwards (:meth:`peak_between`)."""
 
     def __init__(self, interval: float = 0.1) -> None:
         import psutil
@@ -44,6 +45,7 @@ class PeakMemory:
         self._proc = psutil.Process()
         self._interval = interval
         self.peak = 0
+        self.samples: list[tuple[float, int]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -60,8 +62,14 @@ class PeakMemory:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, self._sample())
+            rss = self._sample()
+            self.samples.append((time.time(), rss))
+            self.peak = max(self.peak, rss)
             self._stop.wait(self._interval)
+
+    def peak_between(self, start: float, end: float) -> int:
+        """The highest sample taken between two ``time.time()`` instants (0 if none)."""
+        return max((rss for t, rss in self.samples if start <= t <= end + self._interval), default=0)
 
     def __enter__(self) -> PeakMemory:
         self.peak = self._sample()
@@ -129,6 +137,7 @@ def bench_size(base: Path, records: int, seed: int = 42) -> SizeResult:
     for name, info in summary["steps"].items():
         key = "ingest" if name.startswith("ingest_") else name
         result.steps[key] = round(result.steps.get(key, 0.0) + float(info.get("seconds", 0.0)), 2)
+    result.extra["step_peak_rss_mb"] = _step_peaks(settings, run_id, mem)
     result.extra["link"] = {k: summary["steps"]["link"].get(k) for k in ("pairs", "golden_ids", "largest_cluster")}
     result.extra["accuracy"] = _accuracy(settings, landing)
     result.extra["incremental"] = _incremental(settings, landing, result.total_seconds)
@@ -184,8 +193,9 @@ def _incremental(settings: Settings, landing: Path, full_seconds: float) -> dict
     delta.to_csv(delta_dir / "crm" / "crm_2099-01-01.csv", index=False)
     delta_settings = Settings.from_env(env={}, home=settings.home, landing=delta_dir, target=settings.target)
     started = time.perf_counter()
+    run_id = new_run_id()
     with PeakMemory() as mem:
-        summary = run_inline(delta_settings, new_run_id(), governance=False)
+        summary = run_inline(delta_settings, run_id, governance=False)
     seconds = round(time.perf_counter() - started, 2)
     extra = pd.DataFrame(
         {"source": "crm", "source_id": delta["crm_id"], "person_id": [crm_truth.get(o) for o in originals]}
@@ -199,8 +209,25 @@ def _incremental(settings: Settings, landing: Path, full_seconds: float) -> dict
         "link_mode": summary["steps"]["link"].get("mode"),
         "steps": steps,
         "peak_rss_mb": round(mem.peak / 1024 / 1024, 1),
+        "step_peak_rss_mb": _step_peaks(delta_settings, run_id, mem),
         "accuracy_after": _accuracy(delta_settings, landing, extra),
     }
+
+
+def _step_peaks(settings: Settings, run_id: str, mem: PeakMemory) -> dict[str, float]:
+    """Peak resident memory (MB) while each step of a run ran (ingest steps summed into one)."""
+    from datetime import UTC
+
+    from customer_mdm.warehouse import connect
+
+    with connect(settings, read_only=True) as wh:
+        rows = wh.query("select step, started_at, finished_at from ops.run_steps where run_id = ?", [run_id])
+    peaks: dict[str, float] = {}
+    for name, started, finished in rows:
+        key = "ingest" if name.startswith("ingest_") else name
+        peak = mem.peak_between(started.replace(tzinfo=UTC).timestamp(), finished.replace(tzinfo=UTC).timestamp())
+        peaks[key] = max(peaks.get(key, 0.0), round(peak / 1024 / 1024, 1))
+    return peaks
 
 
 def _link_or_copy(src: str, dst: str) -> None:
@@ -255,6 +282,28 @@ def render(results: list[SizeResult]) -> str:
     return "\n".join(lines)
 
 
+def render_stages(r: SizeResult) -> str:
+    """Per stage: wall time and peak memory of the full run and of the 1 % delta run."""
+    inc = r.extra.get("incremental", {})
+    full_peaks, inc_peaks = r.extra.get("step_peak_rss_mb", {}), inc.get("step_peak_rss_mb", {})
+    inc_steps = inc.get("steps", {})
+    lines = [
+        f"stages at {r.source_records:,} source records",
+        "| stage | full s | full peak MB | 1% delta s | delta peak MB |",
+        "|---|---|---|---|---|",
+    ]
+    for name in [*r.steps, *[k for k in inc_steps if k not in r.steps]]:
+        lines.append(
+            f"| {name} | {r.steps.get(name, 0):.1f} | {full_peaks.get(name, 0):,.0f} "
+            f"| {float(inc_steps.get(name, 0)):.1f} | {inc_peaks.get(name, 0):,.0f} |"
+        )
+    lines.append(
+        f"| **total** | {r.total_seconds:.1f} | {r.peak_rss_mb:,.0f} "
+        f"| {inc.get('seconds', 0):.1f} | {inc.get('peak_rss_mb', 0):,.0f} |"
+    )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="100000", help="comma-separated source-record counts")
@@ -268,8 +317,8 @@ def main(argv: list[str] | None = None) -> None:
     for size in (int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()):
         print(f"benchmarking {size:,} source records ...", flush=True)
         results.append(bench_size(base, size, args.seed))
-        print(render(results[-1:]), flush=True)
-    table = render(results)
+        print(render(results[-1:]) + "\n\n" + render_stages(results[-1]), flush=True)
+    table = render(results) + "".join("\n\n" + render_stages(r) for r in results)
     (base / "results.json").write_text(json.dumps([r.__dict__ for r in results], indent=2, default=str))
     (base / "results.md").write_text(table + "\n")
     print("\n" + table)
