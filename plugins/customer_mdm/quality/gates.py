@@ -340,6 +340,12 @@ def gx_context(settings: Settings) -> AbstractDataContext:
         gx_log.setLevel(logging.WARNING)
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
+    from great_expectations.execution_engine import pandas_execution_engine
+
+    # GX fingerprints every pandas batch under HASH_THRESHOLD bytes by hashing all of its cells
+    # (about 5 s per million rows, a third of a large gate's time); the fingerprint is only a batch
+    # marker, read by nothing here. A threshold of 0 skips it, as GX does for batches over 1 GB.
+    pandas_execution_engine.HASH_THRESHOLD = 0  # type: ignore[assignment]
 
     settings.home.mkdir(parents=True, exist_ok=True)
     runtime = {PG_URL_VARIABLE: _sqlalchemy_url(settings)} if settings.target == "postgres" else {}
@@ -412,17 +418,20 @@ def _run_checkpoint(
     parameters: dict[str, Any],
     result_format: dict[str, Any],
     batch_parameters: dict[str, Any] | None = None,
+    docs_resources: list[Any] | None = None,
 ) -> ExpectationSuiteValidationResult:
-    """Save the checkpoint (with its validation definition and suite), run it: results stored, Data Docs updated."""
+    """Save the checkpoint (with its validation definition and suite) and run it: the result is
+    stored; ``docs_resources`` receives its identifiers, for one Data Docs build per layer
+    (:func:`_build_data_docs`) instead of one per suite."""
     import great_expectations as gx
-    from great_expectations.checkpoint import UpdateDataDocsAction
+    from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
 
     # one add_or_update: the checkpoint factory saves its validation definitions and their suites
     checkpoint = context.checkpoints.add_or_update(
         gx.Checkpoint(
             name=suite.name,
             validation_definitions=[gx.ValidationDefinition(name=suite.name, data=batch_definition, suite=suite)],
-            actions=[UpdateDataDocsAction(name="update_data_docs", site_names=[DOCS_SITE])],
+            actions=[],
             result_format=result_format,
         )
     )
@@ -431,8 +440,16 @@ def _run_checkpoint(
         expectation_parameters=parameters,
         run_id=gx.RunIdentifier(run_name=run_id, run_time=datetime.now(UTC)),
     )
-    (suite_result,) = result.run_results.values()
+    ((identifier, suite_result),) = result.run_results.items()
+    if docs_resources is not None:
+        docs_resources += [identifier, ExpectationSuiteIdentifier(name=suite.name)]
     return suite_result
+
+
+def _build_data_docs(context: AbstractDataContext, resources: list[Any]) -> None:
+    """Render the pages of this layer's validation results and suites, and the index, once."""
+    if resources:
+        context.build_data_docs(site_names=[DOCS_SITE], resource_identifiers=resources)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -560,6 +577,7 @@ class _Gate:
         self.run_id = run_id
         self.parameters = suite_parameters()
         self.quarantine: dict[str, list[dict[str, Any]]] = {}  # suite name -> rows
+        self.docs_resources: list[Any] = []  # validation results and suites to render in Data Docs
 
     # ------------------------------------------------------------- datasets
     def table_dataset(self, spec: SuiteSpec, table: str, since: datetime | None) -> tuple[_Dataset, int]:
@@ -599,7 +617,14 @@ class _Gate:
             if dataset.key_columns:  # GX limits this row query to partial_unexpected_count
                 result_format["unexpected_index_column_names"] = dataset.key_columns
         suite_result = _run_checkpoint(
-            self.context, dataset.gx_suite, bd, self.run_id, self.parameters, result_format, batch_parameters
+            self.context,
+            dataset.gx_suite,
+            bd,
+            self.run_id,
+            self.parameters,
+            result_format,
+            batch_parameters,
+            self.docs_resources,
         )
         outcomes: list[ExpectationOutcome] = []
         rows: list[dict[str, Any]] = []
@@ -792,6 +817,7 @@ def validate_layer(
                         continue
                     asset.expectations += gate.validate(derived, f"{table}.{name}")
             gate.write_quarantine(feeds)
+            _build_data_docs(context, gate.docs_resources)
     finally:
         _dispose_engines(context)
     result.seconds = time.perf_counter() - t0
