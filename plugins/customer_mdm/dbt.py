@@ -1,7 +1,11 @@
 """Run dbt on the project in ``dbt_project/`` against the configured warehouse.
 
-dbt runs as a child process (the ``dbt`` executable of this virtualenv) so its global state and
-logging never leak into the Airflow task or the CLI. Its artefacts (``run_results.json``,
+dbt runs in this process through its programmatic entry point (``dbtRunner``): a Python process
+pays dbt's imports (about 4 s) once, not once per dbt command, which is most of a small
+incremental run's dbt time. Its console output is forwarded to this module's logger, never
+printed; its environment (profiles.yml reads only environment variables) is set for the
+invocation and restored after. ``MDM_DBT_SUBPROCESS=1`` runs the ``dbt`` executable of this
+virtualenv as a child process instead (the same arguments and artefacts). Its artefacts (``run_results.json``,
 ``manifest.json``, logs) live under ``$MDM_HOME/dbt`` so the checkout stays clean and two state
 directories never collide. The connection comes from ``dbt_project/profiles.yml``, which reads
 only environment variables; :meth:`Settings.env` provides them.
@@ -21,6 +25,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,6 +129,62 @@ def _read_results(target_path: Path, command: str = "build") -> tuple[dict[str, 
 _RUNS_SQL = frozenset({"build", "run", "test", "seed", "snapshot", "show", "compile"})
 
 
+_DBT_LOCK = threading.Lock()  # dbt's flags and adapter registry are process-global: one command at a time
+
+
+def _release_duckdb() -> None:
+    """Close the DuckDB database dbt-duckdb keeps open after a command.
+
+    dbt-duckdb holds one database connection per process in a class attribute and never closes
+    it (its environment's ``close`` does nothing; a dbt process normally exits right after).
+    Left open, it keeps the warehouse file open with dbt's configuration, and this process's next
+    connection with another one (``read_only``) fails.
+    """
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:  # dbt-duckdb not installed: a PostgreSQL-only deployment
+        return
+    env = getattr(DuckDBConnectionManager, "_ENV", None)
+    conn = getattr(env, "conn", None)
+    if conn is not None:
+        conn.close()
+        env.conn = None  # type: ignore[union-attr]
+    DuckDBConnectionManager.close_all_connections()
+
+
+def _invoke_in_process(args: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run one dbt command in this process; returns (exit code as the CLI gives it, console text)."""
+    from dbt.cli.main import dbtRunner
+
+    lines: list[str] = []
+
+    def forward(event: object) -> None:
+        info = getattr(event, "info", None)
+        if info is not None and info.level in ("info", "warn", "error") and info.msg:
+            text = str(info.msg)
+            lines.append(text)
+            log.info("dbt | %s", text)
+
+    # console output off (it would mix into `mdm ... --json`); the file log keeps everything
+    quiet = ["--log-level", "none", "--log-level-file", "debug", "--no-use-colors"]
+    with _DBT_LOCK:
+        saved = {k: os.environ.get(k) for k in [*env, "DBT_SEND_ANONYMOUS_USAGE_STATS"]}
+        os.environ.update({**env, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"})
+        try:
+            outcome = dbtRunner(callbacks=[forward]).invoke([*quiet, *args])
+        finally:
+            _release_duckdb()
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+    if outcome.exception is not None:
+        lines.append(f"{type(outcome.exception).__name__}: {outcome.exception}")
+        return 2, "\n".join(lines)
+    return (0 if outcome.success else 1), "\n".join(lines)
+
+
 def run_dbt(
     settings: Settings,
     command: str = "build",
@@ -156,16 +217,20 @@ def run_dbt(
         ensure_dbt_tables(settings)
     (target_path / "run_results.json").unlink(missing_ok=True)
     (target_path / "sources.json").unlink(missing_ok=True)
-    log.info("running %s", " ".join(args[1:3]))
+    log.info("running dbt %s", command)
     started = time.perf_counter()
-    proc = subprocess.run(args, env=env, cwd=settings.dbt_project_dir, capture_output=True, text=True)
+    if os.environ.get("MDM_DBT_SUBPROCESS", "").lower() in ("1", "true", "yes"):
+        proc = subprocess.run(args, env=env, cwd=settings.dbt_project_dir, capture_output=True, text=True)
+        returncode, output = proc.returncode, proc.stdout + proc.stderr
+        for line in proc.stdout.splitlines():
+            log.info("dbt | %s", line)
+    else:
+        returncode, output = _invoke_in_process(args[1:], settings.env())
     seconds = time.perf_counter() - started
-    for line in proc.stdout.splitlines():
-        log.info("dbt | %s", line)
     counts, failures = _read_results(target_path, command)
-    result = DbtResult(command, proc.returncode == 0, seconds, counts, failures)
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-30:])
+    result = DbtResult(command, returncode == 0, seconds, counts, failures)
+    if returncode != 0:
+        tail = "\n".join(output.strip().splitlines()[-30:])
         if not failures:
             failures.append(tail)
         if check:
