@@ -9,6 +9,8 @@ export MDM_HOME ?= $(CURDIR)/.mdm
 DEMO_ENTITIES ?= 10000
 DEMO_LANDING  ?= $(MDM_HOME)/landing
 BENCH_SIZES   ?= 100000
+# test files run in parallel, one process per core (pytest-xdist); PYTEST_WORKERS=0 runs serially
+PYTEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 
 .PHONY: install demo test test-fast lint bench constraints clean help
 
@@ -32,7 +34,7 @@ demo: install
 	$(BIN)/mdm run --landing "$(DEMO_LANDING)" --quiet
 
 test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not postgres and not airflow and not slow" $(PYTEST_ARGS)

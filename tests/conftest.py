@@ -31,3 +31,19 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     if request.param == "postgres":
         return make_settings(tmp_path, "postgres", request.getfixturevalue("pg_dsn"))
     return make_settings(tmp_path)
+
+
+# Test files that build whole warehouses or run Airflow, longest first. `make test` runs files in
+# parallel (pytest-xdist, --dist loadfile), handing them out in collection order: starting the long
+# ones first keeps them from ending the run alone on one core.
+LONGEST_FIRST = (
+    "test_end_to_end.py",
+    "test_incremental_dbt.py",
+    "test_step.py",
+    "test_standardization.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: file order kept otherwise
