@@ -123,10 +123,10 @@ def bench_size(base: Path, records: int, seed: int = 42) -> SizeResult:
     settings = Settings.from_env(env={}, home=home, landing=landing, target="duckdb")
     started = time.perf_counter()
     run_id = new_run_id()
-    with PeakMemory() as mem:
+    with PeakMemory() as full_mem:
         summary = run_inline(settings, run_id, governance=False)  # the daily DAG
     result.total_seconds = round(time.perf_counter() - started, 2)
-    result.peak_rss_mb = round(mem.peak / 1024 / 1024, 1)
+    result.peak_rss_mb = round(full_mem.peak / 1024 / 1024, 1)
     started = time.perf_counter()
     with PeakMemory() as mem:
         run_governance(settings, run_id)  # the mdm_governance DAG, scheduled after each publication
@@ -137,7 +137,7 @@ def bench_size(base: Path, records: int, seed: int = 42) -> SizeResult:
     for name, info in summary["steps"].items():
         key = "ingest" if name.startswith("ingest_") else name
         result.steps[key] = round(result.steps.get(key, 0.0) + float(info.get("seconds", 0.0)), 2)
-    result.extra["step_peak_rss_mb"] = _step_peaks(settings, run_id, mem)
+    result.extra["step_peak_rss_mb"] = _step_peaks(settings, run_id, full_mem)
     result.extra["link"] = {k: summary["steps"]["link"].get(k) for k in ("pairs", "golden_ids", "largest_cluster")}
     result.extra["accuracy"] = _accuracy(settings, landing)
     result.extra["incremental"] = _incremental(settings, landing, result.total_seconds)
