@@ -361,16 +361,23 @@ def apply_grants(wh: PostgresWarehouse, summary: dict[str, Any]) -> None:
     """Converge the schema, table and default privileges of the three roles (one transaction)."""
     me = str(_one(wh, "select current_user"))
     existing = {r for r in ROLES if _role_exists(wh, r)}
-    schemas = [
-        str(r[0])
-        for r in wh.query("select nspname from pg_namespace where nspname = any(?)", [list(PLATFORM_SCHEMAS)])
-    ]
-    schemas.sort(key=PLATFORM_SCHEMAS.index)
     # default privileges for tables created later by the connected role, and by mdm_pipeline
     # when the connected role may set them (itself, a superuser, or a member of mdm_pipeline)
     creators = [me]
     if PIPELINE_ROLE in existing and me != PIPELINE_ROLE and _one(wh, "select pg_has_role(?, 'MEMBER')", [PIPELINE_ROLE]):
         creators.append(PIPELINE_ROLE)
+    # every platform schema exists (owned by mdm_pipeline), so its default privileges are in place
+    # before the first table in it is created (audit.*, governance.* come later in a run)
+    owner = f" authorization {PIPELINE_ROLE}" if PIPELINE_ROLE in creators else ""
+    can_create = _one(wh, "select has_database_privilege(current_database(), 'CREATE')")
+    if can_create:
+        for schema in PLATFORM_SCHEMAS:
+            wh.execute(f"create schema if not exists {schema}{owner}")
+    schemas = [
+        str(r[0])
+        for r in wh.query("select nspname from pg_namespace where nspname = any(?)", [list(PLATFORM_SCHEMAS)])
+    ]
+    schemas.sort(key=PLATFORM_SCHEMAS.index)
     statements: list[str] = []
     for schema in schemas:
         if PIPELINE_ROLE in existing and me != PIPELINE_ROLE:
@@ -378,8 +385,8 @@ def apply_grants(wh: PostgresWarehouse, summary: dict[str, Any]) -> None:
                 f"grant usage, create on schema {schema} to {PIPELINE_ROLE}",
                 f"grant all on all tables in schema {schema} to {PIPELINE_ROLE}",
                 f"grant all on all sequences in schema {schema} to {PIPELINE_ROLE}",
-                f"alter default privileges for role {me} in schema {schema} grant all on tables to {PIPELINE_ROLE}",
-                f"alter default privileges for role {me} in schema {schema} grant all on sequences to {PIPELINE_ROLE}",
+                f'alter default privileges for role "{me}" in schema {schema} grant all on tables to {PIPELINE_ROLE}',
+                f'alter default privileges for role "{me}" in schema {schema} grant all on sequences to {PIPELINE_ROLE}',
             ]
         for role, reads in READS.items():
             if role not in existing:
@@ -388,7 +395,7 @@ def apply_grants(wh: PostgresWarehouse, summary: dict[str, Any]) -> None:
             statements.append(f"revoke all on all tables in schema {schema} from {role}")
             for creator in creators:
                 statements.append(
-                    f"alter default privileges for role {creator} in schema {schema} revoke all on tables from {role}"
+                    f'alter default privileges for role "{creator}" in schema {schema} revoke all on tables from {role}'
                 )
             if schema in reads:
                 statements += [
@@ -397,7 +404,7 @@ def apply_grants(wh: PostgresWarehouse, summary: dict[str, Any]) -> None:
                 ]
                 for creator in creators:
                     statements.append(
-                        f"alter default privileges for role {creator} in schema {schema} grant select on tables to {role}"
+                        f'alter default privileges for role "{creator}" in schema {schema} grant select on tables to {role}'
                     )
             else:
                 statements.append(f"revoke all on schema {schema} from {role}")
