@@ -23,7 +23,16 @@ from customer_mdm.config import Settings
 from customer_mdm.devtools.pgserver import LocalPostgres
 from customer_mdm.generate import generate_landing
 from customer_mdm.linkage.step import record_decision
-from customer_mdm.pipeline import run_inline
+from customer_mdm.pipeline import (
+    dbt_build_step,
+    dbt_golden_step,
+    dbt_governance_step,
+    new_run_id,
+    publish_step,
+    run_inline,
+    scorecard_step,
+    start_run,
+)
 from customer_mdm.security import BI_ROLE, PASSWORD_ENV, PIPELINE_ROLE, ROLES, STEWARD_ROLE, apply
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -56,7 +65,7 @@ def wh(pg_server: LocalPostgres, tmp_path_factory: pytest.TempPathFactory) -> It
             settings[PIPELINE_ROLE], admin_dsn=admin_dsn, env={PASSWORD_ENV[r]: p for r, p in passwords.items()}
         )
         assert summary["warnings"] == [] and summary["connected_as"] == PIPELINE_ROLE
-        run_inline(settings[PIPELINE_ROLE])  # the daily pipeline and governance, as mdm_pipeline
+        run_inline(settings[PIPELINE_ROLE], governance=False)  # the daily pipeline, as mdm_pipeline
         yield Warehouse(admin_dsn, dsn, settings)
     finally:
         if pg_server.is_running():
@@ -89,11 +98,11 @@ PERSONAL_TABLES = [
     "mdm.review_queue",
     "mdm.steward_decisions",
     "intermediate.int_customer_records",
-    "governance.consistency_report",
-    "governance.customer_segments",
 ]
+GOVERNANCE_TABLES = ["governance.consistency_report", "governance.customer_segments", "governance.scorecard_history"]
 PIPELINE_ONLY_TABLES = ["raw.crm", "raw.ecommerce_members", "staging.stg_crm__customers", "std.phone_lookup", "ops.runs"]
-BI_VIEWS = ["bi.dim_customer", "bi.customer_xref", "bi.fct_orders", "bi.customer_segments", "bi.scorecard_latest"]
+BI_VIEWS = ["bi.dim_customer", "bi.customer_xref", "bi.fct_orders"]
+GOVERNANCE_VIEWS = ["bi.customer_segments", "bi.scorecard_latest"]
 
 
 def test_each_role_logs_in_with_its_own_password_and_no_special_power(wh: Warehouse):
@@ -224,22 +233,34 @@ def test_grants_survive_a_second_run_that_recreates_the_tables(wh: Warehouse):
     settings = wh.settings[PIPELINE_ROLE]
     with as_role(wh, PIPELINE_ROLE) as con:  # a column the build does not have: publish must swap the table
         con.execute("alter table marts.dim_customer add column legacy_note text")
-    recreated = ["marts.dim_customer", "intermediate.int_customer_records", "marts.fct_orders", "governance.customer_segments"]
+    recreated = ["marts.dim_customer", "intermediate.int_customer_records", "marts.fct_orders"]
     oid_sql = "select " + ", ".join(f"'{t}'::regclass::oid" for t in recreated)
     before = fetch(wh, None, oid_sql)[0]
 
-    summary = run_inline(settings, full=True)
+    # what a full rebuild does to the tables, without relinking: dbt rebuilds the intermediate and
+    # marts tables and the golden build from scratch (fct_orders' rebuild drops bi.fct_orders with
+    # it), publish swaps dim_customer (its views are recreated); then the governance DAG's steps
+    run_id = start_run(settings, new_run_id())
+    dbt_build_step(settings, run_id, full=True)
+    dbt_golden_step(settings, run_id, full=True)
+    publish = publish_step(settings, run_id)
+    dbt_governance_step(settings, run_id)
+    scorecard_step(settings, run_id)
 
     after = fetch(wh, None, oid_sql)[0]
     assert all(b != a for b, a in zip(before, after, strict=True)), "every table was recreated"
-    assert summary["steps"]["publish"]["tables"]["dim_customer"]["method"] == "swap"
-    for view in BI_VIEWS:
+    assert publish["tables"]["dim_customer"]["method"] == "swap"
+    assert publish["security"]["warnings"] == []
+    for view in BI_VIEWS + GOVERNANCE_VIEWS:
         assert fetch(wh, BI_ROLE, f"select count(*) from {view}")[0][0] > 0, view
-    for table in PERSONAL_TABLES:
+    for table in PERSONAL_TABLES + GOVERNANCE_TABLES + GOVERNANCE_VIEWS:
         fetch(wh, STEWARD_ROLE, f"select * from {table} limit 1")
-    for table in PERSONAL_TABLES + PIPELINE_ONLY_TABLES:
+    for table in PERSONAL_TABLES + PIPELINE_ONLY_TABLES + GOVERNANCE_TABLES:
         assert denied(wh, BI_ROLE, f"select 1 from {table} limit 1"), table
     assert denied(wh, STEWARD_ROLE, "delete from marts.dim_customer")
+    assert denied(wh, STEWARD_ROLE, "delete from governance.customer_segments")
+    segments = fetch(wh, BI_ROLE, "select count(*) from bi.customer_segments")[0][0]
+    assert segments == fetch(wh, None, "select count(*) from marts.dim_customer")[0][0]
 
 
 def test_no_role_without_grants_sees_platform_data(wh: Warehouse, tmp_path: Path):
