@@ -220,10 +220,12 @@ def _create_view(wh: Warehouse, view: BiView) -> None:
         wh.execute(f"create or replace view {view.qualified} as {body}")
         return
     # PostgreSQL: `create or replace` keeps the view's grants but cannot drop or retype columns
+    import psycopg
+
     try:
         with wh.transaction():  # a savepoint inside the caller's transaction
             wh.execute(f"create or replace view {view.qualified} as {body}")
-    except Exception:
+    except psycopg.Error:
         wh.execute(f"drop view if exists {view.qualified}")
         wh.execute(f"create view {view.qualified} as {body}")
 
@@ -321,7 +323,9 @@ def grant_database(wh: PostgresWarehouse, summary: dict[str, Any]) -> None:
         try:
             wh.execute(f'grant {privilege} on database "{db}" to {role}')
         except psycopg.errors.InsufficientPrivilege:
-            summary["warnings"].append(f"{summary['connected_as']} may not grant {privilege} on database {db} to {role}")
+            summary["warnings"].append(
+                f"{summary['connected_as']} may not grant {privilege} on database {db} to {role}"
+            )
 
 
 def reassign_ownership(wh: PostgresWarehouse) -> list[str]:
@@ -364,7 +368,10 @@ def apply_grants(wh: PostgresWarehouse, summary: dict[str, Any]) -> None:
     # default privileges for tables created later by the connected role, and by mdm_pipeline
     # when the connected role may set them (itself, a superuser, or a member of mdm_pipeline)
     creators = [me]
-    if PIPELINE_ROLE in existing and me != PIPELINE_ROLE and _one(wh, "select pg_has_role(?, 'MEMBER')", [PIPELINE_ROLE]):
+    may_act_for_pipeline = (
+        _one(wh, "select pg_has_role(?, 'MEMBER')", [PIPELINE_ROLE]) if PIPELINE_ROLE in existing else False
+    )
+    if me != PIPELINE_ROLE and may_act_for_pipeline:
         creators.append(PIPELINE_ROLE)
     # every platform schema exists (owned by mdm_pipeline), so its default privileges are in place
     # before the first table in it is created (audit.*, governance.* come later in a run)
@@ -374,38 +381,35 @@ def apply_grants(wh: PostgresWarehouse, summary: dict[str, Any]) -> None:
         for schema in PLATFORM_SCHEMAS:
             wh.execute(f"create schema if not exists {schema}{owner}")
     schemas = [
-        str(r[0])
-        for r in wh.query("select nspname from pg_namespace where nspname = any(?)", [list(PLATFORM_SCHEMAS)])
+        str(r[0]) for r in wh.query("select nspname from pg_namespace where nspname = any(?)", [list(PLATFORM_SCHEMAS)])
     ]
     schemas.sort(key=PLATFORM_SCHEMAS.index)
     statements: list[str] = []
     for schema in schemas:
+
+        def defaults(creator: str, action: str, schema: str = schema) -> str:
+            return f'alter default privileges for role "{creator}" in schema {schema} {action}'
+
         if PIPELINE_ROLE in existing and me != PIPELINE_ROLE:
             statements += [
                 f"grant usage, create on schema {schema} to {PIPELINE_ROLE}",
                 f"grant all on all tables in schema {schema} to {PIPELINE_ROLE}",
                 f"grant all on all sequences in schema {schema} to {PIPELINE_ROLE}",
-                f'alter default privileges for role "{me}" in schema {schema} grant all on tables to {PIPELINE_ROLE}',
-                f'alter default privileges for role "{me}" in schema {schema} grant all on sequences to {PIPELINE_ROLE}',
+                defaults(me, f"grant all on tables to {PIPELINE_ROLE}"),
+                defaults(me, f"grant all on sequences to {PIPELINE_ROLE}"),
             ]
         for role, reads in READS.items():
             if role not in existing:
                 continue
             # converge: no write privilege anywhere, then read where allowed
             statements.append(f"revoke all on all tables in schema {schema} from {role}")
-            for creator in creators:
-                statements.append(
-                    f'alter default privileges for role "{creator}" in schema {schema} revoke all on tables from {role}'
-                )
+            statements += [defaults(creator, f"revoke all on tables from {role}") for creator in creators]
             if schema in reads:
                 statements += [
                     f"grant usage on schema {schema} to {role}",
                     f"grant select on all tables in schema {schema} to {role}",
                 ]
-                for creator in creators:
-                    statements.append(
-                        f'alter default privileges for role "{creator}" in schema {schema} grant select on tables to {role}'
-                    )
+                statements += [defaults(creator, f"grant select on tables to {role}") for creator in creators]
             else:
                 statements.append(f"revoke all on schema {schema} from {role}")
     for role, tables in WRITES.items():
@@ -438,12 +442,15 @@ def apply(
     summary: dict[str, Any] = {"target": settings.target, "roles": {}, "warnings": [], "views": []}
     if settings.target == "postgres":
         if admin_dsn:
-            with PostgresWarehouse(admin_dsn) as admin:
+            admin = PostgresWarehouse(admin_dsn)
+            try:
                 summary["connected_as"] = str(_one(admin, "select current_user"))
                 ensure_roles(admin, env, summary)
                 grant_database(admin, summary)
                 if reassign:
                     summary["reassigned"] = reassign_ownership(admin)
+            finally:
+                admin.close()
         with connect(settings) as wh:
             assert isinstance(wh, PostgresWarehouse)
             summary["connected_as"] = str(_one(wh, "select current_user"))

@@ -43,10 +43,11 @@ def test_init_script_creates_databases_and_roles(cluster: LocalPostgres, tmp_pat
         "MDM_PG_BI_PASSWORD": "",  # not set: bi_reader stays NOLOGIN
     }
     psql = cluster.bin_dir / "psql"
+    connect_args = [str(psql), "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(cluster.port), "-U", "postgres"]
+    connect_args += ["-d", "postgres"]
     env = {**os.environ, **passwords, "PGPASSWORD": cluster.password}
     done = subprocess.run(
-        [str(psql), "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(cluster.port), "-U", "postgres"]
-        + ["-d", "postgres", "-f", str(ROOT / "docker" / "postgres-init.sql")],
+        [*connect_args, "-f", str(ROOT / "docker" / "postgres-init.sql")],
         env=env,
         capture_output=True,
         text=True,

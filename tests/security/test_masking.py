@@ -8,7 +8,6 @@ from datetime import date, datetime
 from pathlib import Path
 
 import pandas as pd
-import pytest
 from click.testing import CliRunner
 
 from customer_mdm.cli import main
@@ -198,7 +197,9 @@ def test_masked_dim_customer_on_both_warehouses(settings: Settings):
     with connect(settings) as wh:
         wh.execute("drop view bi.customer_xref")
     assert apply(settings, env={})["views"] == summary["views"]
-    assert rows(settings, "select golden_id, source_id from bi.customer_xref") == [{"golden_id": "G1", "source_id": "C1"}]
+    assert rows(settings, "select golden_id, source_id from bi.customer_xref") == [
+        {"golden_id": "G1", "source_id": "C1"}
+    ]
 
 
 def test_bi_export_on_duckdb_is_the_masked_view(duckdb_settings: Settings, tmp_path: Path):

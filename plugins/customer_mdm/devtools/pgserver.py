@@ -928,7 +928,6 @@ def _kept_password(data_dir: Path) -> str:
     return password
 
 
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m customer_mdm.devtools.pgserver", description="Start/stop a local PostgreSQL server."

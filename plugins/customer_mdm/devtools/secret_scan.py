@@ -60,7 +60,11 @@ RULES: list[tuple[str, str, re.Pattern[str]]] = [
     ),
     # SQL: password '<literal>'
     ("literal password in SQL", ANY, re.compile(r"(?i)\bpassword\s+'(?P<value>[^'\n]*)'")),
-    ("private key", ANY, re.compile(r"-----BEGIN (?:RSA |EC |DSA |OPENSSH |PGP )?PRIVATE KEY(?: BLOCK)?-----(?P<value>)")),
+    (
+        "private key",
+        ANY,
+        re.compile(r"-----BEGIN (?:RSA |EC |DSA |OPENSSH |PGP )?PRIVATE KEY(?: BLOCK)?-----(?P<value>)"),
+    ),
     ("AWS access key", ANY, re.compile(r"\b(?P<value>AKIA[0-9A-Z]{16})\b")),
     ("GitHub token", ANY, re.compile(r"\b(?P<value>gh[pousr]_[A-Za-z0-9]{36,})\b")),
     ("Slack token", ANY, re.compile(r"\b(?P<value>xox[abprs]-[A-Za-z0-9-]{10,})\b")),
