@@ -89,3 +89,36 @@ def test_init_script_creates_databases_and_roles(cluster: LocalPostgres, tmp_pat
     assert summary["warnings"] == [] and summary["connected_as"] == "mdm_pipeline"
     assert summary["roles"] == {"mdm_pipeline": "exists", "mdm_steward": "exists", "bi_reader": "exists"}
     assert "bi" in summary["schemas"] and "marts" in summary["schemas"]
+
+
+def test_roles_without_a_password_are_created_nologin(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path):
+    with postgres_data_dir(tmp_path_factory, "pgroles") as data_dir:
+        server = LocalPostgres(data_dir)
+        server.start()
+        try:
+            dsn = server.create_database("mdm")
+            settings = Settings.from_env(
+                env={}, home=tmp_path / "home", landing=tmp_path, target="postgres", pg_dsn=dsn
+            )
+            steward_password = secrets.token_urlsafe(12)
+            first = apply(settings, env={"MDM_PG_STEWARD_PASSWORD": steward_password})
+            again = apply(settings, env={})  # no variables: nothing changes
+            with psycopg.connect(server.dsn("postgres"), autocommit=True) as con:
+                logins = dict(
+                    con.execute("select rolname, rolcanlogin from pg_roles where rolname like '%_%'").fetchall()
+                )
+            with psycopg.connect(server.dsn("mdm", user="mdm_steward", password=steward_password)) as con:
+                assert con.execute("select current_user").fetchall() == [("mdm_steward",)]
+        finally:
+            server.stop()
+    assert first["roles"] == {
+        "mdm_pipeline": "created (nologin)",
+        "mdm_steward": "created (login)",
+        "bi_reader": "created (nologin)",
+    }
+    assert again["roles"] == {"mdm_pipeline": "exists", "mdm_steward": "exists", "bi_reader": "exists"}
+    assert {r: logins[r] for r in ("mdm_pipeline", "mdm_steward", "bi_reader")} == {
+        "mdm_pipeline": False,
+        "mdm_steward": True,
+        "bi_reader": False,
+    }
