@@ -8,6 +8,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from click.testing import CliRunner
 
 from customer_mdm.cli import main
@@ -239,3 +240,17 @@ def test_the_cli_offers_every_bi_view():
     bi = export.commands["bi"]  # type: ignore[attr-defined]
     (view,) = [p for p in bi.params if p.name == "view"]
     assert tuple(view.type.choices) == BI_VIEW_NAMES
+
+
+@pytest.mark.postgres
+def test_mdm_roles_apply_on_postgres(pg_dsn: str, tmp_path: Path):
+    settings = Settings.from_env(env={}, home=tmp_path / "home", landing=tmp_path, target="postgres", pg_dsn=pg_dsn)
+    build_marts(settings)
+    env = {"MDM_HOME": str(tmp_path / "home"), "MDM_TARGET": "postgres", "MDM_PG_DSN": pg_dsn}
+    result = CliRunner().invoke(main, ["roles", "apply"], env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    for role in ("mdm_pipeline", "mdm_steward", "bi_reader"):
+        assert role in result.output
+    assert "masked views: bi.dim_customer, bi.customer_xref" in result.output
+    result = CliRunner().invoke(main, ["roles", "apply", "--reassign-ownership"], env=env)
+    assert result.exit_code == 2 and "needs --admin-dsn" in result.output
