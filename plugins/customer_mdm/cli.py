@@ -334,6 +334,68 @@ def export_xref(ctx: click.Context, out: Path) -> None:
     click.echo(f"wrote {len(frame):,} rows ({frame['golden_id'].nunique():,} golden customers) to {out}")
 
 
+@export.command("bi")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="CSV file to write.")
+@click.option(
+    "--view",
+    type=click.Choice(["dim_customer", "customer_xref", "fct_orders", "customer_segments", "scorecard_latest"]),
+    default="dim_customer",
+    show_default=True,
+    help="Masked view of schema bi to write.",
+)
+@click.pass_context
+def export_bi(ctx: click.Context, out: Path, view: str) -> None:
+    """Write a masked BI view (phones, emails, names, addresses, birth dates masked) as CSV."""
+    from customer_mdm.security import export_bi as write_bi
+
+    rows = write_bi(_settings(ctx), view, out)
+    click.echo(f"wrote {rows:,} rows of bi.{view} (masked) to {out}")
+
+
+# ----------------------------------------------------------------------------- security
+@main.group()
+def roles() -> None:
+    """PostgreSQL roles: mdm_pipeline, mdm_steward, bi_reader (see README, Security and privacy)."""
+
+
+@roles.command("apply")
+@click.option(
+    "--admin-dsn",
+    envvar="MDM_PG_ADMIN_DSN",
+    default=None,
+    help="Superuser or CREATEROLE connection that creates the roles (env MDM_PG_ADMIN_DSN); "
+    "default: the pipeline's own MDM_PG_DSN.",
+)
+@click.option(
+    "--reassign-ownership",
+    is_flag=True,
+    help="Make mdm_pipeline the owner of the platform schemas and their tables (needs --admin-dsn).",
+)
+@click.pass_context
+def roles_apply(ctx: click.Context, admin_dsn: str | None, reassign_ownership: bool) -> None:
+    """Create the roles and masked BI views and converge their grants (idempotent).
+
+    Passwords: MDM_PG_PIPELINE_PASSWORD, MDM_PG_STEWARD_PASSWORD, MDM_PG_BI_PASSWORD (a role
+    without one is created NOLOGIN; an existing role is left as it is).
+    """
+    from customer_mdm.security import apply
+
+    settings = _settings(ctx)
+    if settings.target != "postgres":
+        raise MdmError("roles exist on PostgreSQL only (MDM_TARGET=postgres); on DuckDB use `mdm export bi`")
+    if reassign_ownership and not admin_dsn:
+        raise MdmError("--reassign-ownership needs --admin-dsn (a superuser connection)")
+    summary = apply(settings, admin_dsn=admin_dsn, reassign=reassign_ownership)
+    for role, state in summary["roles"].items():
+        click.echo(f"{role:<14} {state}")
+    click.echo(f"masked views: {', '.join(summary['views']) or 'none yet (nothing published)'}")
+    click.echo(f"schemas granted: {', '.join(summary.get('schemas', []))}")
+    for item in summary.get("reassigned", []):
+        click.echo(f"owner -> mdm_pipeline: {item}")
+    for warning in summary["warnings"]:
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
+
+
 @main.group()
 def review() -> None:
     """Steward review of uncertain matches."""

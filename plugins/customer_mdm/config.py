@@ -9,7 +9,9 @@ Environment variables (all optional except ``MDM_PG_DSN`` when the target is pos
                      quarantine copies, reports, dbt artefacts
 ``MDM_LANDING``      landing zone (default ``$MDM_HOME/landing``)
 ``MDM_TARGET``       ``duckdb`` (default, embedded) or ``postgres``
-``MDM_PG_DSN``       PostgreSQL connection string (URL or ``key=value``) for ``postgres``
+``MDM_PG_DSN``       PostgreSQL connection string (URL or ``key=value``) for ``postgres``; when unset,
+                     the Airflow connection ``mdm_warehouse`` given as ``AIRFLOW_CONN_MDM_WAREHOUSE``
+                     (URI or JSON form) is used
 ``MDM_DUCKDB_PATH``  DuckDB warehouse file (default ``$MDM_HOME/warehouse.duckdb``)
 ``MDM_PROJECT_ROOT`` the checkout holding ``dags/`` and ``dbt_project/`` (found automatically)
 """
@@ -24,6 +26,8 @@ from pathlib import Path
 from customer_mdm.errors import ConfigError
 
 TARGETS = ("duckdb", "postgres")
+#: Airflow's environment-variable form of the connection ``mdm_warehouse`` (URI or JSON)
+AIRFLOW_CONN_ENV = "AIRFLOW_CONN_MDM_WAREHOUSE"
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -34,6 +38,28 @@ def _find_project_root() -> Path:
     if (candidate / "dbt_project").is_dir():
         return candidate
     return Path.cwd()
+
+
+def _airflow_dsn(value: str | None) -> str | None:
+    """A libpq DSN from an Airflow connection in environment form: a URI (``postgres://USER:PASSWORD@host:5432/db``)
+    or JSON (``{"conn_type": "postgres", "login": ..., "password": ..., "host": ..., "port": ..., "schema": ...}``)."""
+    if not value or not value.strip():
+        return None
+    value = value.strip()
+    if not value.startswith("{"):
+        return value
+    import json
+    from urllib.parse import quote
+
+    try:
+        conn = json.loads(value)
+    except ValueError as exc:
+        raise ConfigError(f"{AIRFLOW_CONN_ENV} is neither a URI nor valid JSON: {exc}") from exc
+    user = quote(str(conn.get("login") or ""), safe="")
+    password = quote(str(conn.get("password") or ""), safe="")
+    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    port = f":{conn['port']}" if conn.get("port") else ""
+    return f"postgresql://{auth}{conn.get('host') or 'localhost'}{port}/{quote(str(conn.get('schema') or ''), safe='')}"
 
 
 @dataclass(frozen=True)
@@ -53,7 +79,7 @@ class Settings:
         home = home.resolve()
         landing = overrides.pop("landing", None) or env.get("MDM_LANDING") or home / "landing"
         target = str(overrides.pop("target", None) or env.get("MDM_TARGET") or "duckdb").lower()
-        pg_dsn = overrides.pop("pg_dsn", None) or env.get("MDM_PG_DSN") or None
+        pg_dsn = overrides.pop("pg_dsn", None) or env.get("MDM_PG_DSN") or _airflow_dsn(env.get(AIRFLOW_CONN_ENV))
         duckdb_path = overrides.pop("duckdb_path", None) or env.get("MDM_DUCKDB_PATH") or None
         root = overrides.pop("project_root", None) or env.get("MDM_PROJECT_ROOT") or None
         if overrides:

@@ -343,7 +343,17 @@ def publish_step(settings: Settings, run_id: str) -> dict[str, Any]:
     with step(settings, run_id, "publish") as rec:
         rec.details["data_docs"] = str(data_docs_index(settings))
         rec.details.update(audit_and_publish(settings, run_id))
+        rec.details["security"] = _apply_security(settings)
     return rec.details
+
+
+def _apply_security(settings: Settings) -> dict[str, Any]:
+    """The masked BI views and (PostgreSQL) the roles' grants, after every step that publishes or
+    recreates tables (customer_mdm.security)."""
+    from customer_mdm.security import apply
+
+    summary = apply(settings)
+    return {k: summary[k] for k in ("views", "roles", "warnings") if k in summary}
 
 
 # ----------------------------------------------------------------------------- governance
@@ -376,6 +386,7 @@ def dbt_governance_step(settings: Settings, run_id: str) -> dict[str, Any]:
         rec.details["dbt_seconds"] = rec.details.pop("seconds")
         if not result.success:
             raise DbtFailed("dbt_governance failed:\n  " + "\n  ".join(result.failures))
+        rec.details["security"] = _apply_security(settings)  # dbt recreated the governance tables
     return rec.details
 
 
@@ -395,6 +406,7 @@ def scorecard_step(settings: Settings, run_id: str) -> dict[str, Any]:
             if m.headline and ("overall", m.dimension, m.name) in card.index
         }
         rec.details["report"] = str(write_report(settings))
+        rec.details["security"] = _apply_security(settings)  # bi.scorecard_latest
     return rec.details
 
 

@@ -27,13 +27,18 @@ from customer_mdm.devtools.pytest_fixtures import postgres_data_dir
 pytestmark = pytest.mark.postgres
 
 PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
+# throw-away passwords of this module's own local servers (special characters on purpose)
+PASSWORD = "s3cret:/@%pw"  # pragma: allowlist secret
+PASSWORD_IN_URL = "s3cret%3A%2F%40%25pw"  # how dsn() must percent-encode it
+WRONG = "not-the-password"  # pragma: allowlist secret
+APP_PASSWORD = "app pw"  # pragma: allowlist secret
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
     """This module's own server: some tests stop, kill and restart it."""
     with postgres_data_dir(tmp_path_factory, "pgserver-test") as data_dir:
-        srv = LocalPostgres(data_dir, password="s3cret:/@%pw")
+        srv = LocalPostgres(data_dir, password=PASSWORD)
         began = time.monotonic()
         srv.start()
         print(f"\nLocalPostgres fresh start (initdb + start) took {time.monotonic() - began:.2f}s using {srv.bin_dir}")
@@ -56,7 +61,7 @@ def _refused(dsn: str) -> bool:
 
 
 def test_start_and_connect_with_password(server: LocalPostgres) -> None:
-    assert server.dsn().startswith(f"postgresql://postgres:s3cret%3A%2F%40%25pw@127.0.0.1:{server.port}/")
+    assert server.dsn().startswith(f"postgresql://postgres:{PASSWORD_IN_URL}@127.0.0.1:{server.port}/")
     with psycopg.connect(server.dsn(), connect_timeout=5) as conn:
         row = conn.execute(
             "select current_user, host(inet_server_addr()), inet_server_port(), "
@@ -85,11 +90,11 @@ def test_start_is_idempotent_and_adopts_a_running_server(server: LocalPostgres) 
 
 def test_wrong_password_is_refused(server: LocalPostgres) -> None:
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
-        psycopg.connect(server.dsn(password="wrong"), connect_timeout=5)
+        psycopg.connect(server.dsn(password=WRONG), connect_timeout=5)
 
 
 def test_adopting_with_the_wrong_password_fails_clearly(server: LocalPostgres) -> None:
-    other = LocalPostgres(server.data_dir, password="not-the-password", stop_at_exit=False)
+    other = LocalPostgres(server.data_dir, password=WRONG, stop_at_exit=False)
     with pytest.raises(PostgresServerError, match="rejects the password"):
         other.start()
     assert server.is_running(), "a server this object did not start must be left running"
@@ -113,16 +118,16 @@ def test_create_database_twice_and_drop(server: LocalPostgres) -> None:
 def test_non_superuser_role_logs_in(server: LocalPostgres) -> None:
     with psycopg.connect(server.dsn(), autocommit=True, connect_timeout=5) as conn:
         conn.execute("drop role if exists mdm_app")
-        conn.execute("create role mdm_app login nosuperuser password 'app pw'")
+        conn.execute(f"create role mdm_app login nosuperuser password '{APP_PASSWORD}'")
     dsn = server.create_database("mdm_app_db", owner="mdm_app")
     assert dsn == server.dsn("mdm_app_db")
-    with psycopg.connect(server.dsn("mdm_app_db", user="mdm_app", password="app pw"), connect_timeout=5) as conn:
+    with psycopg.connect(server.dsn("mdm_app_db", user="mdm_app", password=APP_PASSWORD), connect_timeout=5) as conn:
         assert conn.execute("select current_user, rolsuper from pg_roles where rolname = current_user").fetchone() == (
             "mdm_app",
             False,
         )
         conn.execute("create table customers (id int primary key)")  # owns the database's public schema access
-    assert _refused(server.dsn("mdm_app_db", user="mdm_app", password="wrong"))
+    assert _refused(server.dsn("mdm_app_db", user="mdm_app", password=WRONG))
 
 
 def test_version_reports_the_major_version(server: LocalPostgres) -> None:

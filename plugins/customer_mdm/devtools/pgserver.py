@@ -13,7 +13,7 @@ created with ``useradd --system`` if it is missing.
 
 Command line::
 
-    python -m customer_mdm.devtools.pgserver start --data DIR [--port P] [--password PW]
+    python -m customer_mdm.devtools.pgserver start --data DIR [--port P] [--password PASSWORD]
     python -m customer_mdm.devtools.pgserver stop --data DIR
 
 ``start`` prints the DSN and leaves the server running.
@@ -30,6 +30,7 @@ import importlib.util
 import logging
 import os
 import re
+import secrets
 import shlex
 import shutil
 import signal
@@ -335,12 +336,14 @@ class LocalPostgres:
         self,
         data_dir: Path,
         port: int | None = None,
-        password: str = "postgres",
+        password: str | None = None,
         bin_dir: Path | None = None,
         *,
         start_timeout: float = 60.0,
         stop_at_exit: bool = True,
     ) -> None:
+        if password is None:  # no password in the code: a random one per server unless given
+            password = secrets.token_urlsafe(18)
         if not password or "\n" in password or "\r" in password:
             raise ValueError("password must be non-empty and a single line.")
         self.data_dir = Path(data_dir).expanduser().resolve()
@@ -372,7 +375,7 @@ class LocalPostgres:
         return self._bin_dir
 
     def dsn(self, dbname: str = "postgres", user: str = SUPERUSER, password: str | None = None) -> str:
-        """postgresql://user:pw@127.0.0.1:port/dbname (components percent-encoded)."""
+        """postgresql://USER:PASSWORD@127.0.0.1:PORT/DBNAME (components percent-encoded)."""
         if self.port is None:
             raise PostgresServerError(f"{self!r} has no port yet: call start() first.")
         pw = self.password if password is None else password
@@ -907,6 +910,22 @@ class LocalPostgres:
 
 
 # --------------------------------------------------------------------------- CLI
+SUPERUSER_PASSWORD_ENV = "MDM_PG_SUPERUSER_PASSWORD"
+
+
+def _kept_password(data_dir: Path) -> str:
+    """The superuser password of a CLI-started server: kept beside its data directory (mode 0600)
+    so that a restart finds it; a new random one for a new server. Never in the repository."""
+    path = Path(data_dir).expanduser().absolute()
+    kept = path.with_name(path.name + ".password")
+    if kept.exists():
+        return kept.read_text(encoding="utf-8").strip()
+    password = secrets.token_urlsafe(18)
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(password + "\n")
+    return password
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -917,13 +936,19 @@ def main(argv: list[str] | None = None) -> int:
     start = sub.add_parser("start", help="initdb if needed, start, print the DSN; the server keeps running")
     start.add_argument("--data", required=True, type=Path, help="data directory")
     start.add_argument("--port", type=int, help="TCP port on 127.0.0.1 (default: a free one)")
-    start.add_argument("--password", default="postgres", help="superuser password (default: postgres)")
+    start.add_argument(
+        "--password",
+        default=None,
+        help=f"superuser password (default: ${SUPERUSER_PASSWORD_ENV}, else the one kept in DATA.password, "
+        "else a new random one kept there)",
+    )
     stop = sub.add_parser("stop", help="stop the server of a data directory")
     stop.add_argument("--data", required=True, type=Path, help="data directory")
     args = parser.parse_args(argv)
     try:
         if args.command == "start":
-            server = LocalPostgres(args.data, port=args.port, password=args.password, stop_at_exit=False)
+            password = args.password or os.environ.get(SUPERUSER_PASSWORD_ENV) or _kept_password(args.data)
+            server = LocalPostgres(args.data, port=args.port, password=password, stop_at_exit=False)
             print(server.start().dsn())
         else:
             LocalPostgres(args.data, stop_at_exit=False).stop()

@@ -708,7 +708,8 @@ def record_decision(
         raise MdmError("a decision needs two different records")
     left, right = sorted((left, right))
     with connect(settings) as wh:
-        ensure_tables(wh)
+        if not (wh.table_exists("mdm.steward_decisions") and wh.table_exists("mdm.link_state")):
+            ensure_tables(wh)  # only when missing: a steward's role may insert decisions, not run DDL
         known = {
             r[0] for r in wh.query("select record_id from mdm.link_state where record_id in (?, ?)", [left, right])
         }

@@ -16,8 +16,8 @@ mix and never a table that failed its checks.
   replaced (``delete`` + ``insert``): views, grants, indexes and comments stay as they are, and
   readers see the old rows until the commit (MVCC). When the columns changed, the table is
   swapped like on DuckDB and the views that depend on it (found in ``pg_depend``) are dropped
-  with it and recreated from their definitions, in the same transaction; their grants must be
-  re-applied (issue 6 roles).
+  with it and recreated from their definitions, in the same transaction, with the grants the
+  table and the views had (the roles of ``customer_mdm.security`` never lose access mid-run).
 * Every published table gets a row in ``ops.publications`` (created here) with its row count and
   the validation statistics of its suite, in the publishing transaction.
 
@@ -136,6 +136,27 @@ def _dependent_views(wh: Warehouse, table: str) -> list[tuple[str, str, str, str
     return [(str(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in rows]
 
 
+def _grants(wh: Warehouse, relation: str) -> list[str]:
+    """PostgreSQL: the grants on ``relation`` to roles other than its owner, as GRANT statements
+    (a swapped table and the views recreated on it get them back in the publishing transaction)."""
+    rows = wh.query(
+        """
+        select case when a.grantee = 0 then 'public' else quote_ident(r.rolname) end,
+               a.privilege_type, a.is_grantable
+        from pg_class as c
+        cross join lateral aclexplode(c.relacl) as a
+        left join pg_roles as r on r.oid = a.grantee
+        where c.oid = cast(? as regclass) and a.grantee <> c.relowner
+        order by 1, 2
+        """,
+        [relation],
+    )
+    return [
+        f"grant {privilege} on {relation} to {grantee}{' with grant option' if grantable else ''}"
+        for grantee, privilege, grantable in rows
+    ]
+
+
 def _publish_table(wh: Warehouse, source: str, target: str) -> str:
     """Put ``source``'s rows in ``target`` (inside the caller's transaction); returns the method."""
     staging = f"{target}__publishing"
@@ -147,6 +168,9 @@ def _publish_table(wh: Warehouse, source: str, target: str) -> str:
             wh.execute(f"insert into {target} ({columns}) select {columns} from {source}")
             return "replace_rows"
     views = _dependent_views(wh, target) if wh.target == "postgres" and exists else []
+    grants = _grants(wh, target) if wh.target == "postgres" and exists else []
+    for schema, name, _, _ in views:
+        grants += _grants(wh, f'"{schema}"."{name}"')
     _drop(wh, staging)
     wh.execute(f"create table {staging} as select * from {source}")
     _drop(wh, target, cascade=wh.target == "postgres")
@@ -161,6 +185,8 @@ def _publish_table(wh: Warehouse, source: str, target: str) -> str:
                 f"publishing {target}: the view {schema}.{name} does not work on the new table ({exc}); "
                 f"nothing was published. Adapt the view to the new columns of {source}, or drop it, and rerun."
             ) from exc
+    for grant in grants:  # the roles keep exactly what they had (customer_mdm.security)
+        wh.execute(grant)
     return "swap"
 
 
