@@ -31,7 +31,7 @@ def configured_users() -> dict[str, str]:
     """username -> role from ``[core] simple_auth_manager_users``."""
     from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
 
-    return {user.username: user.role for user in SimpleAuthManager.get_users()}
+    return {user.username: str(user.role) for user in SimpleAuthManager.get_users()}
 
 
 def write_password(path: Path, username: str, password: str) -> None:

@@ -11,7 +11,10 @@ import os
 from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
+# exported by airflow.sdk at run time; imported from their modules for the type checker (the
+# package's .pyi stub does not list them yet)
+from airflow.sdk.definitions.callback import AsyncCallback
+from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 
 from customer_mdm.alerts import GOLDEN_LATE, RUN_FAILED, TASK_FAILED, MdmAlertNotifier
 from customer_mdm.errors import ConfigError
@@ -72,8 +75,9 @@ def golden_deadline() -> DeadlineAlert:
     An Airflow deadline alert on the run's logical date (the 03:00 schedule point): if the run is
     still going (or queued) ``MDM_GOLDEN_DEADLINE_HOURS`` (default 6) later, the scheduler hands
     :class:`~customer_mdm.alerts.MdmAlertNotifier` to the triggerer, which logs and POSTs the alert.
-    A run that finishes in time removes its deadline; a run that fails alerts through
-    :data:`run_failure_alert` instead. Runs without a logical date (some manual triggers) have none.
+    A run that succeeds in time removes its deadline; a failed run keeps it (after
+    :data:`run_failure_alert`), since the golden tables stay late until a run succeeds. Runs without
+    a logical date (manual triggers without one) get no deadline.
     """
     return DeadlineAlert(
         reference=DeadlineReference.DAGRUN_LOGICAL_DATE,
