@@ -110,7 +110,10 @@ def test_deadline_alert_runs_through_airflows_callback_trigger(webhook, monkeypa
     from airflow.triggers.callback import CallbackTrigger
 
     monkeypatch.setenv(WEBHOOK_ENV, webhook.url)
-    callback = golden_deadline().callback
+    monkeypatch.delenv("MDM_GOLDEN_DEADLINE_HOURS", raising=False)
+    deadline = golden_deadline()
+    assert deadline is not None
+    callback = deadline.callback
     context = {  # what the scheduler hands the triggerer (Deadline.handle_miss)
         "dag_run": {"dag_id": "mdm_daily", "dag_run_id": "scheduled__2026-12-03T03:00", "logical_date": "x"},
         "deadline": {"id": "d1", "deadline_time": "2026-12-03T01:00:00+00:00"},

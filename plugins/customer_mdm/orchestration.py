@@ -56,20 +56,23 @@ def default_args() -> dict[str, Any]:
     }
 
 
-def golden_deadline_hours() -> float:
+def golden_deadline_hours() -> float | None:
+    """``MDM_GOLDEN_DEADLINE_HOURS`` (default 6); ``off`` or ``0`` turns the deadline alert off."""
     raw = os.environ.get("MDM_GOLDEN_DEADLINE_HOURS", "").strip()
     if not raw:
         return GOLDEN_DEADLINE_HOURS
+    if raw.lower() in ("off", "0", "none"):
+        return None
     try:
         hours = float(raw)
     except ValueError:
-        raise ConfigError(f"MDM_GOLDEN_DEADLINE_HOURS must be a number of hours, not {raw!r}") from None
+        raise ConfigError(f"MDM_GOLDEN_DEADLINE_HOURS must be a number of hours or 'off', not {raw!r}") from None
     if hours <= 0:
-        raise ConfigError(f"MDM_GOLDEN_DEADLINE_HOURS must be positive, not {raw!r}")
+        raise ConfigError(f"MDM_GOLDEN_DEADLINE_HOURS must be positive (or 'off'), not {raw!r}")
     return hours
 
 
-def golden_deadline() -> DeadlineAlert:
+def golden_deadline() -> DeadlineAlert | None:
     """Alert when a daily run has not published the golden tables N hours after its scheduled time.
 
     An Airflow deadline alert on the run's logical date (the 03:00 schedule point): if the run is
@@ -77,11 +80,16 @@ def golden_deadline() -> DeadlineAlert:
     :class:`~customer_mdm.alerts.MdmAlertNotifier` to the triggerer, which logs and POSTs the alert.
     A run that succeeds in time removes its deadline; a failed run keeps it (after
     :data:`run_failure_alert`), since the golden tables stay late until a run succeeds. Runs without
-    a logical date (manual triggers without one) get no deadline.
+    a logical date (manual triggers without one) get no deadline. ``None`` when turned off (``mdm run``
+    does: ``airflow dags test`` in Airflow 3.3.2 fails at the end of a successful run of a DAG with a
+    deadline, and an interactive run needs no lateness alert).
     """
+    hours = golden_deadline_hours()
+    if hours is None:
+        return None
     return DeadlineAlert(
         reference=DeadlineReference.DAGRUN_LOGICAL_DATE,
-        interval=timedelta(hours=golden_deadline_hours()),
+        interval=timedelta(hours=hours),
         callback=AsyncCallback(MdmAlertNotifier, kwargs={"event": GOLDEN_LATE}),
         name="golden_tables_published",
     )

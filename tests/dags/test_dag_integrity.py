@@ -84,8 +84,12 @@ def test_deadline_hours_come_from_the_environment(monkeypatch):
     from customer_mdm.orchestration import golden_deadline
 
     monkeypatch.setenv("MDM_GOLDEN_DEADLINE_HOURS", "2.5")
-    assert golden_deadline().interval.total_seconds() == 2.5 * 3600
-    for bad in ("soon", "0", "-1"):
+    alert = golden_deadline()
+    assert alert is not None and alert.interval.total_seconds() == 2.5 * 3600
+    for off in ("off", "0"):
+        monkeypatch.setenv("MDM_GOLDEN_DEADLINE_HOURS", off)
+        assert golden_deadline() is None
+    for bad in ("soon", "-1"):
         monkeypatch.setenv("MDM_GOLDEN_DEADLINE_HOURS", bad)
         with pytest.raises(ConfigError, match="MDM_GOLDEN_DEADLINE_HOURS"):
             golden_deadline()
