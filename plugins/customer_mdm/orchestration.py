@@ -38,6 +38,11 @@ task_failure_alert = MdmAlertNotifier(TASK_FAILED)
 run_failure_alert = MdmAlertNotifier(RUN_FAILED)
 
 
+def on_task_failure(context: Any) -> None:
+    """The task failure alert as a plain function (the callback before the notifier; kept for callers)."""
+    task_failure_alert(context)
+
+
 def default_args() -> dict[str, Any]:
     """Retries, timeouts and callbacks, set once for every task of every DAG.
 
