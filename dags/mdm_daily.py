@@ -12,7 +12,10 @@ task fails only when its source or the warehouse is unreachable; the other feeds
 still run (trigger rule ``all_done`` on ``validate_raw``), and ``finish`` fails the run, naming
 what went wrong. A blocking expectation fails its gate and stops the run before publication:
 yesterday's golden tables stay in ``marts``. ``publish`` updates the golden asset, on which
-``mdm_governance`` (worklist, segments, scorecard, report) is scheduled.
+``mdm_governance`` (worklist, segments, scorecard, report) is scheduled; ``link`` reads the
+model asset that ``mdm_train_linkage`` publishes. A failed task or run is alerted
+(``customer_mdm.alerts``: log + ``MDM_ALERT_WEBHOOK``), and so are golden tables not published
+``MDM_GOLDEN_DEADLINE_HOURS`` (default 6) after the 03:00 schedule (an Airflow deadline alert).
 This file only wires tasks: the work is in ``customer_mdm.pipeline``.
 """
 
@@ -21,7 +24,15 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Asset, dag, task
 
-from customer_mdm.orchestration import GOLDEN_ASSET, default_args, full_from_context, run_id_from_context
+from customer_mdm.orchestration import (
+    GOLDEN_ASSET,
+    LINKAGE_MODEL_ASSET,
+    default_args,
+    full_from_context,
+    golden_deadline,
+    run_failure_alert,
+    run_id_from_context,
+)
 from customer_mdm.sources import FEEDS
 
 
@@ -33,6 +44,8 @@ from customer_mdm.sources import FEEDS
     max_active_runs=1,
     default_args=default_args(),
     dagrun_timeout=pendulum.duration(hours=6),
+    on_failure_callback=run_failure_alert,
+    deadline=golden_deadline(),
     tags=["mdm", "daily"],
     doc_md=__doc__,
 )
@@ -86,7 +99,7 @@ def mdm_daily() -> None:
 
         return validate_standardised_step(Settings.from_env(), mdm_run, full=full_from_context(context))
 
-    @task
+    @task(inlets=[Asset(LINKAGE_MODEL_ASSET)])
     def link(mdm_run: str, **context) -> dict:
         from customer_mdm.config import Settings
         from customer_mdm.pipeline import link_step

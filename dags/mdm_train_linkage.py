@@ -12,7 +12,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Asset, dag, task
 
-from customer_mdm.orchestration import LINKAGE_MODEL_ASSET, default_args
+from customer_mdm.orchestration import LINKAGE_MODEL_ASSET, default_args, run_failure_alert
 
 
 @dag(
@@ -22,6 +22,7 @@ from customer_mdm.orchestration import LINKAGE_MODEL_ASSET, default_args
     catchup=False,
     max_active_runs=1,
     default_args=default_args(),
+    on_failure_callback=run_failure_alert,
     tags=["mdm", "linkage"],
     doc_md=__doc__,
 )

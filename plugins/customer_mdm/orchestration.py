@@ -1,4 +1,5 @@
-"""What every DAG shares: default task arguments, callbacks and the run id convention.
+"""What every DAG shares: default task arguments, failure alerts, the golden-table deadline and the
+run id convention.
 
 Imported by the DAG files at parse time, so it imports nothing heavy.
 """
@@ -10,6 +11,14 @@ import os
 from datetime import timedelta
 from typing import Any
 
+# exported by airflow.sdk at run time; imported from their modules for the type checker (the
+# package's .pyi stub does not list them yet)
+from airflow.sdk.definitions.callback import AsyncCallback
+from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
+
+from customer_mdm.alerts import GOLDEN_LATE, RUN_FAILED, TASK_FAILED, MdmAlertNotifier
+from customer_mdm.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 #: Airflow asset URIs linking producer and consumer DAGs
@@ -19,25 +28,27 @@ LINKAGE_MODEL_ASSET = "mdm://models/linkage"
 GOLDEN_ASSET = "mdm://warehouse/marts/dim_customer"
 
 
+#: hours after a daily run's scheduled time (its logical date) by which the golden tables must be
+#: published; past it the deadline alert fires (``MDM_GOLDEN_DEADLINE_HOURS``)
+GOLDEN_DEADLINE_HOURS = 6.0
+
+#: every task's failure callback: log + ``$MDM_ALERT_WEBHOOK`` (see ``customer_mdm.alerts``)
+task_failure_alert = MdmAlertNotifier(TASK_FAILED)
+#: a DAG run that ends failed (run by the dag-processor)
+run_failure_alert = MdmAlertNotifier(RUN_FAILED)
+
+
 def on_task_failure(context: Any) -> None:
-    """Failure callback shared by every task: log what failed and where to look."""
-    ti = context.get("task_instance") or context.get("ti")
-    exc = context.get("exception")
-    log.error(
-        "MDM task failed: dag=%s task=%s run=%s try=%s error=%s",
-        getattr(ti, "dag_id", "?"),
-        getattr(ti, "task_id", "?"),
-        context.get("run_id"),
-        getattr(ti, "try_number", "?"),
-        exc,
-    )
+    """The task failure alert as a plain function (the callback before the notifier; kept for callers)."""
+    task_failure_alert(context)
 
 
 def default_args() -> dict[str, Any]:
     """Retries, timeouts and callbacks, set once for every task of every DAG.
 
     ``MDM_TASK_RETRIES`` overrides the retry count (``mdm run`` sets 0: a local run should fail
-    fast and say why; the scheduler in production retries).
+    fast and say why; the scheduler in production retries). A task that fails for good calls
+    :data:`task_failure_alert`.
     """
     return {
         "owner": "customer-mdm",
@@ -46,8 +57,47 @@ def default_args() -> dict[str, Any]:
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=20),
         "execution_timeout": timedelta(hours=2),
-        "on_failure_callback": on_task_failure,
+        "on_failure_callback": [task_failure_alert],
     }
+
+
+def golden_deadline_hours() -> float | None:
+    """``MDM_GOLDEN_DEADLINE_HOURS`` (default 6); ``off`` or ``0`` turns the deadline alert off."""
+    raw = os.environ.get("MDM_GOLDEN_DEADLINE_HOURS", "").strip()
+    if not raw:
+        return GOLDEN_DEADLINE_HOURS
+    if raw.lower() in ("off", "0", "none"):
+        return None
+    try:
+        hours = float(raw)
+    except ValueError:
+        raise ConfigError(f"MDM_GOLDEN_DEADLINE_HOURS must be a number of hours or 'off', not {raw!r}") from None
+    if hours <= 0:
+        raise ConfigError(f"MDM_GOLDEN_DEADLINE_HOURS must be positive (or 'off'), not {raw!r}")
+    return hours
+
+
+def golden_deadline() -> DeadlineAlert | None:
+    """Alert when a daily run has not published the golden tables N hours after its scheduled time.
+
+    An Airflow deadline alert on the run's logical date (the 03:00 schedule point): if the run is
+    still going (or queued) ``MDM_GOLDEN_DEADLINE_HOURS`` (default 6) later, the scheduler hands
+    :class:`~customer_mdm.alerts.MdmAlertNotifier` to the triggerer, which logs and POSTs the alert.
+    A run that succeeds in time removes its deadline; a failed run keeps it (after
+    :data:`run_failure_alert`), since the golden tables stay late until a run succeeds. Runs without
+    a logical date (manual triggers without one) get no deadline. ``None`` when turned off (``mdm run``
+    does: ``airflow dags test`` in Airflow 3.3.2 fails at the end of a successful run of a DAG with a
+    deadline, and an interactive run needs no lateness alert).
+    """
+    hours = golden_deadline_hours()
+    if hours is None:
+        return None
+    return DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_LOGICAL_DATE,
+        interval=timedelta(hours=hours),
+        callback=AsyncCallback(MdmAlertNotifier, kwargs={"event": GOLDEN_LATE}),
+        name="golden_tables_published",
+    )
 
 
 def run_id_from_context(context: Any) -> str:

@@ -41,16 +41,69 @@ def test_no_cycles(dagbag):
 
 
 def test_shared_retries_timeouts_and_callbacks(dagbag):
-    from customer_mdm.orchestration import on_task_failure
+    from customer_mdm.alerts import MdmAlertNotifier
+    from customer_mdm.orchestration import run_failure_alert, task_failure_alert
 
+    assert isinstance(task_failure_alert, MdmAlertNotifier) and task_failure_alert.event == "task_failed"
     for dag in dagbag.dags.values():
         assert dag.max_active_runs == 1
+        dag_callbacks = (
+            dag.on_failure_callback if isinstance(dag.on_failure_callback, list) else [dag.on_failure_callback]
+        )
+        if dag.dag_id in ("mdm_daily", "mdm_governance", "mdm_train_linkage"):
+            assert run_failure_alert in dag_callbacks, dag.dag_id
         for task in dag.tasks:
             assert task.retries >= 1, task.task_id
+            assert task.retry_delay.total_seconds() > 0, task.task_id
             assert task.execution_timeout is not None, task.task_id
             callbacks = task.on_failure_callback
             callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
-            assert on_task_failure in callbacks, task.task_id
+            assert task_failure_alert in callbacks, task.task_id
+
+
+def test_daily_dag_is_scheduled_and_alerts_when_the_golden_tables_are_late(dagbag):
+    from airflow.sdk import AsyncCallback, DeadlineReference
+
+    from customer_mdm.alerts import MdmAlertNotifier
+
+    dag = dagbag.dags["mdm_daily"]
+    assert dag.timetable.expression == "0 3 * * *"
+    assert str(dag.timetable.timezone.name) == "Asia/Shanghai"
+    deadlines = dag.deadline if isinstance(dag.deadline, list) else [dag.deadline]
+    assert len(deadlines) == 1
+    alert = deadlines[0]
+    assert alert.reference == DeadlineReference.DAGRUN_LOGICAL_DATE
+    assert alert.interval.total_seconds() == 6 * 3600
+    assert isinstance(alert.callback, AsyncCallback), "runs in the triggerer"
+    assert alert.callback.path == f"{MdmAlertNotifier.__module__}.{MdmAlertNotifier.__qualname__}"
+    assert alert.callback.kwargs == {"event": "golden_tables_late"}
+    assert dag.dagrun_timeout is not None
+
+
+def test_deadline_hours_come_from_the_environment(monkeypatch):
+    from customer_mdm.errors import ConfigError
+    from customer_mdm.orchestration import golden_deadline
+
+    monkeypatch.setenv("MDM_GOLDEN_DEADLINE_HOURS", "2.5")
+    alert = golden_deadline()
+    assert alert is not None and alert.interval.total_seconds() == 2.5 * 3600
+    for off in ("off", "0"):
+        monkeypatch.setenv("MDM_GOLDEN_DEADLINE_HOURS", off)
+        assert golden_deadline() is None
+    for bad in ("soon", "-1"):
+        monkeypatch.setenv("MDM_GOLDEN_DEADLINE_HOURS", bad)
+        with pytest.raises(ConfigError, match="MDM_GOLDEN_DEADLINE_HOURS"):
+            golden_deadline()
+
+
+def test_training_and_reports_are_their_own_dags_linked_by_assets(dagbag):
+    from customer_mdm.orchestration import GOLDEN_ASSET, LINKAGE_MODEL_ASSET
+
+    train = dagbag.dags["mdm_train_linkage"]
+    assert train.timetable.expression == "0 2 * * 0"
+    assert [o.uri for o in train.get_task("train_model").outlets] == [LINKAGE_MODEL_ASSET]
+    assert [i.uri for i in dagbag.dags["mdm_daily"].get_task("link").inlets] == [LINKAGE_MODEL_ASSET]
+    assert GOLDEN_ASSET in repr(dagbag.dags["mdm_governance"].timetable.asset_condition)
 
 
 def test_daily_dag_has_one_ingest_task_per_feed(dagbag):

@@ -1,0 +1,133 @@
+"""The alert notifier against a real HTTP server: task failure (sync, as Airflow's failure callback
+calls it) and the deadline alert (async, through Airflow's own CallbackTrigger as the triggerer runs it)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
+
+import pytest
+
+from customer_mdm.alerts import GOLDEN_LATE, TASK_FAILED, WEBHOOK_ENV, MdmAlertNotifier
+from customer_mdm.orchestration import golden_deadline
+
+
+@dataclass
+class Webhook:
+    """A real HTTP receiver on 127.0.0.1 recording every POSTed JSON body."""
+
+    url: str
+    received: list[dict] = field(default_factory=list)
+    content_types: list[str] = field(default_factory=list)
+    status: int = 200
+
+
+@pytest.fixture
+def webhook() -> Iterator[Webhook]:
+    hook = Webhook(url="")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            hook.content_types.append(self.headers["Content-Type"])
+            hook.received.append(json.loads(body))
+            self.send_response(hook.status)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    hook.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/mdm"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield hook
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def failed_task_context() -> dict:
+    ti = SimpleNamespace(dag_id="mdm_daily", task_id="link", run_id="scheduled__2026-12-03T03:00", try_number=3)
+    return {"task_instance": ti, "ti": ti, "exception": RuntimeError("warehouse unreachable"), "run_id": ti.run_id}
+
+
+def test_task_failure_is_logged_and_posted_to_the_webhook(webhook, monkeypatch, caplog):
+    monkeypatch.setenv(WEBHOOK_ENV, webhook.url)
+    with caplog.at_level(logging.ERROR, logger="customer_mdm.alerts"):
+        MdmAlertNotifier(TASK_FAILED)(failed_task_context())  # how Airflow calls an on_failure_callback
+
+    assert len(webhook.received) == 1
+    alert = webhook.received[0]
+    assert webhook.content_types == ["application/json"]
+    assert alert["event"] == "task_failed" and alert["source"] == "customer-mdm"
+    assert (alert["dag_id"], alert["task_id"], alert["try_number"]) == ("mdm_daily", "link", 3)
+    assert alert["run_id"] == "scheduled__2026-12-03T03:00"
+    assert alert["error"] == "warehouse unreachable"
+    assert "mdm_daily.link" in alert["message"] and "warehouse unreachable" in alert["message"]
+    assert any("MDM task failed: mdm_daily.link" in r.getMessage() for r in caplog.records)
+
+
+def test_without_a_webhook_the_alert_is_only_logged(webhook, monkeypatch, caplog):
+    monkeypatch.delenv(WEBHOOK_ENV, raising=False)
+    with caplog.at_level(logging.ERROR, logger="customer_mdm.alerts"):
+        MdmAlertNotifier(TASK_FAILED)(failed_task_context())
+    assert webhook.received == []
+    assert any("MDM task failed" in r.getMessage() for r in caplog.records)
+
+
+def test_a_broken_webhook_never_hides_the_failure(webhook, monkeypatch, caplog):
+    webhook.status = 500
+    monkeypatch.setenv(WEBHOOK_ENV, webhook.url)
+    with caplog.at_level(logging.ERROR, logger="customer_mdm.alerts"):
+        MdmAlertNotifier(TASK_FAILED)(failed_task_context())  # does not raise
+    assert len(webhook.received) == 1
+    assert any("answered HTTP 500" in r.getMessage() for r in caplog.records)
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}/"
+    monkeypatch.setenv(WEBHOOK_ENV, dead)
+    caplog.clear()
+    with caplog.at_level(logging.ERROR, logger="customer_mdm.alerts"):
+        MdmAlertNotifier(TASK_FAILED)(failed_task_context())
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("MDM task failed" in m for m in messages), "the alert itself is still logged"
+    assert any("unreachable" in m for m in messages)
+
+
+def test_deadline_alert_runs_through_airflows_callback_trigger(webhook, monkeypatch):
+    """The triggerer imports the callback path, passes the kwargs plus a context and awaits it."""
+    from airflow.models.callback import CallbackState
+    from airflow.triggers.callback import CallbackTrigger
+
+    monkeypatch.setenv(WEBHOOK_ENV, webhook.url)
+    monkeypatch.delenv("MDM_GOLDEN_DEADLINE_HOURS", raising=False)
+    deadline = golden_deadline()
+    assert deadline is not None
+    callback = deadline.callback
+    context = {  # what the scheduler hands the triggerer (Deadline.handle_miss)
+        "dag_run": {"dag_id": "mdm_daily", "dag_run_id": "scheduled__2026-12-03T03:00", "logical_date": "x"},
+        "deadline": {"id": "d1", "deadline_time": "2026-12-03T01:00:00+00:00"},
+    }
+    trigger = CallbackTrigger(callback.path, {**callback.kwargs, "context": context})
+
+    async def events() -> list:
+        return [event async for event in trigger.run()]
+
+    states = [e.payload["state"] for e in asyncio.run(events())]
+    assert states == [CallbackState.RUNNING, CallbackState.SUCCESS]
+    assert len(webhook.received) == 1
+    alert = webhook.received[0]
+    assert alert["event"] == GOLDEN_LATE
+    assert alert["dag_id"] == "mdm_daily" and alert["run_id"] == "scheduled__2026-12-03T03:00"
+    assert alert["deadline"] == "2026-12-03T01:00:00+00:00"
+    assert "marts.dim_customer" in alert["message"]
