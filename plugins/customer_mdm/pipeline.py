@@ -11,11 +11,11 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from customer_mdm.config import Settings
 from customer_mdm.schema import ensure_schema
@@ -23,6 +23,8 @@ from customer_mdm.sources import FEEDS
 from customer_mdm.warehouse import Warehouse, connect
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 #: Steps every daily run must complete, in order; ``finish`` checks them.
@@ -395,6 +397,38 @@ def scorecard_step(settings: Settings, run_id: str) -> dict[str, Any]:
             if m.headline and ("overall", m.dimension, m.name) in card.index
         }
         rec.details["report"] = str(write_report(settings))
+    return rec.details
+
+
+def _when_reachable(action: Callable[[], T], settings: Settings, wait_seconds: float = 600) -> T:
+    """Run ``action``, retrying while the warehouse cannot be opened: on DuckDB the governance
+    DAG, scheduled on the same asset, may hold the file for a few minutes."""
+    from customer_mdm.errors import WarehouseUnreachable
+
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            return action()
+        except WarehouseUnreachable:
+            if settings.target != "duckdb" or time.monotonic() > deadline:
+                raise
+            log.info("the warehouse is busy; retrying in 10 s")
+            time.sleep(10)
+
+
+def backup_step(settings: Settings, run_id: str) -> dict[str, Any]:
+    """Snapshot the published golden tables and the linkage state (``customer_mdm.backup``):
+    the mdm_backup DAG, after each publication. Recorded as step ``backup`` of the run that
+    published them."""
+    from customer_mdm.backup import backup, list_snapshots
+
+    run_id = _governance_run(settings, run_id)
+    with step(settings, run_id, "backup") as rec:
+        path = _when_reachable(lambda: backup(settings), settings)
+        snapshot = next(s for s in list_snapshots(path.parent) if s.path == path)
+        rec.details.update(
+            snapshot=str(path), tables=len(snapshot.manifest["tables"]), rows=snapshot.rows, bytes=snapshot.bytes
+        )
     return rec.details
 
 
