@@ -318,7 +318,9 @@ def export() -> None:
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="CSV file to write.")
 @click.pass_context
 def export_xref(ctx: click.Context, out: Path) -> None:
-    """Write the cross-reference (source, source_id, golden_id, match_probability, assignment) as CSV."""
+    """Write the cross-reference (source, source_id, golden_id, match_probability, assignment) as CSV.
+
+    Text cells starting with = + - @ get a leading ' so that a spreadsheet does not run them."""
     from customer_mdm.warehouse import connect
 
     settings = _settings(ctx)
@@ -329,8 +331,9 @@ def export_xref(ctx: click.Context, out: Path) -> None:
             "select source, source_id, golden_id, match_probability, assignment, assigned_at_utc "
             "from mdm.xref order by source, source_id"
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(out, index=False)
+    from customer_mdm.csv_export import write_csv
+
+    write_csv(frame, out)  # cells a spreadsheet would run as formulas are neutralised
     click.echo(f"wrote {len(frame):,} rows ({frame['golden_id'].nunique():,} golden customers) to {out}")
 
 
