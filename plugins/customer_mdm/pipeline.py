@@ -108,6 +108,22 @@ def start_run(settings: Settings, run_id: str, dag_run_id: str | None = None) ->
     return run_id
 
 
+def ingest_steps(settings: Settings, run_id: str) -> dict[str, str]:
+    """Every feed's ingest step, as the DAG runs them: a feed that fails (its folder unreadable, a
+    share that is down) is recorded as a failed step and the others go on; ``finish_run`` then
+    marks the run failed, after the golden tables were built from what did arrive."""
+    from customer_mdm.errors import MdmError
+
+    failed = {}
+    for f in FEEDS:
+        try:
+            ingest_step(settings, run_id, f.name)
+        except (MdmError, OSError) as exc:
+            log.error("ingest_%s failed, the other feeds go on: %s", f.name, exc)
+            failed[f.name] = str(exc)
+    return failed
+
+
 def ingest_step(settings: Settings, run_id: str, feed_name: str) -> dict[str, Any]:
     from customer_mdm.ingest import ingest_feed
 
@@ -548,8 +564,7 @@ def run_inline(
     pipeline, then (``governance``) what the mdm_governance DAG does after a publication."""
     run_id = run_id or new_run_id()
     start_run(settings, run_id)
-    for f in FEEDS:
-        ingest_step(settings, run_id, f.name)
+    ingest_steps(settings, run_id)
     validate_raw_step(settings, run_id, full=full)
     dbt_staging_step(settings, run_id, full=full)
     standardize_step(settings, run_id)
