@@ -28,7 +28,9 @@ the newest ``MDM_BACKUP_KEEP`` snapshots (default 14) are kept in each location.
 :func:`restore` verifies every checksum first (a corrupt or incomplete snapshot is refused with
 :class:`BackupCorrupt`, and nothing is changed), refuses to overwrite tables that hold rows
 unless ``force``, then writes every table in ONE transaction into the configured warehouse
-(existing tables keep their views and grants: rows are replaced, missing columns added).
+(existing tables keep their views and grants: rows are replaced, missing columns added). The
+append-only logs (:data:`MERGED_TABLES`: ``audit.golden_changes``, ``ops.erasure_tombstones``)
+are merged instead: rows written after the snapshot stay.
 Finally, when the privacy module provides ``customer_mdm.privacy.apply_tombstones(settings)``,
 it is called: erasures recorded after the snapshot was taken must not come back with it.
 
@@ -70,6 +72,9 @@ PARTIAL_PREFIX = ".partial-"
 GOLDEN_TABLES = ("marts.dim_customer", "marts.customer_xref")
 #: Tables other parts of the platform may or may not have created (privacy / audit).
 OPTIONAL_TABLES = ("audit.golden_changes", "ops.erasure_tombstones")
+#: Append-only logs: a restore adds the snapshot's rows they lack and never drops newer ones (an
+#: erasure tombstone or audit entry written after the snapshot must survive the restore).
+MERGED_TABLES = OPTIONAL_TABLES
 
 
 class BackupError(MdmError):
@@ -575,21 +580,41 @@ def _row_count(wh: Warehouse, table: str) -> int:
     return int(wh.scalar(f"select count(*) from {table}") or 0)
 
 
-def _write_table(wh: Warehouse, table: str, columns: list[dict[str, str]], data: pa.Table) -> None:
+def _write_table(wh: Warehouse, table: str, columns: list[dict[str, str]], data: pa.Table, merge: bool = False) -> None:
+    """Replace ``table``'s rows with the snapshot's (creating it when missing); with ``merge`` add
+    only the snapshot rows it does not hold (append-only logs: newer rows are kept)."""
     schema = table.split(".")[0]
     wh.execute(f"create schema if not exists {schema}")
     kind = _relation_kind(wh, table)
     if kind == "view":
         raise RestoreRefused(f"{table} is a view in the target warehouse; drop it or restore elsewhere")
     if kind is None:
-        body = ", ".join(f'"{c["name"]}" {_ddl_type(c["type"], wh.target)}' for c in columns)
-        wh.execute(f"create table {table} ({body})")
-    else:  # keep the table (its views, grants, indexes): add what it lacks, replace its rows
-        existing = set(wh.columns_of(table))
-        for c in columns:
-            if c["name"] not in existing:
-                wh.execute(f'alter table {table} add column "{c["name"]}" {_ddl_type(c["type"], wh.target)}')
+        _create(wh, table, columns)
+        _insert(wh, table, columns, data)
+        return
+    existing = set(wh.columns_of(table))  # keep the table (its views, grants, indexes)
+    for c in columns:
+        if c["name"] not in existing:
+            wh.execute(f'alter table {table} add column "{c["name"]}" {_ddl_type(c["type"], wh.target)}')
+    if not merge:
         wh.execute(f"delete from {table}")
+        _insert(wh, table, columns, data)
+        return
+    staging = f"{schema}._mdm_restore_{table.split('.')[1]}"
+    wh.execute(f"drop table if exists {staging}")
+    _create(wh, staging, columns)
+    _insert(wh, staging, columns, data)
+    names = ", ".join(f'"{c["name"]}"' for c in columns)
+    wh.execute(f"insert into {table} ({names}) select {names} from {staging} except select {names} from {table}")
+    wh.execute(f"drop table {staging}")
+
+
+def _create(wh: Warehouse, table: str, columns: list[dict[str, str]]) -> None:
+    body = ", ".join(f'"{c["name"]}" {_ddl_type(c["type"], wh.target)}' for c in columns)
+    wh.execute(f"create table {table} ({body})")
+
+
+def _insert(wh: Warehouse, table: str, columns: list[dict[str, str]], data: pa.Table) -> None:
     if data.num_rows == 0:
         return
     names = ", ".join(f'"{c["name"]}"' for c in columns)
@@ -644,7 +669,9 @@ def restore(
             raise BackupCorrupt(f"{table}: {data[table].num_rows} rows in the file, the manifest says {info['rows']}")
     settings.ensure_dirs()
     with connect(settings) as wh:
-        occupied = [t for t in data if _relation_kind(wh, t) == "table" and _row_count(wh, t) > 0]
+        occupied = [
+            t for t in data if t not in MERGED_TABLES and _relation_kind(wh, t) == "table" and _row_count(wh, t) > 0
+        ]
         if occupied and not force:
             raise RestoreRefused(
                 f"the {settings.target} warehouse already holds rows in {', '.join(occupied)}; "
@@ -652,7 +679,7 @@ def restore(
             )
         with wh.transaction():
             for table, info in manifest["tables"].items():
-                _write_table(wh, table, info["columns"], data[table])
+                _write_table(wh, table, info["columns"], data[table], merge=table in MERGED_TABLES)
                 result.tables[table] = data[table].num_rows
     result.replaced = occupied
     result.artifacts = _restore_artifacts(settings, path, manifest, force)
