@@ -244,3 +244,19 @@ def test_cli_backup_list_and_restore(source: Settings, tmp_path: Path):
     assert refused.exit_code == 2 and "--force" in refused.output
     forced = runner.invoke(main, ["restore", name, "--force"], env=other, catch_exceptions=False)
     assert forced.exit_code == 0 and "(replaced)" in forced.output
+
+
+def test_backup_step_of_the_dag_records_itself_on_the_published_run(
+    source: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from customer_mdm.pipeline import backup_step
+
+    monkeypatch.setenv("MDM_BACKUP_DIR", str(tmp_path / "dag"))
+    details = backup_step(source, "scheduled__2026-12-03T01:00:00+00:00")  # an Airflow run id
+    [snap] = bk.list_snapshots(tmp_path / "dag")
+    assert details["snapshot"] == str(snap.path) and details["rows"] == snap.rows
+    with connect(source) as wh:
+        published = wh.scalar("select run_id from ops.runs")
+        assert (
+            wh.scalar("select status from ops.run_steps where run_id = ? and step = 'backup'", [published]) == "success"
+        )
