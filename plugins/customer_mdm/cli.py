@@ -318,7 +318,9 @@ def export() -> None:
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="CSV file to write.")
 @click.pass_context
 def export_xref(ctx: click.Context, out: Path) -> None:
-    """Write the cross-reference (source, source_id, golden_id, match_probability, assignment) as CSV."""
+    """Write the cross-reference (source, source_id, golden_id, match_probability, assignment) as CSV.
+
+    Text cells starting with = + - @ get a leading ' so that a spreadsheet does not run them."""
     from customer_mdm.warehouse import connect
 
     settings = _settings(ctx)
@@ -329,8 +331,9 @@ def export_xref(ctx: click.Context, out: Path) -> None:
             "select source, source_id, golden_id, match_probability, assignment, assigned_at_utc "
             "from mdm.xref order by source, source_id"
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(out, index=False)
+    from customer_mdm.csv_export import write_csv
+
+    write_csv(frame, out)  # cells a spreadsheet would run as formulas are neutralised
     click.echo(f"wrote {len(frame):,} rows ({frame['golden_id'].nunique():,} golden customers) to {out}")
 
 
@@ -470,6 +473,57 @@ def train(ctx: click.Context) -> None:
     from customer_mdm.linkage.training import train_and_publish
 
     click.echo(json.dumps(train_and_publish(_settings(ctx)), indent=2))
+
+
+# ----------------------------------------------------------------------------- backup & restore
+@main.command()
+@click.option(
+    "--dest", type=click.Path(path_type=Path), help="Backup directory (default: $MDM_BACKUP_DIR or $MDM_HOME/backups)."
+)
+@click.option("--list", "list_only", is_flag=True, help="List the snapshots in the backup directory instead.")
+@click.pass_context
+def backup(ctx: click.Context, dest: Path | None, list_only: bool) -> None:
+    """Snapshot the golden tables and the linkage state (Parquet + manifest with checksums)."""
+    from customer_mdm.backup import BackupConfig, list_snapshots
+    from customer_mdm.backup import backup as run_backup
+
+    settings = _settings(ctx)
+    config = BackupConfig.from_env(settings)
+    if list_only:
+        directory = dest or config.dest
+        snapshots = list_snapshots(directory)
+        if not snapshots:
+            click.echo(f"no snapshots in {directory}")
+            return
+        click.echo(f"{'snapshot':<52}{'created (UTC)':<21}{'tables':>7}{'rows':>12}{'MB':>9}")
+        for snap in reversed(snapshots):
+            click.echo(
+                f"{snap.name:<52}{snap.created_at[:19]:<21}{len(snap.manifest['tables']):>7}"
+                f"{snap.rows:>12,}{snap.bytes / 1e6:>9.1f}"
+            )
+        return
+    path = run_backup(settings, dest)
+    snap = next(s for s in list_snapshots(path.parent) if s.path == path)
+    click.echo(f"backup written: {path} ({len(snap.manifest['tables'])} tables, {snap.rows:,} rows)")
+    if config.copy_dir:
+        click.echo(f"copy verified: {config.copy_dir / path.name}")
+
+
+@main.command()
+@click.argument("snapshot")
+@click.option("--force", is_flag=True, help="Replace the rows of tables that are not empty.")
+@click.pass_context
+def restore(ctx: click.Context, snapshot: str, force: bool) -> None:
+    """Restore SNAPSHOT (a directory or a snapshot name) into the configured warehouse."""
+    from customer_mdm.backup import restore as run_restore
+
+    result = run_restore(_settings(ctx), snapshot, force=force)
+    click.echo(f"restored {result.snapshot} in {result.seconds}s:")
+    for table, rows in result.tables.items():
+        click.echo(f"  {table:<32}{rows:>12,} rows" + ("  (replaced)" if table in result.replaced else ""))
+    if result.artifacts:
+        click.echo(f"linkage model files restored: {len(result.artifacts)}")
+    click.echo("erasure tombstones re-applied" if result.tombstones_applied else "no erasure tombstones to re-apply")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -141,6 +141,14 @@ def test_publication_updates_the_golden_asset_that_schedules_governance(dagbag):
     assert GOLDEN_ASSET in repr(governance.timetable.asset_condition)
 
 
+def test_backup_runs_on_the_golden_asset(dagbag):
+    from customer_mdm.orchestration import GOLDEN_ASSET
+
+    backup = dagbag.dags["mdm_backup"]
+    assert [t.task_id for t in backup.tasks] == ["backup"]
+    assert GOLDEN_ASSET in repr(backup.timetable.asset_condition)
+
+
 def test_dag_files_import_nothing_heavy_at_parse_time():
     for path in DAGS_DIR.glob("*.py"):
         tree = ast.parse(path.read_text())

@@ -232,6 +232,8 @@ def _governance_work(settings: Settings, schema: str, out_dir: Path) -> dict[str
     work: dict[str, Any] = {}
     if settings.target == "duckdb" and not settings.warehouse_file.exists():
         return work
+    from customer_mdm.csv_export import write_csv  # formula-like cells neutralised (CSV injection)
+
     worklist, consistency = f"{schema}.reverification_worklist", f"{schema}.consistency_report"
     with connect(settings, read_only=True) as wh:
         if wh.table_exists(worklist):
@@ -241,14 +243,14 @@ def _governance_work(settings: Settings, schema: str, out_dir: Path) -> dict[str
                 "order by priority_rank, due_date, golden_id, field"
             )
             work["worklist"] = df
-            df.drop(columns=["priority_rank"]).to_csv(out_dir / "reverification_worklist.csv", index=False)
+            write_csv(df.drop(columns=["priority_rank"]), out_dir / "reverification_worklist.csv")
         if wh.table_exists(consistency):
             df = wh.query_df(
                 "select golden_id, field, distinct_values, records_with_field, value_record_count, records, "
                 f"sources, is_golden_value from {consistency} order by golden_id, field, records"
             )
             work["consistency"] = df
-            df.to_csv(out_dir / "consistency_report.csv", index=False)
+            write_csv(df, out_dir / "consistency_report.csv")
         if wh.table_exists(f"{schema}.customer_segments"):
             work["segments"] = wh.query_df(
                 f"select lifecycle_stage, rfm_segment, count(*) as customers from {schema}.customer_segments "

@@ -106,7 +106,13 @@ def discover(settings: Settings, target: Feed) -> tuple[list[Path], list[Path]]:
     folder = check_landing(settings) / target.folder
     if not folder.is_dir():
         return [], []
-    candidates = sorted(p for p in folder.iterdir() if _is_candidate(p))
+    try:
+        candidates = sorted(p for p in folder.iterdir() if _is_candidate(p))
+    except OSError as exc:  # unreadable folder (permissions, a network share that is down)
+        raise LandingZoneError(
+            f"cannot read the {target.name} folder {folder}: {exc.strerror or exc}; the other sources are "
+            "ingested as usual and this one is tried again on the next run"
+        ) from exc
     mine = [p for p in candidates if target.matches(p.name)]
     unknown: list[Path] = []
     if feeds_in_folder(target.folder)[0].name == target.name:
@@ -164,7 +170,14 @@ class FeedIngestor:
         )
 
     def _quarantine_entry(
-        self, rel: str, batch: str, kind: str, row_number: int | None, reason: str, raw: str | None, kept_at: str | None
+        self,
+        rel: str,
+        batch: str | None,
+        kind: str,
+        row_number: int | None,
+        reason: str,
+        raw: str | None,
+        kept_at: str | None,
     ) -> None:
         self.wh.execute(
             "insert into ops.quarantine (run_id, feed, source_file, batch_id, kind, row_number, reason, "
@@ -187,8 +200,21 @@ class FeedIngestor:
         sha = hashlib.sha256(data).hexdigest()
         return f"{self.feed.folder}/{path.name}", data, sha, f"{self.feed.name}:{path.name}:{sha[:12]}"
 
+    def _unreadable(self, path: Path, exc: OSError) -> FileOutcome:
+        """A file that cannot be read (permissions, I/O error, gone meanwhile): listed in the
+        quarantine with the reason, not recorded in the manifest, so the next run tries it again."""
+        rel = f"{self.feed.folder}/{path.name}"
+        reason = f"cannot read the file: {exc.strerror or exc}; it is tried again on the next run"
+        with self.wh.transaction():
+            self._quarantine_entry(rel, None, "file", None, reason, None, None)
+        log.warning("unreadable %s: %s", rel, reason)
+        return FileOutcome(rel, "quarantined", reason=reason)
+
     def reject_unrecognised(self, path: Path) -> FileOutcome:
-        rel, data, sha, batch = self._read(path)
+        try:
+            rel, data, sha, batch = self._read(path)
+        except OSError as exc:
+            return self._unreadable(path, exc)
         if any(s == sha for s, _ in self._manifest(rel)):
             return FileOutcome(rel, "skipped")
         expected = ", ".join(p for f in feeds_in_folder(self.feed.folder) for p in f.patterns)
@@ -209,7 +235,10 @@ class FeedIngestor:
     def ingest_file(self, path: Path) -> FileOutcome:
         import pandas as pd
 
-        rel, data, sha, batch = self._read(path)
+        try:
+            rel, data, sha, batch = self._read(path)
+        except OSError as exc:
+            return self._unreadable(path, exc)
         history = self._manifest(rel)
         if any(s == sha for s, _ in history):
             return FileOutcome(rel, "skipped")
@@ -280,6 +309,13 @@ def ingest_feed(settings: Settings, feed_name: str, run_id: str, wh: Warehouse |
 def ingest_all(settings: Settings, run_id: str) -> list[FeedResult]:
     """Ingest every feed in order, in one connection (used by the CLI without Airflow)."""
     check_landing(settings)
+    results = []
     with connect(settings) as wh:
         ensure_schema(wh)
-        return [ingest_feed(settings, f.name, run_id, wh) for f in FEEDS]
+        for f in FEEDS:
+            try:
+                results.append(ingest_feed(settings, f.name, run_id, wh))
+            except LandingZoneError as exc:  # one source down never stops the others
+                log.error("%s", exc)
+                results.append(FeedResult(feed=f.name, notes=[str(exc)]))
+    return results

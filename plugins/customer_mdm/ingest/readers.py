@@ -195,27 +195,31 @@ class _Collector:
 
 # ----------------------------------------------------------------------------- formats
 class _Lines:
-    """Feeds lines to csv.reader, keeps the text of the record being read, and diverts NUL lines."""
+    """Feeds lines to csv.reader and keeps the text of the record being read. A line with a NUL
+    character taints its record (the whole record is rejected, even when a quoted field spans
+    several lines); the parser gets the line without its NULs, so record boundaries stay right."""
 
-    def __init__(self, text: str, collector: _Collector) -> None:
+    def __init__(self, text: str) -> None:
         self.text = text
-        self.collector = collector
         self.pending: list[str] = []
+        self.taint: str | None = None
 
     def __iter__(self) -> Iterator[str]:
         for line_no, line in enumerate(io.StringIO(self.text, newline=""), start=1):
             if "\x00" in line:
-                self.collector.reject(line_no, f"line {line_no} contains a NUL character", line.replace("\x00", "\\0"))
-                yield "\n"
+                self.taint = self.taint or f"line {line_no} contains a NUL character"
+                self.pending.append(line.replace("\x00", "\\0"))
+                yield line.replace("\x00", "")
             else:
                 self.pending.append(line)
                 yield line
 
-    def take(self) -> str:
-        """The raw text of the record just read (or just failed)."""
+    def take(self) -> tuple[str, str | None]:
+        """The raw text of the record just read (or just failed), and why it is tainted."""
         raw = "".join(self.pending).rstrip("\r\n")
+        taint, self.taint = self.taint, None
         self.pending.clear()
-        return raw
+        return raw, taint
 
 
 def read_csv(data: bytes, feed: Feed) -> ParsedFile:
@@ -223,13 +227,14 @@ def read_csv(data: bytes, feed: Feed) -> ParsedFile:
     if not text.strip():
         raise FileRejected("file has no header and no rows (only whitespace)")
     collector = _Collector(feed)
-    lines = _Lines(text, collector)
+    lines = _Lines(text)
     reader = csv.reader(lines, strict=True)
     try:
         header = _normalise_header(next(reader))
     except csv.Error as exc:
         raise FileRejected(f"cannot parse the CSV header: {exc}") from exc
-    lines.take()
+    if lines.take()[1]:
+        raise FileRejected("the CSV header contains a NUL character: binary content, not a text export")
     warnings = _check_header(feed, header)
     width = len(header)
     row_number = 0
@@ -240,12 +245,17 @@ def read_csv(data: bytes, feed: Feed) -> ParsedFile:
             break
         except csv.Error as exc:
             row_number += 1
-            collector.reject(row_number, f"line {reader.line_num}: malformed CSV ({exc})", lines.take())
+            raw, taint = lines.take()
+            reason = f"line {reader.line_num}: malformed CSV ({exc})"
+            collector.reject(row_number, f"{taint}; {reason}" if taint else reason, raw)
             continue
-        raw = lines.take()
-        if not values:
+        raw, taint = lines.take()
+        if not values and not taint:
             continue  # a blank line is not a record
         row_number += 1
+        if taint:
+            collector.reject(row_number, taint, raw)
+            continue
         if len(values) != width:
             collector.reject(
                 row_number,
@@ -266,7 +276,10 @@ def read_jsonl(data: bytes, feed: Feed) -> ParsedFile:
     seen_keys: set[str] = set()
     parsed_any = False
     first_error = ""
-    for line_no, line in enumerate(text.splitlines(), start=1):
+    # split on \n (and \r\n) only: str.splitlines() would also cut at U+2028, U+0085, \x1c ...
+    # which JSON allows unescaped inside strings
+    for line_no, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r")
         if not line.strip():
             continue
         try:

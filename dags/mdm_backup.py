@@ -1,0 +1,40 @@
+"""Backup of the golden customer data, after every publication of the golden tables.
+
+Scheduled on the golden asset that ``mdm_daily``'s publish task updates, like ``mdm_governance``:
+one consistent snapshot (Parquet + manifest with checksums) of ``marts.dim_customer``,
+``marts.customer_xref`` and the ``mdm.*`` linkage state under ``$MDM_BACKUP_DIR`` (default
+``$MDM_HOME/backups``), copied and verified to ``$MDM_BACKUP_COPY_DIR`` when set, the newest
+``$MDM_BACKUP_KEEP`` (14) kept. ``mdm restore SNAPSHOT`` brings one back.
+This file only wires tasks: the work is in ``customer_mdm.pipeline.backup_step``.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import Asset, dag, task
+
+from customer_mdm.orchestration import GOLDEN_ASSET, default_args, run_id_from_context
+
+
+@dag(
+    dag_id="mdm_backup",
+    schedule=[Asset(GOLDEN_ASSET)],
+    start_date=pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=default_args(),
+    tags=["mdm", "backup"],
+    doc_md=__doc__,
+)
+def mdm_backup() -> None:
+    @task
+    def backup(**context) -> dict:
+        from customer_mdm.config import Settings
+        from customer_mdm.pipeline import backup_step
+
+        return backup_step(Settings.from_env(), run_id_from_context(context))
+
+    backup()
+
+
+mdm_backup()
