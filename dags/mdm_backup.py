@@ -13,7 +13,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Asset, dag, task
 
-from customer_mdm.orchestration import GOLDEN_ASSET, default_args, run_id_from_context
+from customer_mdm.orchestration import GOLDEN_ASSET, default_args, run_failure_alert, run_id_from_context
 
 
 @dag(
@@ -23,6 +23,7 @@ from customer_mdm.orchestration import GOLDEN_ASSET, default_args, run_id_from_c
     catchup=False,
     max_active_runs=1,
     default_args=default_args(),
+    on_failure_callback=run_failure_alert,
     tags=["mdm", "backup"],
     doc_md=__doc__,
 )

@@ -50,7 +50,7 @@ def test_shared_retries_timeouts_and_callbacks(dagbag):
         dag_callbacks = (
             dag.on_failure_callback if isinstance(dag.on_failure_callback, list) else [dag.on_failure_callback]
         )
-        if dag.dag_id in ("mdm_daily", "mdm_governance", "mdm_train_linkage"):
+        if dag.dag_id in ("mdm_daily", "mdm_governance", "mdm_train_linkage", "mdm_backup"):
             assert run_failure_alert in dag_callbacks, dag.dag_id
         for task in dag.tasks:
             assert task.retries >= 1, task.task_id
