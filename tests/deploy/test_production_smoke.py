@@ -56,11 +56,11 @@ STARTUP_TIMEOUT = 120
 
 # What .env holds in a deployment (.env.example documents each); generated per test run.
 DOT_ENV = {
-    "POSTGRES_PASSWORD": "smoke-superuser",
-    "AIRFLOW_DB_PASSWORD": "smoke-airflow-db",
-    "MDM_PG_PASSWORD": "smoke-pipeline",
+    "POSTGRES_PASSWORD": secrets.token_urlsafe(16),
+    "AIRFLOW_DB_PASSWORD": secrets.token_urlsafe(16),
+    "MDM_PG_PASSWORD": secrets.token_urlsafe(16),
     "AIRFLOW_ADMIN_USER": "admin",
-    "AIRFLOW_ADMIN_PASSWORD": "smoke-admin-password",
+    "AIRFLOW_ADMIN_PASSWORD": secrets.token_urlsafe(16),
     "AIRFLOW_FERNET_KEY": "",  # generated below
     "AIRFLOW_JWT_SECRET": "",  # generated below
     "AIRFLOW_API_SECRET_KEY": "smoke-api-secret",
@@ -314,7 +314,7 @@ def test_compose_stack_runs_the_daily_dag_on_postgres(postgres: LocalPostgres, t
         )
         assert status in (200, 201), body
         api.token = body["access_token"]
-        status, _ = api.call("POST", "/auth/token", {"username": "admin", "password": "wrong"}, auth=False)
+        status, _ = api.call("POST", "/auth/token", {"username": "admin", "password": secrets.token_hex(8)}, auth=False)
         assert status == 401, "the admin password comes from .env, nothing else logs in"
 
         def dag_parsed() -> bool:
