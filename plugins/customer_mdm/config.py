@@ -14,6 +14,9 @@ Environment variables (all optional except ``MDM_PG_DSN`` when the target is pos
                      (URI or JSON form) is used
 ``MDM_DUCKDB_PATH``  DuckDB warehouse file (default ``$MDM_HOME/warehouse.duckdb``)
 ``MDM_PROJECT_ROOT`` the checkout holding ``dags/`` and ``dbt_project/`` (found automatically)
+``MDM_LINKAGE_ENGINE``       where Splink scores the pairs: ``duckdb`` (default, in process) or ``spark``
+``MDM_SPARK_MASTER``         Spark master URL for the ``spark`` engine (default ``local[2]``)
+``MDM_SPARK_DRIVER_MEMORY``  Spark driver memory (default ``2g``)
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from customer_mdm.errors import ConfigError
 TARGETS = ("duckdb", "postgres")
 #: Airflow's environment-variable form of the connection ``mdm_warehouse`` (URI or JSON)
 AIRFLOW_CONN_ENV = "AIRFLOW_CONN_MDM_WAREHOUSE"
+LINKAGE_ENGINES = ("duckdb", "spark")
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -70,6 +74,10 @@ class Settings:
     pg_dsn: str | None = None
     duckdb_path: Path | None = None
     project_root: Path = field(default_factory=_find_project_root)
+    #: where Splink runs (customer_mdm.linkage.engines): duckdb or spark
+    linkage_engine: str = "duckdb"
+    spark_master: str = "local[2]"
+    spark_driver_memory: str = "2g"
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -82,6 +90,9 @@ class Settings:
         pg_dsn = overrides.pop("pg_dsn", None) or env.get("MDM_PG_DSN") or _airflow_dsn(env.get(AIRFLOW_CONN_ENV))
         duckdb_path = overrides.pop("duckdb_path", None) or env.get("MDM_DUCKDB_PATH") or None
         root = overrides.pop("project_root", None) or env.get("MDM_PROJECT_ROOT") or None
+        engine = str(overrides.pop("linkage_engine", None) or env.get("MDM_LINKAGE_ENGINE") or "duckdb").lower()
+        spark_master = str(overrides.pop("spark_master", None) or env.get("MDM_SPARK_MASTER") or "local[2]")
+        driver_memory = str(overrides.pop("spark_driver_memory", None) or env.get("MDM_SPARK_DRIVER_MEMORY") or "2g")
         if overrides:
             raise TypeError(f"unknown settings: {sorted(overrides)}")
         settings = cls(
@@ -91,6 +102,9 @@ class Settings:
             pg_dsn=str(pg_dsn) if pg_dsn else None,
             duckdb_path=Path(str(duckdb_path)).expanduser().resolve() if duckdb_path else None,
             project_root=Path(str(root)).resolve() if root else _find_project_root(),
+            linkage_engine=engine,
+            spark_master=spark_master,
+            spark_driver_memory=driver_memory,
         )
         settings.validate()
         return settings
@@ -103,6 +117,11 @@ class Settings:
         if self.target == "postgres" and not self.pg_dsn:
             raise ConfigError(
                 "MDM_TARGET=postgres needs MDM_PG_DSN, e.g. postgresql://mdm_pipeline:PASSWORD@localhost:5432/mdm"
+            )
+        if self.linkage_engine not in LINKAGE_ENGINES:
+            raise ConfigError(
+                f"unknown linkage engine {self.linkage_engine!r}: set MDM_LINKAGE_ENGINE to one of "
+                f"{', '.join(LINKAGE_ENGINES)}"
             )
 
     # ------------------------------------------------------------------ derived paths
@@ -168,6 +187,9 @@ class Settings:
             "MDM_TARGET": self.target,
             "MDM_DUCKDB_PATH": str(self.warehouse_file),
             "MDM_PROJECT_ROOT": str(self.project_root),
+            "MDM_LINKAGE_ENGINE": self.linkage_engine,
+            "MDM_SPARK_MASTER": self.spark_master,
+            "MDM_SPARK_DRIVER_MEMORY": self.spark_driver_memory,
         }
         if self.pg_dsn:
             env["MDM_PG_DSN"] = self.pg_dsn

@@ -70,11 +70,14 @@ import numpy as np
 import pandas as pd
 
 from customer_mdm.errors import MdmError
+from customer_mdm.linkage.engines import restore_sql
 
 if TYPE_CHECKING:
     import duckdb
     from splink import Linker, SettingsCreator
     from splink.internals.blocking_rule_creator import BlockingRuleCreator
+
+    from customer_mdm.linkage.engines import Engine
 
 log = logging.getLogger(__name__)
 
@@ -671,14 +674,33 @@ def make_linker(
     settings: SettingsCreator | dict[str, Any],
     con: duckdb.DuckDBPyConnection | None = None,
     table_name: str | None = None,
+    engine: Engine | None = None,
 ) -> Linker:
-    """A Linker over ``prepared`` records (see :func:`prepare_records`) on a DuckDB connection."""
-    import duckdb
-    from splink import DuckDBAPI, Linker
+    """A Linker over ``prepared`` records (see :func:`prepare_records`) on the ``engine`` (default
+    DuckDB, on ``con`` or a new in-memory connection; see :mod:`customer_mdm.linkage.engines`).
+    A settings dict is in DuckDB SQL and translated to the engine's dialect."""
+    from splink import Linker
 
-    db_api = DuckDBAPI(connection=con if con is not None else duckdb.connect())
-    sdf = db_api.register(prepared, table_name=table_name)
-    return Linker(sdf, settings, log_level=None)
+    from customer_mdm.linkage.engines import DUCKDB
+
+    engine = engine or DUCKDB
+    if isinstance(settings, dict):
+        settings = engine.model_settings(settings)
+    lookups: dict[str, pd.DataFrame] = {}
+    if engine.name != "duckdb":
+        # Splink joins its own term-frequency tables even when the input has tf_ columns (DuckDB
+        # keeps the input's, Spark rejects the duplicate name): give them as lookups instead
+        for col in TF_COLUMNS:
+            if f"tf_{col}" in prepared.columns:
+                lookup = prepared[[col, f"tf_{col}"]].dropna(subset=[col]).drop_duplicates(col)
+                lookups[col] = lookup.reset_index(drop=True)
+        prepared = prepared.drop(columns=[f"tf_{col}" for col in lookups])
+    db_api = engine.db_api(con)
+    sdf = engine.register(db_api, prepared, table_name=table_name)
+    linker = Linker(sdf, settings, log_level=None)
+    for col, lookup in lookups.items():
+        linker.table_management.register_term_frequency_lookup(engine.register(db_api, lookup), col)
+    return linker
 
 
 def train(
@@ -688,27 +710,33 @@ def train(
     u_max_pairs: float = U_MAX_PAIRS,
     seed: int = U_SEED,
     prior_recall: float = PRIOR_RECALL,
+    engine: Engine | None = None,
 ) -> TrainedModel:
     """Train the model on the unified records (int_customer_records); deterministic for a given input.
 
     u: random sampling of ``u_max_pairs`` pairs with ``seed``; m: EM on same-phone pairs and on
     same-pinyin + city pairs; prior: deterministic rules assumed to find ``prior_recall`` of
-    the matches.
+    the matches. On another ``engine`` than DuckDB the saved model is still in DuckDB SQL.
     """
     prepared = prepare_records(records)
     n = len(prepared)
     if n < 10:
         raise LinkageError(f"need at least 10 records to train the linkage model, got {n}")
     t0 = time.perf_counter()
-    linker = make_linker(prepared, build_settings(), con)
+    on_duckdb = engine is None or engine.name == "duckdb"
+    base = build_settings().create_settings_dict("duckdb")  # SQL written for DuckDB
+    linker = make_linker(prepared, build_settings() if on_duckdb else base, con, engine=engine)
     training = linker.training
     training.estimate_probability_two_random_records_match(_prior_rules(), recall=prior_recall)
     training.estimate_u_using_random_sampling(max_pairs=u_max_pairs, seed=seed)
     for rule in _training_rules():
         training.estimate_parameters_using_expectation_maximisation(rule, estimate_without_term_frequencies=True)
-    settings = _round_probs(_regularise(linker.misc.save_model_to_json(), u_floor=0.5 / u_max_pairs))
+    trained = linker.misc.save_model_to_json()
+    if not on_duckdb:
+        trained = restore_sql(trained, base)  # the artefact is DuckDB SQL, whatever engine trained it
+    settings = _round_probs(_regularise(trained, u_floor=0.5 / u_max_pairs))
     settings["linker_uid"] = MODEL_ID
-    linker = make_linker(prepared, settings, linker._db_api.duckdb_con)
+    linker = make_linker(prepared, settings, getattr(linker._db_api, "duckdb_con", None), engine=engine)
     lam = float(settings["probability_two_random_records_match"])
     model = TrainedModel(
         settings=settings,

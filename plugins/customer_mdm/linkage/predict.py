@@ -59,6 +59,8 @@ from customer_mdm.linkage.model import (
 if TYPE_CHECKING:
     import duckdb
 
+    from customer_mdm.linkage.engines import Engine
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -100,6 +102,7 @@ def predict_pairs(
     threshold_probability: float = DEFAULT_PAIR_THRESHOLD,
     con: duckdb.DuckDBPyConnection | None = None,
     refine_term_frequencies: bool = True,
+    engine: Engine | None = None,
 ) -> pd.DataFrame:
     """Scored candidate pairs (``record_key_l < record_key_r``) with ``match_probability`` at or
     above ``threshold_probability``, sorted by the two keys.
@@ -108,15 +111,16 @@ def predict_pairs(
     Term frequencies should count people, not records
     (:func:`~customer_mdm.linkage.model.add_term_frequencies`): a first pass scores with
     Splink's record-based frequencies, its clusters are the people of the second pass
-    (``refine_term_frequencies``).
+    (``refine_term_frequencies``). Splink runs on ``engine`` (default DuckDB, see
+    :mod:`customer_mdm.linkage.engines`); the pairs come back as pandas either way.
     """
     prepared = prepare_records(records)
     t0 = time.perf_counter()
-    pairs = _score(prepared, model, threshold_probability, con)
+    pairs = _score(prepared, model, threshold_probability, con, engine)
     if refine_term_frequencies:
         first = cluster(prepared, pairs, threshold=max(DEFAULT_THRESHOLD, threshold_probability))
         entities = pd.factorize(first["cluster_id"])[0]
-        pairs = _score(add_term_frequencies(prepared, entities), model, threshold_probability, con)
+        pairs = _score(add_term_frequencies(prepared, entities), model, threshold_probability, con, engine)
     log.info(
         "scored pairs for %d records in %.1f s: %d at p >= %s",
         len(prepared),
@@ -128,13 +132,20 @@ def predict_pairs(
 
 
 def _score(
-    prepared: pd.DataFrame, model: TrainedModel, threshold: float, con: duckdb.DuckDBPyConnection | None
+    prepared: pd.DataFrame,
+    model: TrainedModel,
+    threshold: float,
+    con: duckdb.DuckDBPyConnection | None,
+    engine: Engine | None = None,
 ) -> pd.DataFrame:
-    linker = make_linker(prepared, model.settings_for(len(prepared)), con)
+    from customer_mdm.linkage.engines import DUCKDB
+
+    engine = engine or DUCKDB
+    linker = make_linker(prepared, model.settings_for(len(prepared)), con, engine=engine)
     df = linker.inference.predict(threshold_match_probability=threshold, warning_mode="never")
-    rel = df.as_duckdbpyrelation().select("record_key_l, record_key_r, match_probability, match_weight")
-    pairs = rel.arrow().read_all().to_pandas()
+    pairs = engine.fetch(df, PAIR_COLUMNS)
     df.drop_table_from_database_and_remove_from_cache()
+    engine.release(linker._db_api)
     return _tidy(pairs)
 
 
@@ -147,6 +158,7 @@ def predict_incremental(
     entities: pd.Series | None = None,
     tf_lookups: dict[str, pd.DataFrame] | None = None,
     n_records: int | None = None,
+    engine: Engine | None = None,
 ) -> pd.DataFrame:
     """Pairs that involve a new (or changed) record: new x existing (Splink ``predict_between``)
     and new x new (``predict_within``); existing x existing pairs are not rescored.
@@ -158,10 +170,14 @@ def predict_incremental(
     ``existing_records`` may be only the existing records a new one can be blocked with (the
     link step finds them in SQL) when ``tf_lookups`` (column -> frame ``[col, tf_col]``, computed
     over *all* records) and ``n_records`` (all records, for the prior) are given: the pairs and
-    their scores are then the same as against every record.
+    their scores are then the same as against every record. Splink runs on ``engine`` (default
+    DuckDB).
     """
-    import duckdb as _duckdb
-    from splink import DuckDBAPI, Linker
+    from splink import Linker
+
+    from customer_mdm.linkage.engines import DUCKDB
+
+    engine = engine or DUCKDB
 
     if len(new_records) == 0:
         return pd.DataFrame({c: pd.Series(dtype=float if c.startswith("match") else str) for c in PAIR_COLUMNS})
@@ -182,13 +198,14 @@ def predict_incremental(
         }
     base = prepared[list(LINKAGE_COLUMNS)]
     is_new = base["record_key"].isin(new_keys).to_numpy()
-    db_api = DuckDBAPI(connection=con if con is not None else _duckdb.connect())
-    linker = Linker(db_api.register(base), model.settings_for(n_records or len(base)), log_level=None)
+    db_api = engine.db_api(con)
+    settings = engine.model_settings(model.settings_for(n_records or len(base)))
+    linker = Linker(engine.register(db_api, base), settings, log_level=None)
     # predict_within / predict_between read term frequencies from registered lookups only
     for col in TF_COLUMNS:
-        linker.table_management.register_term_frequency_lookup(db_api.register(tf_lookups[col]), col)
-    fresh = db_api.register(base[is_new].reset_index(drop=True))
-    old = db_api.register(base[~is_new].reset_index(drop=True))
+        linker.table_management.register_term_frequency_lookup(engine.register(db_api, tf_lookups[col]), col)
+    fresh = engine.register(db_api, base[is_new].reset_index(drop=True))
+    old = engine.register(db_api, base[~is_new].reset_index(drop=True))
     parts = [
         linker.inference.predict_within(fresh, threshold_match_probability=threshold_probability, warning_mode="never")
     ]
@@ -200,14 +217,9 @@ def predict_incremental(
         )
     frames = []
     for df in parts:
-        frames.append(
-            df.as_duckdbpyrelation()
-            .select("record_key_l, record_key_r, match_probability, match_weight")
-            .arrow()
-            .read_all()
-            .to_pandas()
-        )
+        frames.append(engine.fetch(df, PAIR_COLUMNS))
         df.drop_table_from_database_and_remove_from_cache()
+    engine.release(db_api)
     pairs = _tidy(pd.concat(frames, ignore_index=True)).drop_duplicates(["record_key_l", "record_key_r"])
     log.info(
         "scored %d new records against %d existing in %.1f s: %d pairs at p >= %s",
@@ -447,7 +459,10 @@ def link_records(
     threshold: float = DEFAULT_THRESHOLD,
     guard: ClusterGuard | None = None,
     con: duckdb.DuckDBPyConnection | None = None,
+    engine: Engine | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Predict and cluster in one call: ``(pairs, clusters)``."""
-    pairs = predict_pairs(records, model, threshold_probability=min(DEFAULT_PAIR_THRESHOLD, threshold), con=con)
+    pairs = predict_pairs(
+        records, model, threshold_probability=min(DEFAULT_PAIR_THRESHOLD, threshold), con=con, engine=engine
+    )
     return pairs, cluster(records, pairs, threshold=threshold, guard=guard)

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from customer_mdm.config import Settings
+from customer_mdm.linkage.engines import make_engine
 from customer_mdm.schema import GOLDEN_DIRTY, ensure_table
 from customer_mdm.warehouse import Warehouse, connect
 
@@ -236,7 +237,7 @@ def _link_full(settings: Settings, run_id: str, now: datetime) -> dict[str, Any]
     known = state.set_index("record_id")
     gone = set(known.index) - set(records["record_key"])
     t0 = time.perf_counter()
-    pairs = predict_pairs(records, model, threshold_probability=PAIR_THRESHOLD)
+    pairs = predict_pairs(records, model, threshold_probability=PAIR_THRESHOLD, engine=make_engine(settings))
     details.update(
         mode="full",
         records=len(records),
@@ -504,7 +505,13 @@ def _link_incremental(
         scored = read_records(wh, universe)
         is_new = scored["record_key"].isin(set(delta_keys))
         fresh = predict_incremental(
-            scored[is_new], scored[~is_new], model, PAIR_THRESHOLD, tf_lookups=lookups, n_records=n_records
+            scored[is_new],
+            scored[~is_new],
+            model,
+            PAIR_THRESHOLD,
+            tf_lookups=lookups,
+            n_records=n_records,
+            engine=make_engine(settings),
         )
         details["candidates"] = int((~is_new).sum())
     predict_seconds = time.perf_counter() - t0

@@ -25,9 +25,10 @@ def model_dir(settings: Settings) -> Path:
 
 def train_and_save(settings: Settings, records: pd.DataFrame) -> TrainedModel:
     """Train on ``records``, save the next version, make it current and publish its charts."""
+    from customer_mdm.linkage.engines import make_engine
     from customer_mdm.linkage.model import load_current, save, train
 
-    path = save(train(records), model_dir(settings))
+    path = save(train(records, engine=make_engine(settings)), model_dir(settings))
     reports = settings.reports_dir / "linkage"
     reports.mkdir(parents=True, exist_ok=True)
     for chart in sorted(path.parent.glob(f"{path.stem}_*.html")):
