@@ -2,7 +2,7 @@
 
 start -> ingest one task per landing feed -> validate_raw (Great Expectations) -> dbt staging
 -> standardize (Python lookups) -> dbt build (intermediate, marts) -> validate_standardised ->
-link (Splink, golden ids) -> dbt golden (into golden_build) -> publish (golden suites, then swap
+erasure (erasure requests, tombstones) -> link (Splink, golden ids) -> dbt golden (into golden_build) -> publish (golden suites, then swap
 into marts: write-audit-publish) -> finish (run summary). Every step is incremental: only what
 changed since the last run is rebuilt. Trigger with conf ``{"full": true}`` to rebuild and
 rescore everything (``mdm run --full``).
@@ -87,6 +87,13 @@ def mdm_daily() -> None:
         return validate_standardised_step(Settings.from_env(), mdm_run, full=full_from_context(context))
 
     @task
+    def erasure(mdm_run: str) -> dict:
+        from customer_mdm.config import Settings
+        from customer_mdm.pipeline import erasure_step
+
+        return erasure_step(Settings.from_env(), mdm_run)
+
+    @task
     def link(mdm_run: str, **context) -> dict:
         from customer_mdm.config import Settings
         from customer_mdm.pipeline import link_step
@@ -122,7 +129,7 @@ def mdm_daily() -> None:
     built = dbt_build(mdm_run)
     gate_raw >> staged >> standardize(mdm_run) >> built
     golden = dbt_golden(mdm_run)
-    built >> validate_standardised(mdm_run) >> link(mdm_run) >> golden
+    built >> validate_standardised(mdm_run) >> erasure(mdm_run) >> link(mdm_run) >> golden
     golden >> publish(mdm_run) >> finish(mdm_run)
 
 

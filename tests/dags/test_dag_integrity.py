@@ -68,6 +68,7 @@ def test_daily_dag_has_one_ingest_task_per_feed(dagbag):
         "standardize",
         "dbt_build",
         "validate_standardised",
+        "erasure",
         "link",
         "dbt_golden",
         "publish",
