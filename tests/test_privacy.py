@@ -73,8 +73,8 @@ def mentions(wh: Warehouse, patterns: list[re.Pattern[str]]) -> dict[str, int]:
         frame = wh.query_df(f'select * from "{schema}"."{name}"')
         if frame.empty:
             continue
-        text = frame.apply(lambda col: col.map(lambda v: "" if v is None else str(v))).agg(" ".join, axis=1)
-        text = text.map(_norm)
+        cells = frame.apply(lambda col: col.map(lambda v: "" if v is None else _norm(str(v))))
+        text = cells.agg("|".join, axis=1)  # a separator _norm keeps: no match across two cells
         hits = text.map(lambda t: any(p.search(t) for p in patterns))
         if hits.any():
             found[f"{schema}.{name}"] = int(hits.sum())
@@ -208,8 +208,8 @@ def make_world(settings: Settings, first: dict[str, Any]) -> World:
     )
     second = run_inline(settings, governance=False)
 
-    # run 3: the erased person's old CRM rows come back in a new export, with a new customer and
-    # an older grant of the control's consent (must not override the withdrawal)
+    # run 3: the erased person's old CRM rows come back in a new export, with a new customer; an
+    # older (delivered later) grant of the control's consent must not override the withdrawal
     rows: list[dict[str, str]] = []
     crm_ids = {r.split(":", 1)[1] for r in records if r.startswith("crm:")}
     for path in sorted((landing / "crm").glob("*.csv")):
@@ -226,15 +226,19 @@ def make_world(settings: Settings, first: dict[str, Any]) -> World:
         created_at="2026-11-30 12:00:00",
         consent_marketing="是",
     )
-    control_old = dict.fromkeys(header, "")
-    if src == "crm":
-        control_old.update(
-            crm_id=sid, name="旧版本", mobile="", email="", consent_marketing="是", updated_at="2020-01-01 00:00:00"
-        )
     _write(
-        landing / "crm" / "crm_2026-12-02.csv",
-        header,
-        [[r.get(h, "") for h in header] for r in [*rows, new_person] + ([control_old] if src == "crm" else [])],
+        landing / "crm" / "crm_2026-12-02.csv", header, [[r.get(h, "") for h in header] for r in [*rows, new_person]]
+    )
+    older_grant = {
+        "event_id": "SST-3",
+        "source_system": src,
+        "source_id": sid,
+        "field": "consent_marketing",
+        "new_value": "是",
+        "submitted_at": "2026-11-29T09:00:00+08:00",
+    }
+    (landing / "self_service" / "changes_20261202.jsonl").write_text(
+        json.dumps(older_grant, ensure_ascii=False) + "\n", encoding="utf-8"
     )
     third = run_inline(settings, governance=False)
 

@@ -154,7 +154,7 @@ def normalise(kind: str, value: str) -> str:
     value = str(value).strip()
     if kind == "email":
         return value.lower()
-    if kind == "phone" and not value.startswith("+"):
+    if kind == "phone" and not re.fullmatch(r"\+[0-9]{6,15}", value):
         from customer_mdm.standardize.phones import standardize_phones
 
         e164 = standardize_phones(pd.Series([value]))["phone_e164"].iloc[0]
