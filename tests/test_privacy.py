@@ -296,7 +296,7 @@ def test_erasure_request_recorded_tombstoned_and_audited(world: World) -> None:
     mine = stones[stones["request_id"] == "ERT-1"]
     assert pseudonym(world.settings, "phone", world.mobile) in set(mine["identifier_sha256"])
     assert {pseudonym(world.settings, "record", r) for r in world.records} <= set(mine["identifier_sha256"])
-    assert set(mine["identifier_kind"]) >= {"request", "record", "phone"}
+    assert set(mine["identifier_kind"]) >= {"request", "record"} and mine["identifier_sha256"].is_unique
     nobody = stones[stones["request_id"] == "ERT-2"]
     assert list(nobody["identifier_kind"]) == ["request"]
     assert nobody["identifier_sha256"].iloc[0] == pseudonym(world.settings, "phone", "+86" + NOBODY)
@@ -357,6 +357,7 @@ def test_consent_latest_statement_wins_and_audience(world: World) -> None:
 def test_audit_log(world: World) -> None:
     from customer_mdm.audit import list_changes
     from customer_mdm.linkage.step import record_decision
+    from customer_mdm.privacy import pseudonym
 
     with _open(world) as wh:
         audit = wh.query_df("select * from audit.golden_changes")
@@ -375,14 +376,19 @@ def test_audit_log(world: World) -> None:
     ]
     assert len(change) == 1
     new_value = json.loads(change["new_value"].iloc[0])
-    assert new_value["source"] == "self_service" and "value_sha256" in new_value and "value" not in new_value
+    old_value = json.loads(change["old_value"].iloc[0])
+    assert new_value["record_source"] == world.control_record.split(":")[0]
+    assert "value_sha256" in new_value and "value" not in new_value
+    assert new_value["value_sha256"] != old_value["value_sha256"]
+    assert new_value["record"] == pseudonym(world.settings, "record", world.control_record)
     assert "control.person@example.cn" not in " ".join(audit.astype(str).agg(" ".join, axis=1))
     consent = audit[
         (audit["action"] == "survivorship_change")
         & (audit["golden_id"] == world.control)
         & (audit["field"] == "consent_marketing")
     ]
-    assert json.loads(consent["new_value"].iloc[0])["value"] == "withdrawn"
+    consent_value = json.loads(consent["new_value"].iloc[0])
+    assert consent_value["value"] == "withdrawn" and consent_value["statement_source"] == "self_service"
     # a steward decision
     record_decision(world.settings, pair[0][0], pair[0][1], "no_match", "steward.li", "different people")
     with _open(world) as wh:

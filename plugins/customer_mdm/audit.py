@@ -176,12 +176,22 @@ def _source_of(record: Any) -> str | None:
     return None if record is None or pd.isna(record) else str(record).split(":", 1)[0]
 
 
-def _value(settings: Settings, field: str, value: Any, record: Any) -> str | None:
+def _label(record: Any, statement_source: Any) -> str:
+    if statement_source is not None and not pd.isna(statement_source):
+        return str(statement_source)
+    return _source_of(record) or "none"
+
+
+def _value(settings: Settings, field: str, value: Any, record: Any, statement_source: Any = None) -> str | None:
+    """JSON of one side of a change: the value (pseudonymised when personal), the system of the
+    source record it came from and the record's pseudonym; for consent, the statement's source."""
     from customer_mdm.privacy import pseudonym
 
     if (value is None or pd.isna(value)) and (record is None or pd.isna(record)):
         return None
-    body: dict[str, Any] = {"source": _source_of(record)}
+    body: dict[str, Any] = {"record_source": _source_of(record)}
+    if statement_source is not None and not pd.isna(statement_source):
+        body["statement_source"] = str(statement_source)
     if record is not None and not pd.isna(record):
         body["record"] = pseudonym(settings, "record", str(record))
     if value is None or pd.isna(value):
@@ -214,6 +224,8 @@ def record_survivorship_changes(
             select += [f"o.{src} as oldsrc__{f}", f"n.{src} as newsrc__{f}"]
             cond = f"({cond} or o.{src} is distinct from n.{src})"
         differs.append(cond)
+    if "consent_marketing" in fields and "consent_marketing_source" in both:
+        select += ["o.consent_marketing_source as oldstmt", "n.consent_marketing_source as newstmt"]
     diff = wh.query_df(
         f"select {', '.join(select)} from {published} as o inner join {build} as n on n.golden_id = o.golden_id "
         f"where {' or '.join(differs)}"
@@ -231,6 +243,7 @@ def record_survivorship_changes(
             if same_value and same_source:
                 continue
             what = "value" if not same_value else "source record"
+            consent = f == "consent_marketing"
             rows.append(
                 {
                     "changed_at": when,
@@ -239,10 +252,11 @@ def record_survivorship_changes(
                     "action": "survivorship_change",
                     "golden_id": rec["golden_id"],
                     "field": f,
-                    "old_value": _value(settings, f, old_v, old_s),
-                    "new_value": _value(settings, f, new_v, new_s),
+                    "old_value": _value(settings, f, old_v, old_s, rec.get("oldstmt") if consent else None),
+                    "new_value": _value(settings, f, new_v, new_s, rec.get("newstmt") if consent else None),
                     "reason": f"survivorship ({what} changed): winner from "
-                    f"{_source_of(old_s) or 'none'} -> {_source_of(new_s) or 'none'}",
+                    f"{_label(old_s, rec.get('oldstmt') if consent else None)} -> "
+                    f"{_label(new_s, rec.get('newstmt') if consent else None)}",
                     "run_id": run_id,
                 }
             )

@@ -437,12 +437,12 @@ def _tombstone_rows(
     rows += [("record", "record", digest("record", r)) for r in sorted(person.records)]
     rows += [("phone", "phone", digest("phone", p)) for p in sorted(person.phones)]
     rows += [("email", "email", digest("email", e)) for e in sorted(person.emails)]
-    seen: set[tuple[str, str]] = set()
+    seen: set[str] = set()
     out = []
-    for k, t, h in rows:
-        if (k, h) in seen:
+    for k, t, h in rows:  # one row per hash: the request's own identifier is not repeated as a phone
+        if h in seen:
             continue
-        seen.add((k, h))
+        seen.add(h)
         out.append(
             {
                 "request_id": request_id,
