@@ -502,6 +502,10 @@ def run_summary(settings: Settings, run_id: str) -> dict[str, Any]:
         "files_quarantined": sum(v["files_quarantined"] + v["files_changed"] for v in feeds.values()),
         "quarantine": [{"feed": q[0], "file": q[1], "kind": q[2], "row": q[3], "reason": q[4]} for q in quarantined],
         "quality": _quality_summary(step_info, gx_rows),
+        "erasure": {
+            k: step_info.get("erasure", {}).get(k)
+            for k in ("requests", "erased", "not_found", "invalid", "tombstone_matches", "tombstone_rows_deleted")
+        },
         "steps": step_info,
     }
 
