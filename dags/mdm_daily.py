@@ -2,8 +2,9 @@
 
 start -> ingest one task per landing feed -> validate_raw (Great Expectations) -> dbt staging
 -> standardize (Python lookups) -> dbt build (intermediate, marts) -> validate_standardised ->
-erasure (erasure requests, tombstones) -> link (Splink, golden ids) -> dbt golden (into golden_build) -> publish (golden suites, then swap
-into marts: write-audit-publish) -> finish (run summary). Every step is incremental: only what
+erasure (erasure requests, tombstones) -> link (Splink, golden ids) -> dbt golden (into
+golden_build) -> publish (golden suites, then swap into marts: write-audit-publish) -> finish
+(run summary). Every step is incremental: only what
 changed since the last run is rebuilt. Trigger with conf ``{"full": true}`` to rebuild and
 rescore everything (``mdm run --full``).
 
