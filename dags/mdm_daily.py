@@ -2,7 +2,7 @@
 
 start -> ingest one task per landing feed -> validate_raw (Great Expectations) -> dbt staging
 -> standardize (Python lookups) -> dbt build (intermediate, marts) -> validate_standardised ->
-erasure (erasure requests, tombstones) -> link (Splink, golden ids) -> dbt golden (into
+link (Splink, golden ids) -> erasure (erasure requests, tombstones) -> dbt golden (into
 golden_build) -> publish (golden suites, then swap into marts: write-audit-publish) -> finish
 (run summary). Every step is incremental: only what
 changed since the last run is rebuilt. Trigger with conf ``{"full": true}`` to rebuild and
@@ -130,7 +130,7 @@ def mdm_daily() -> None:
     built = dbt_build(mdm_run)
     gate_raw >> staged >> standardize(mdm_run) >> built
     golden = dbt_golden(mdm_run)
-    built >> validate_standardised(mdm_run) >> erasure(mdm_run) >> link(mdm_run) >> golden
+    built >> validate_standardised(mdm_run) >> link(mdm_run) >> erasure(mdm_run) >> golden
     golden >> publish(mdm_run) >> finish(mdm_run)
 
 

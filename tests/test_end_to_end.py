@@ -56,8 +56,8 @@ def test_daily_pipeline_end_to_end_and_idempotent(settings: Settings):
     erasure = summary["steps"]["erasure"]
     assert erasure["status"] == "success" and erasure["erased"] >= 1
     erased: dict[str, int] = {}
-    for request in erasure["requests"]:
-        for table, n in request["rows_deleted"].items():
+    for deleted in [*(r["rows_deleted"] for r in erasure["requests"]), erasure["tombstone_rows_deleted"]]:
+        for table, n in deleted.items():
             erased[table] = erased.get(table, 0) + n
     with connect(settings) as wh:
         for feed_name, model in STAGING.items():

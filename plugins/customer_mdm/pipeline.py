@@ -35,8 +35,8 @@ def expected_steps() -> list[str]:
         "standardize",
         "dbt_build",
         "validate_standardised",
-        "erasure",
         "link",
+        "erasure",
         "dbt_golden",
         "publish",
     ]
@@ -277,9 +277,10 @@ def dbt_build_step(settings: Settings, run_id: str, full: bool = False) -> dict[
 
 
 def erasure_step(settings: Settings, run_id: str) -> dict[str, Any]:
-    """Right to erasure: handle new erasure requests (erase the person from every layer, write
-    tombstones, audit), then drop the new records whose identifiers match a tombstone (an old
-    export bringing an erased person back) before they are linked."""
+    """Right to erasure, after ``link`` (so every record of the person, this run's too, is found
+    through the fresh cross-reference) and before ``dbt_golden``: handle new erasure requests
+    (erase the person from every layer, write tombstones, audit), then drop the new records whose
+    identifiers match a tombstone (an old export bringing an erased person back)."""
     from customer_mdm.privacy import erase_pending
 
     with connect(settings) as wh:
@@ -546,8 +547,8 @@ def run_inline(
     standardize_step(settings, run_id)
     dbt_build_step(settings, run_id, full=full)
     validate_standardised_step(settings, run_id, full=full)
-    erasure_step(settings, run_id)
     link_step(settings, run_id, full=full)
+    erasure_step(settings, run_id)
     dbt_golden_step(settings, run_id, full=full)
     publish_step(settings, run_id)
     summary = finish_run(settings, run_id)

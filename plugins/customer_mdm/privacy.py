@@ -2,7 +2,7 @@
 
 The ``erasure`` feed delivers requests (``staging.stg_erasure__requests``: request_id,
 identifier_type mobile / email / crm_id / member_id / card_no, identifier_value, requested_at).
-:func:`erase_pending` (the daily DAG's ``erasure`` task, after ``dbt_build`` and before ``link``)
+:func:`erase_pending` (the daily DAG's ``erasure`` task, right after ``link``, before ``dbt_golden``)
 handles every request not handled yet:
 
 1. **Resolve** the identifier to source records (E.164 mobile, lower-cased e-mail, or the source
@@ -24,7 +24,7 @@ handles every request not handled yet:
    ``not_found``), to the run summary and to ``audit.golden_changes`` (action ``erasure``).
 4. **Keep them out.** :func:`apply_tombstones` deletes, the same way, every record whose hashed
    identifiers match a tombstone. The erasure task runs it on each run's new rows, so an old
-   export that still contains the person is dropped (and counted) before linkage; a restore from
+   export that still contains the person is dropped (and counted) before the golden build; a restore from
    a backup taken before an erasure must call it on everything (``apply_tombstones(settings)``).
 
 Phones are tombstoned only when they are mobile numbers: a landline (a household's, a
