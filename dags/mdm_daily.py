@@ -2,8 +2,9 @@
 
 start -> ingest one task per landing feed -> validate_raw (Great Expectations) -> dbt staging
 -> standardize (Python lookups) -> dbt build (intermediate, marts) -> validate_standardised ->
-link (Splink, golden ids) -> dbt golden (into golden_build) -> publish (golden suites, then swap
-into marts: write-audit-publish) -> finish (run summary). Every step is incremental: only what
+link (Splink, golden ids) -> erasure (erasure requests, tombstones) -> dbt golden (into
+golden_build) -> publish (golden suites, then swap into marts: write-audit-publish) -> finish
+(run summary). Every step is incremental: only what
 changed since the last run is rebuilt. Trigger with conf ``{"full": true}`` to rebuild and
 rescore everything (``mdm run --full``).
 
@@ -99,6 +100,13 @@ def mdm_daily() -> None:
 
         return validate_standardised_step(Settings.from_env(), mdm_run, full=full_from_context(context))
 
+    @task
+    def erasure(mdm_run: str) -> dict:
+        from customer_mdm.config import Settings
+        from customer_mdm.pipeline import erasure_step
+
+        return erasure_step(Settings.from_env(), mdm_run)
+
     @task(inlets=[Asset(LINKAGE_MODEL_ASSET)])
     def link(mdm_run: str, **context) -> dict:
         from customer_mdm.config import Settings
@@ -135,7 +143,7 @@ def mdm_daily() -> None:
     built = dbt_build(mdm_run)
     gate_raw >> staged >> standardize(mdm_run) >> built
     golden = dbt_golden(mdm_run)
-    built >> validate_standardised(mdm_run) >> link(mdm_run) >> golden
+    built >> validate_standardised(mdm_run) >> link(mdm_run) >> erasure(mdm_run) >> golden
     golden >> publish(mdm_run) >> finish(mdm_run)
 
 

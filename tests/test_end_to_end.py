@@ -52,13 +52,22 @@ def test_daily_pipeline_end_to_end_and_idempotent(settings: Settings):
     for step in ("dbt_staging", "standardize", "dbt_build"):
         assert summary["steps"][step]["status"] == "success", step
 
+    # the generated erasure requests were handled: their persons' rows (and the requests) are gone
+    erasure = summary["steps"]["erasure"]
+    assert erasure["status"] == "success" and erasure["erased"] >= 1
+    erased: dict[str, int] = {}
+    for deleted in [*(r["rows_deleted"] for r in erasure["requests"]), erasure["tombstone_rows_deleted"]]:
+        for table, n in deleted.items():
+            erased[table] = erased.get(table, 0) + n
     with connect(settings) as wh:
         for feed_name, model in STAGING.items():
             raw = wh.scalar(f"select count(*) from raw.{feed_name}")
             staged = wh.scalar(f"select count(*) from staging.{model}")
-            assert raw == staged == generated.records[feed_name], feed_name
+            assert raw == generated.records[feed_name] - erased.get(f"raw.{feed_name}", 0), feed_name
+            assert staged == generated.records[feed_name] - erased.get(f"staging.{model}", 0), feed_name
         truth_records = sum(1 for _ in open(settings.landing / "_truth" / "truth.csv")) - 1
-        assert wh.scalar("select count(*) from intermediate.int_customer_records") == truth_records
+        left = truth_records - erased.get("intermediate.int_customer_records", 0)
+        assert wh.scalar("select count(*) from intermediate.int_customer_records") == left
         assert wh.scalar("select count(*) from marts.fct_orders") > 0
 
     assert summary["steps"]["publish"]["status"] == "success"
@@ -74,7 +83,7 @@ def test_daily_pipeline_end_to_end_and_idempotent(settings: Settings):
     assert again["rows_loaded"] == 0
     assert all(f["files_skipped"] == generated.files[name] for name, f in again["feeds"].items())
     with connect(settings) as wh:
-        assert wh.scalar("select count(*) from raw.crm") == generated.records["crm"]
+        assert wh.scalar("select count(*) from raw.crm") == generated.records["crm"] - erased.get("raw.crm", 0)
         assert wh.scalar("select count(*) from ops.runs where status = 'success'") == 2
 
     status = mdm(settings, "status")

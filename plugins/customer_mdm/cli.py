@@ -104,6 +104,15 @@ def print_summary(summary: dict[str, Any]) -> None:
             f"{link['golden_ids']:,} golden customers (largest {link['largest_cluster']} records), "
             f"{link['review_queue']:,} pair(s) for review (`mdm review list`)"
         )
+    erasure = summary["steps"].get("erasure", {})
+    if erasure.get("status") == "success" and (erasure.get("requests") or erasure.get("tombstone_matches")):
+        click.echo(
+            f"erasure: {erasure['erased']} request(s) erased, {erasure['not_found']} not found, "
+            f"{erasure['invalid']} invalid; tombstone matches dropped: {erasure['tombstone_matches'] or 'none'}"
+        )
+        for r in erasure["requests"][:20]:
+            rows = sum(r["rows_deleted"].values())
+            click.echo(f"  {r['request_id']}: {r['status']} ({r['records']} record(s), {rows} row(s) deleted)")
     quality = summary.get("quality", {})
     for gate, info in quality.get("gates", {}).items():
         colour = "red" if info["blocking_failures"] else ("yellow" if info["warnings"] else "green")
@@ -260,6 +269,65 @@ def quarantine(ctx: click.Context, run_id: str | None, limit: int) -> None:
         where_ = f"{file}" + (f" row {row}" if row is not None else "")
         click.echo(
             f"{str(at)[:19]}  {feed_name:<18} {kind:<4} {where_}: {reason}" + (f"  [kept: {kept}]" if kept else "")
+        )
+
+
+@main.command()
+@click.option("--golden-id", help="Only this golden customer.")
+@click.option("--since", type=click.DateTime(), help="Only changes at or after this UTC time (2026-11-20[ 13:00:00]).")
+@click.option(
+    "--action",
+    type=click.Choice(["new", "merge", "split", "retire", "survivorship_change", "steward_decision", "erasure"]),
+)
+@click.option("--record", help="Only rows about this source record (source:source_id; matched by its pseudonym).")
+@click.option("--limit", type=int, default=200, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.pass_context
+def audit(
+    ctx: click.Context,
+    golden_id: str | None,
+    since: Any,
+    action: str | None,
+    record: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """List the golden-record audit log (audit.golden_changes), newest first."""
+    from customer_mdm.audit import list_changes
+    from customer_mdm.warehouse import connect
+
+    settings = _settings(ctx)
+    with connect(settings, read_only=True) as wh:
+        rows = list_changes(settings, wh, golden_id=golden_id, since=since, action=action, record=record, limit=limit)
+    if rows.empty:
+        click.echo("no audit rows match")
+        return
+    for r in rows.to_dict("records"):
+        if as_json:
+            click.echo(json.dumps(r, default=str, ensure_ascii=False))
+            continue
+        change = " -> ".join(str(v) for v in (r["old_value"], r["new_value"]) if v is not None)
+        click.echo(
+            f"{str(r['changed_at'])[:19]}  {r['action']:<19} {r['golden_id'] or '-':<14} {r['field'] or '':<17} "
+            f"by {r['actor_kind']} {r['actor']}: {r['reason'] or ''}"
+        )
+        if change:
+            click.echo(f"      {change[:400]}")
+
+
+@main.command()
+@click.pass_context
+def erasures(ctx: click.Context) -> None:
+    """List handled erasure requests (ops.erasure_requests): status and rows deleted."""
+    from customer_mdm.privacy import erasure_report
+
+    report = erasure_report(_settings(ctx))
+    if report.empty:
+        click.echo("no erasure request handled yet")
+    for r in report.to_dict("records"):
+        click.echo(
+            f"{str(r['processed_at'])[:19]}  {r['request_id']:<20} {r['status']:<10} {r['identifier_type']:<10} "
+            f"persons={r['persons']} records={r['records']} rows={r['rows_deleted']}"
         )
 
 

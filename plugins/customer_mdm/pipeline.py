@@ -38,6 +38,7 @@ def expected_steps() -> list[str]:
         "dbt_build",
         "validate_standardised",
         "link",
+        "erasure",
         "dbt_golden",
         "publish",
     ]
@@ -293,12 +294,33 @@ def dbt_build_step(settings: Settings, run_id: str, full: bool = False) -> dict[
     return _dbt_step(settings, run_id, DBT_LAYERS["build"], full)
 
 
+def erasure_step(settings: Settings, run_id: str) -> dict[str, Any]:
+    """Right to erasure, after ``link`` (so every record of the person, this run's too, is found
+    through the fresh cross-reference) and before ``dbt_golden``: handle new erasure requests
+    (erase the person from every layer, write tombstones, audit), then drop the new records whose
+    identifiers match a tombstone (an old export bringing an erased person back)."""
+    from customer_mdm.privacy import erase_pending
+
+    with connect(settings) as wh:
+        since = wh.scalar(
+            "select max(started_at) from ops.run_steps where step = 'erasure' and status = 'success' and run_id <> ?",
+            [run_id],
+        )
+    with step(settings, run_id, "erasure") as rec:
+        rec.details.update(erase_pending(settings, run_id, since=since if isinstance(since, datetime) else None))
+    return rec.details
+
+
 def link_step(settings: Settings, run_id: str, full: bool = False) -> dict[str, Any]:
-    """Record linkage: score new and changed records, cluster, assign stable golden ids."""
+    """Record linkage: score new and changed records, cluster, assign stable golden ids; the
+    merges, splits and new ids of the run go to the audit log (audit.golden_changes)."""
+    from customer_mdm.audit import record_link_events
     from customer_mdm.linkage.step import link
 
     with step(settings, run_id, "link") as rec:
         rec.details.update(link(settings, run_id, full=full))
+        with connect(settings) as wh:
+            rec.details["audit_rows"] = record_link_events(wh, run_id)
     return rec.details
 
 
@@ -543,6 +565,10 @@ def run_summary(settings: Settings, run_id: str) -> dict[str, Any]:
         "files_quarantined": sum(v["files_quarantined"] + v["files_changed"] for v in feeds.values()),
         "quarantine": [{"feed": q[0], "file": q[1], "kind": q[2], "row": q[3], "reason": q[4]} for q in quarantined],
         "quality": _quality_summary(step_info, gx_rows),
+        "erasure": {
+            k: step_info.get("erasure", {}).get(k)
+            for k in ("requests", "erased", "not_found", "invalid", "tombstone_matches", "tombstone_rows_deleted")
+        },
         "steps": step_info,
     }
 
@@ -583,6 +609,7 @@ def run_inline(
     dbt_build_step(settings, run_id, full=full)
     validate_standardised_step(settings, run_id, full=full)
     link_step(settings, run_id, full=full)
+    erasure_step(settings, run_id)
     dbt_golden_step(settings, run_id, full=full)
     publish_step(settings, run_id)
     summary = finish_run(settings, run_id)

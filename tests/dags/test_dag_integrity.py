@@ -122,6 +122,7 @@ def test_daily_dag_has_one_ingest_task_per_feed(dagbag):
         "dbt_build",
         "validate_standardised",
         "link",
+        "erasure",
         "dbt_golden",
         "publish",
         "finish",

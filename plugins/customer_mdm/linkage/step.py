@@ -723,8 +723,13 @@ def record_decision(
         missing = [r for r in (left, right) if r not in known]
         if missing:
             raise MdmError(f"unknown record(s) {', '.join(missing)}: use source:source_id as in `mdm review list`")
-        wh.execute(
-            "insert into mdm.steward_decisions (record_id_l, record_id_r, decision, decided_by, decided_at, note) "
-            "values (?, ?, ?, ?, ?, ?)",
-            [left, right, decision, decided_by, _now(), note],
-        )
+        from customer_mdm.audit import record_steward_decision
+
+        decided_at = _now()
+        with wh.transaction():
+            wh.execute(
+                "insert into mdm.steward_decisions (record_id_l, record_id_r, decision, decided_by, decided_at, note) "
+                "values (?, ?, ?, ?, ?, ?)",
+                [left, right, decision, decided_by, decided_at, note],
+            )
+            record_steward_decision(settings, wh, left, right, decision, decided_by, note, decided_at)

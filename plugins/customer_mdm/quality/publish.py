@@ -306,8 +306,15 @@ def audit_and_publish(
             raise QualityGateFailed(message, result)
 
         methods: dict[str, str] = {}
+        audited_changes = 0
         with wh.transaction():
             wh.execute(f"create schema if not exists {publish_schema}")
+            if "dim_customer" in tables:  # survivorship changes go to the audit log, in this transaction
+                from customer_mdm.audit import record_survivorship_changes
+
+                audited_changes = record_survivorship_changes(
+                    settings, wh, run_id, targets["dim_customer"], sources["dim_customer"], now
+                )
             for t in tables:
                 methods[t] = _publish_table(wh, sources[t], targets[t])
             for t in tables:
@@ -335,6 +342,7 @@ def audit_and_publish(
             for t in tables
         },
         "warnings": warnings,
+        "survivorship_changes_audited": audited_changes,
         "validation": result.to_dict() if result else None,
         "seconds": round(time.perf_counter() - t0, 3),
     }

@@ -1,7 +1,8 @@
 -- Every candidate value for every golden attribute, with what survivorship ranks it by.
 -- One row per (golden_id, attribute, source record); dim_customer keeps the winner of each.
 -- Rules live in the seed ref_survivorship_rules (which sources may provide an attribute and
--- how much each is trusted; 0 = the customer's own self-service change).
+-- how much each is trusted; 0 = the customer's own self-service change; ranking 'latest' for
+-- consent: the most recent explicit statement wins, a withdrawal before a grant of the same time).
 -- Incremental: the rows of the golden ids in int_golden_affected are replaced (an id listed
 -- there without candidates any more, or gone from mdm.xref, loses its rows).
 
@@ -100,6 +101,16 @@ contact_status as (
 
 ),
 
+-- the latest opt-out per email (a marketing consent withdrawal)
+opt_outs as (
+
+    select contact_value, max(occurred_at_utc) as occurred_at_utc
+    from contact_events
+    where channel = 'email' and event = 'opted_out' and contact_value is not null
+    group by contact_value
+
+),
+
 {%- set null_text = 'cast(null as ' ~ dbt.type_string() ~ ')' %}
 
 candidates as (
@@ -176,15 +187,25 @@ candidates as (
 
     union all
 
+    -- consent: a withdrawal ranks before a grant stated at the same time (quality_rank)
     select golden_id, 'consent_marketing', case when consent_marketing then 'true' else 'false' end,
-        null, null, null, source, source || ':' || source_id, 0, record_updated_at_utc
+        null, null, null, source, source || ':' || source_id, case when consent_marketing then 1 else 0 end,
+        record_updated_at_utc
     from linked where consent_marketing is not null
 
     union all
 
-    select golden_id, 'consent_marketing', new_value, null, null, null, 'self_service', record_id, 0,
-        submitted_at_utc
+    select golden_id, 'consent_marketing', new_value, null, null, null, 'self_service', record_id,
+        case new_value when 'false' then 0 else 1 end, submitted_at_utc
     from latest_changes where field = 'consent_marketing' and recency = 1 and new_value in ('true', 'false')
+
+    union all
+
+    -- an opt-out reported for a record's email (contact_events) withdraws marketing consent
+    select l.golden_id, 'consent_marketing', 'false', null, null, null, 'contact_events',
+        l.source || ':' || l.source_id, 0, e.occurred_at_utc
+    from linked as l
+    inner join opt_outs as e on e.contact_value = l.email
 
 ),
 
@@ -199,7 +220,8 @@ final as (
         c.district,
         c.source,
         c.record_id,
-        r.trust_rank,
+        -- ranking 'latest' (consent): every source ranks alike, the most recent statement wins
+        case when r.ranking = 'latest' then 0 else r.trust_rank end as trust_rank,
         c.quality_rank,
         c.observed_at,
         s.event as contact_status,

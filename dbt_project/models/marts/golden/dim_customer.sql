@@ -2,6 +2,8 @@
 -- survivorship from the person's source records, with the source record it came from.
 -- Ranking: bad contacts (bounced, unreachable) last, then source trust (self-service first),
 -- then verified contacts, then the most recent, then the most complete, then record id.
+-- Consent (ranking 'latest' in ref_survivorship_rules): the most recent explicit statement from
+-- any source (CRM, self-service change, e-mail opt-out event); granted / withdrawn / unknown.
 -- Incremental: the golden ids in int_golden_affected are rebuilt (or removed when they are no
 -- longer in mdm.xref).
 
@@ -79,6 +81,8 @@ pivoted as (
         max(case when attribute = '{{ a }}' then value end) as {{ a }}_value,
         max(case when attribute = '{{ a }}' then record_id end) as {{ a }}_source_record,
         {%- endfor %}
+        max(case when attribute = 'consent_marketing' then source end) as consent_marketing_source,
+        max(case when attribute = 'consent_marketing' then observed_at end) as consent_marketing_at,
         max(case when attribute = 'phone' then contact_status end) as phone_last_event,
         max(case when attribute = 'email' then contact_status end) as email_last_event,
         max(case when attribute = 'address' then province end) as province,
@@ -142,8 +146,13 @@ final as (
         v.company_source_record,
         v.customer_type_value as customer_type,
         v.tier_value as tier,
-        case v.consent_marketing_value when 'true' then true when 'false' then false end as consent_marketing,
+        -- consent per purpose: the latest explicit statement; no statement = unknown (not consented)
+        case v.consent_marketing_value
+            when 'true' then 'granted' when 'false' then 'withdrawn' else 'unknown'
+        end as consent_marketing,
+        v.consent_marketing_source,
         v.consent_marketing_source_record,
+        v.consent_marketing_at,
         (
             (v.phone_value is null or coalesce(v.phone_last_event, '') = 'unreachable')
             and (v.email_value is null or coalesce(v.email_last_event, '') = 'bounced')

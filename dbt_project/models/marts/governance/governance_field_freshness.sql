@@ -148,9 +148,9 @@ fields as (
 
     union all
 
-    select golden_id, tier, 'consent_marketing', case when consent_marketing then 'true' else 'false' end,
+    select golden_id, tier, 'consent_marketing', case consent_marketing when 'granted' then 'true' else 'false' end,
         consent_marketing_source_record
-    from customers where consent_marketing is not null
+    from customers where consent_marketing in ('granted', 'withdrawn')
 
     union all
 

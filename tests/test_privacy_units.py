@@ -1,0 +1,62 @@
+"""Fast checks of the erasure salt, the pseudonyms and the audit table (no pipeline run)."""
+
+from __future__ import annotations
+
+import stat
+
+import pytest
+
+from customer_mdm.audit import AUDIT_TABLE, append, ensure_audit_table
+from customer_mdm.config import Settings
+from customer_mdm.privacy import erasure_salt, normalise, pseudonym, salt_file
+from customer_mdm.warehouse import connect
+
+
+def test_salt_is_generated_once_private_and_overridable(duckdb_settings: Settings, monkeypatch) -> None:
+    monkeypatch.delenv("MDM_ERASURE_SALT", raising=False)
+    first = erasure_salt(duckdb_settings)
+    assert len(first) == 64 and erasure_salt(duckdb_settings) == first
+    assert stat.S_IMODE(salt_file(duckdb_settings).stat().st_mode) == 0o600
+    hashed = pseudonym(duckdb_settings, "phone", "138 1234 5678")
+    monkeypatch.setenv("MDM_ERASURE_SALT", "another-installation")
+    assert pseudonym(duckdb_settings, "phone", "138 1234 5678") != hashed
+
+
+def test_identifiers_are_normalised_before_hashing(duckdb_settings: Settings) -> None:
+    spellings = ["+86 138 1234 5678", "138-1234-5678", "(+86)13812345678", "+8613812345678"]
+    assert {normalise("phone", s) for s in spellings} == {"+8613812345678"}
+    assert len({pseudonym(duckdb_settings, "phone", s) for s in spellings}) == 1
+    assert pseudonym(duckdb_settings, "email", " Li.Hao@QQ.com ") == pseudonym(
+        duckdb_settings, "email", "li.hao@qq.com"
+    )
+    # the kind is part of the hash: a record id never collides with a phone
+    assert pseudonym(duckdb_settings, "record", "13812345678") != pseudonym(duckdb_settings, "phone", "13812345678")
+
+
+def test_audit_rejects_unknown_actions(settings: Settings) -> None:
+    with connect(settings) as wh:
+        ensure_audit_table(wh)
+        with pytest.raises(ValueError, match="unknown audit action"):
+            append(wh, [{"changed_at": "2026-11-20", "actor": "x", "action": "edit"}])
+        n = append(wh, [{"changed_at": "2026-11-20 10:00:00", "actor": "run_1", "actor_kind": "run", "action": "new"}])
+        assert n == 1 and wh.scalar(f"select count(*) from {AUDIT_TABLE}") == 1
+        ensure_audit_table(wh)  # idempotent (the trigger is created once on PostgreSQL)
+
+
+@pytest.mark.postgres
+def test_postgres_rejects_update_and_delete_of_the_audit_log(pg_dsn: str, tmp_path) -> None:
+    import psycopg
+
+    settings = Settings.from_env(env={}, home=tmp_path / "home", landing=tmp_path, target="postgres", pg_dsn=pg_dsn)
+    with connect(settings) as wh:
+        ensure_audit_table(wh)
+        append(wh, [{"changed_at": "2026-11-20 10:00:00", "actor": "run_1", "actor_kind": "run", "action": "new"}])
+    for sql in (
+        "update audit.golden_changes set reason = 'rewritten'",
+        "delete from audit.golden_changes",
+        "truncate audit.golden_changes",
+    ):
+        with connect(settings) as wh, pytest.raises(psycopg.errors.RaiseException, match="append-only"):
+            wh.execute(sql)
+    with connect(settings) as wh:
+        assert wh.scalar("select count(*) from audit.golden_changes") == 1
