@@ -38,9 +38,17 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
 # ones first keeps them from ending the run alone on one core.
 LONGEST_FIRST = (
     "test_end_to_end.py",
-    "test_incremental_dbt.py",
+    "test_production_smoke.py",
+    "test_privacy.py",
+    "test_kill_resilience.py",
     "test_step.py",
+    "test_incremental_dbt.py",
+    "test_spark_engine.py",
     "test_standardization.py",
+    "test_scorecard.py",
+    "test_governance_models.py",
+    "test_backup.py",
+    "test_roles.py",
 )
 
 

@@ -276,7 +276,8 @@ def record_steward_decision(
     """One audit row per golden id the two records belong to (one row when they share it)."""
     from customer_mdm.privacy import pseudonym
 
-    ensure_audit_table(wh)
+    if not wh.table_exists(AUDIT_TABLE):  # only when missing: a steward's role may insert, not run DDL
+        ensure_audit_table(wh)
     ids: dict[str, str | None] = {left: None, right: None}
     if wh.table_exists("mdm.xref"):
         for rid, gid in wh.query("select record_id, golden_id from mdm.xref where record_id in (?, ?)", [left, right]):

@@ -91,7 +91,8 @@ READS: dict[str, tuple[str, ...]] = {
 }
 #: the only writes of a reader role: table -> privileges
 WRITES: dict[str, dict[str, tuple[str, ...]]] = {
-    STEWARD_ROLE: {"mdm.steward_decisions": ("insert",)},
+    # a decision and its audit row are written in one transaction (linkage.step.record_decision)
+    STEWARD_ROLE: {"mdm.steward_decisions": ("insert",), "audit.golden_changes": ("insert",)},
     BI_ROLE: {},
 }
 #: which BI view SQL is installed (sha256 of its definition), so unchanged views are left alone

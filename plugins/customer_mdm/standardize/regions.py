@@ -749,7 +749,8 @@ def _standardize_one(
             if memo is not None:
                 memo[(col, value)] = reading
         keys[col], found[col] = reading
-        if reading[0] and reading[1] is None:
+        if reading[1] is None and (reading[0] or value.strip()):
+            # not a known region, or nothing readable as one (punctuation, other scripts): flagged
             issues.add(("unknown_province", "unknown_city", "unknown_district")[col])
     for st in found:
         if st is None:
