@@ -23,9 +23,11 @@ from customer_mdm.sources import FEEDS
 
 CARDS = next(f for f in FEEDS if f.name == "store_pos")  # CSV, key card_no
 MEMBERS = next(f for f in FEEDS if f.name == "ecommerce_members")  # JSON Lines, key member_id
+# derandomize: the same examples on every run (CI never fails on a case nobody has seen before)
 FAST = settings(
     max_examples=100,
     deadline=None,
+    derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
 )
 

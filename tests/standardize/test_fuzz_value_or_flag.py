@@ -38,7 +38,8 @@ RAW = st.one_of(
     st.floats(allow_nan=True),
     st.binary(max_size=10).map(lambda b: b.decode("latin-1")),
 )
-FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomize: the same examples on every run (CI never fails on a case nobody has seen before)
+FAST = settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _present(value: object) -> bool:

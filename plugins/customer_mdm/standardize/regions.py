@@ -785,8 +785,9 @@ def _standardize_one(
         if c is not None and c in ref.covered_city:
             dist_std = None
         else:
-            issues.discard("unknown_district")
             dist_std = _passthrough(district or "")
+            if dist_std is not None:  # nothing left to keep: stays flagged unknown
+                issues.discard("unknown_district")
     if not issues:
         return prov_std, city_std, dist_std, None
     return prov_std, city_std, dist_std, min(issues, key=REGION_ISSUES.index)
