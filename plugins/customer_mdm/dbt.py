@@ -168,8 +168,8 @@ def _invoke_in_process(args: list[str], env: dict[str, str]) -> tuple[int, str]:
     # console output off (it would mix into `mdm ... --json`); the file log keeps everything
     quiet = ["--log-level", "none", "--log-level-file", "debug", "--no-use-colors"]
     with _DBT_LOCK:
-        saved = {k: os.environ.get(k) for k in [*env, "DBT_SEND_ANONYMOUS_USAGE_STATS"]}
-        os.environ.update({**env, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"})
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
         try:
             outcome = dbtRunner(callbacks=[forward]).invoke([*quiet, *args])
         finally:
@@ -212,7 +212,7 @@ def run_dbt(
         str(state / "logs"),
         *(extra_args or []),
     ]
-    env = {**os.environ, **settings.env(), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    overrides = {**settings.env(), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
     if ensure_tables and command.split()[0] in _RUNS_SQL:
         ensure_dbt_tables(settings)
     (target_path / "run_results.json").unlink(missing_ok=True)
@@ -220,12 +220,13 @@ def run_dbt(
     log.info("running dbt %s", command)
     started = time.perf_counter()
     if os.environ.get("MDM_DBT_SUBPROCESS", "").lower() in ("1", "true", "yes"):
+        env = {**os.environ, **overrides}
         proc = subprocess.run(args, env=env, cwd=settings.dbt_project_dir, capture_output=True, text=True)
         returncode, output = proc.returncode, proc.stdout + proc.stderr
         for line in proc.stdout.splitlines():
             log.info("dbt | %s", line)
     else:
-        returncode, output = _invoke_in_process(args[1:], settings.env())
+        returncode, output = _invoke_in_process(args[1:], overrides)
     seconds = time.perf_counter() - started
     counts, failures = _read_results(target_path, command)
     result = DbtResult(command, returncode == 0, seconds, counts, failures)
