@@ -197,100 +197,159 @@ def _temp(wh: Warehouse, name: str, columns: dict[str, str], frame: pd.DataFrame
     return name
 
 
+def _split(record_id: str) -> tuple[str, str]:
+    source, _, source_id = record_id.partition(":")
+    return source, source_id
+
+
 # ----------------------------------------------------------------------------- resolving
-def _records_for(wh: Warehouse, kind: str, value: str, source: str | None) -> set[str]:
-    """Source records (``source:source_id``) carrying an identifier."""
-    found: set[str] = set()
-    recs = "intermediate.int_customer_records"
-    changes = "intermediate.int_self_service_changes"
-    if kind == "record":
-        found |= {f"{source}:{value}"} if _exists_record(wh, f"{source}:{value}") else set()
-    elif wh.table_exists(recs):
-        col = "phone_e164" if kind == "phone" else "email"
-        found |= {r[0] for r in wh.query(f"select source || ':' || source_id from {recs} where {col} = ?", [value])}
-        if kind == "email":  # the delivered value too (an e-mail the standardiser corrected)
-            found |= {
-                r[0]
-                for r in wh.query(
-                    f"select source || ':' || source_id from {recs} where lower(trim(email_raw)) = ?", [value]
-                )
-            }
-    if kind in ("phone", "email") and wh.table_exists(changes):
-        fld = "mobile" if kind == "phone" else "email"
-        found |= {
-            r[0]
-            for r in wh.query(
-                f"select source_system || ':' || source_record_id from {changes} where field = ? and new_value = ?",
-                [fld, value],
-            )
-        }
-    return found
-
-
-def _exists_record(wh: Warehouse, record_id: str) -> bool:
-    source, _, sid = record_id.partition(":")
-    for table, where in (
-        ("intermediate.int_customer_records", "source = ? and source_id = ?"),
-        ("mdm.xref", "source = ? and source_id = ?"),
-    ):
-        if wh.table_exists(table) and wh.scalar(f"select count(*) from {table} where {where}", [source, sid]):
-            return True
-    return False
-
-
-def _expand(wh: Warehouse, person: Person) -> Person:
-    """From records to the whole person: golden ids via mdm.xref, all their records, and the
-    phones and e-mails those records and their self-service changes carry."""
-    if not person.records:
-        return person
-    if wh.table_exists("mdm.xref"):
-        marks, vals = _in(person.records)
-        person.golden_ids |= {
-            str(r[0]) for r in wh.query(f"select distinct golden_id from mdm.xref where record_id in ({marks})", vals)
-        }
-    if person.golden_ids:
-        marks, vals = _in(person.golden_ids)
-        person.records |= {
-            str(r[0]) for r in wh.query(f"select record_id from mdm.xref where golden_id in ({marks})", vals)
-        }
-        # ids merged into the person's ids: the same person under an older id
-        if wh.table_exists("mdm.golden_registry"):
-            person.golden_ids |= {
-                str(r[0])
-                for r in wh.query(f"select golden_id from mdm.golden_registry where merged_into in ({marks})", vals)
-            }
-    marks, vals = _in(person.records)
-    recs = "intermediate.int_customer_records"
+def _resolve(wh: Warehouse, requests: list[tuple[int, str, str, str | None]]) -> dict[int, Person]:
+    """Each request ``(seq, kind, value, source)`` resolved to its person, all requests at once
+    (joins, not one query per request): the source records carrying the identifier (E.164
+    mobile, e-mail as standardised or as delivered, or the record id), then through mdm.xref
+    every golden id of those records, every record of those ids and the ids merged into them,
+    and the phones and e-mails of all those records and their self-service changes."""
+    persons = {seq: Person() for seq, *_ in requests}
+    for seq, kind, value, _source in requests:
+        if kind == "phone":
+            persons[seq].phones.add(value)
+            persons[seq].all_phones.add(value)
+        elif kind == "email":
+            persons[seq].emails.add(value)
+    if not requests:
+        return persons
+    q = _temp(
+        wh,
+        "_erase_req",
+        {"seq": "bigint", "kind": "text", "value": "text", "source": "text"},
+        pd.DataFrame(requests, columns=["seq", "kind", "value", "source"]),
+    )
+    recs, changes, xref = "intermediate.int_customer_records", "intermediate.int_self_service_changes", "mdm.xref"
+    found: list[tuple[Any, ...]] = []
     if wh.table_exists(recs):
-        for phone, kind, email in wh.query(
-            f"select phone_e164, phone_kind, email from {recs} where source || ':' || source_id in ({marks})", vals
-        ):
-            if phone:
-                person.all_phones.add(str(phone))
-                if kind == "mobile":
-                    person.phones.add(str(phone))
-            if email:
-                person.emails.add(str(email))
-    changes = "intermediate.int_self_service_changes"
+        rid = "r.source || ':' || r.source_id"
+        found += wh.query(
+            f"select q.seq, {rid} from {q} as q join {recs} as r on r.phone_e164 = q.value where q.kind = 'phone'"
+        )
+        found += wh.query(
+            f"select q.seq, {rid} from {q} as q join {recs} as r on r.email = q.value where q.kind = 'email'"
+        )
+        # the delivered value too (an e-mail the standardiser corrected)
+        found += wh.query(
+            f"select q.seq, {rid} from {q} as q join {recs} as r on lower(trim(r.email_raw)) = q.value "
+            "where q.kind = 'email'"
+        )
+    for table in (recs, xref):  # a record id: known to the records or (linked, not rebuilt yet) to the xref
+        if wh.table_exists(table):
+            found += wh.query(
+                f"select distinct q.seq, q.source || ':' || q.value from {q} as q join {table} as r "
+                "on r.source = q.source and r.source_id = q.value where q.kind = 'record'"
+            )
     if wh.table_exists(changes):
-        for fld, value in wh.query(
-            f"select field, new_value from {changes} where field in ('mobile', 'email') "
-            f"and source_system || ':' || source_record_id in ({marks}) and new_value is not null",
-            vals,
+        found += wh.query(
+            f"select q.seq, c.source_system || ':' || c.source_record_id from {q} as q join {changes} as c "
+            "on c.new_value = q.value and c.field = (case when q.kind = 'phone' then 'mobile' else 'email' end) "
+            "where q.kind in ('phone', 'email')"
+        )
+    for seq, record_id in found:
+        persons[int(seq)].records.add(str(record_id))
+
+    def tagged(name: str, attr: str) -> str:
+        rows = [(seq, *_split(r), r) for seq, p in persons.items() for r in sorted(getattr(p, attr))]
+        frame = pd.DataFrame(rows, columns=["seq", "source", "source_id", "record_id"])
+        cols = {"seq": "bigint", "source": "text", "source_id": "text", "record_id": "text"}
+        return _temp(wh, name, cols, frame)
+
+    if wh.table_exists(xref):
+        f = tagged("_erase_found", "records")
+        for seq, gid in wh.query(
+            f"select distinct f.seq, x.golden_id from {f} as f join {xref} as x on x.record_id = f.record_id"
         ):
+            persons[int(seq)].golden_ids.add(str(gid))
+        frame = pd.DataFrame(
+            [(seq, g) for seq, p in persons.items() for g in sorted(p.golden_ids)], columns=["seq", "golden_id"]
+        )
+        g = _temp(wh, "_erase_found_golden", {"seq": "bigint", "golden_id": "text"}, frame)
+        for seq, record_id in wh.query(
+            f"select g.seq, x.record_id from {g} as g join {xref} as x on x.golden_id = g.golden_id"
+        ):
+            persons[int(seq)].records.add(str(record_id))
+        if wh.table_exists("mdm.golden_registry"):  # ids merged into the person's: the same person, older id
+            for seq, gid in wh.query(
+                f"select g.seq, r.golden_id from {g} as g join mdm.golden_registry as r on r.merged_into = g.golden_id"
+            ):
+                persons[int(seq)].golden_ids.add(str(gid))
+    f = tagged("_erase_found", "records")
+    if wh.table_exists(recs):
+        for seq, phone, kind, email in wh.query(
+            f"select f.seq, r.phone_e164, r.phone_kind, r.email from {f} as f join {recs} as r "
+            "on r.source = f.source and r.source_id = f.source_id"
+        ):
+            p = persons[int(seq)]
+            if phone:
+                p.all_phones.add(str(phone))
+                if kind == "mobile":
+                    p.phones.add(str(phone))
+            if email:
+                p.emails.add(str(email))
+    if wh.table_exists(changes):
+        for seq, fld, value in wh.query(
+            f"select f.seq, c.field, c.new_value from {f} as f join {changes} as c "
+            "on c.source_system = f.source and c.source_record_id = f.source_id "
+            "where c.field in ('mobile', 'email') and c.new_value is not null"
+        ):
+            p = persons[int(seq)]
             if fld == "mobile":
-                person.phones.add(str(value))
-                person.all_phones.add(str(value))
+                p.phones.add(str(value))
+                p.all_phones.add(str(value))
             else:
-                person.emails.add(str(value))
-    return person
+                p.emails.add(str(value))
+    for t in ("_erase_req", "_erase_found", "_erase_found_golden"):
+        wh.execute(f"drop table if exists {t}")
+    return persons
 
 
 # ----------------------------------------------------------------------------- deleting
-def _delete(wh: Warehouse, table: str, where: str, params: list[Any] | None = None) -> int:
-    before = int(wh.scalar(f"select count(*) from {table}"))
-    wh.execute(f"delete from {table} where {where}", params)
-    return before - int(wh.scalar(f"select count(*) from {table}"))
+def _row_id(wh: Warehouse) -> str:
+    """The physical row identifier: stable inside the erasing transaction."""
+    return "ctid" if wh.target == "postgres" else "rowid"
+
+
+class _Deleter:
+    """Deletes rows matched by joins with tagged temp tables (column ``seq``: which person of the
+    batch); each deleted row is counted once, for the first person (lowest ``seq``) matching it."""
+
+    HIT = "_erase_hit"
+
+    def __init__(self, wh: Warehouse) -> None:
+        self.wh = wh
+        self.rid = _row_id(wh)
+        self.counts: dict[int, dict[str, int]] = {}
+
+    def delete(self, table: str, joins: list[str], keep: Iterable[str] = ()) -> str | None:
+        """``joins``: ``join <temp> as k on <condition with t.>`` clauses (optionally followed by
+        ``where``), one per way a row can belong to a person. ``keep``: columns of the deleted
+        rows to remember in the hit table (returned, valid until the next call)."""
+        if not joins:
+            return None
+        keep = list(keep)
+        cols = "".join(f", t.{c}" for c in keep)
+        union = " union all ".join(f"select t.{self.rid} as r, k.seq{cols} from {table} as t {j}" for j in joins)
+        aggs = "".join(f", min({c}) as {c}" for c in keep)
+        self.wh.execute(f"drop table if exists {self.HIT}")
+        self.wh.execute(
+            f"create temporary table {self.HIT} as select r, min(seq) as seq{aggs} from ({union}) as m group by r"
+        )
+        hits = self.wh.query(f"select seq, count(*) from {self.HIT} group by seq")
+        if hits:
+            self.wh.execute(f"delete from {table} where {self.rid} in (select r from {self.HIT})")
+            for seq, n in hits:
+                per = self.counts.setdefault(int(seq), {})
+                per[table] = per.get(table, 0) + int(n)
+        return self.HIT
+
+    def drop(self) -> None:
+        self.wh.execute(f"drop table if exists {self.HIT}")
 
 
 def _tables(wh: Warehouse, schemas: Iterable[str]) -> list[tuple[str, set[str]]]:
@@ -303,126 +362,138 @@ def _tables(wh: Warehouse, schemas: Iterable[str]) -> list[tuple[str, set[str]]]
     return [(f"{s}.{n}", set(wh.columns_of(f"{s}.{n}"))) for s, n in rows]
 
 
-def _erase_rows(wh: Warehouse, person: Person, extra_raw_values: Iterable[str] = ()) -> dict[str, int]:
-    """Delete every row of the person (inside the caller's transaction); rows per table.
+_RAW_VALUE_COLUMNS = (
+    "phone_raw",
+    "name_raw",
+    "nickname_raw",
+    "birth_date_raw",
+    "address_raw",
+    "new_value_raw",
+    "contact_value_raw",
+)
+
+
+def _erase_rows(
+    wh: Warehouse, persons: list[Person], extra_raw_values: list[Iterable[str]] | None = None
+) -> list[dict[str, int]]:
+    """Delete every row of the persons (inside the caller's transaction); rows per table and
+    person (a row two persons share counts for the first).
 
     Derived tables first (their rows' lineage ``_batch_id``/``_row_number`` names the raw rows
     they came from: batch ids are unique per file version), then staging (by key or lineage),
-    then raw (by lineage and by record id), then the std lookup values nothing uses any more."""
+    then raw (by lineage and by record id), then the std lookup values nothing uses any more,
+    then quarantined rows quoting the persons. One statement per table for the whole batch."""
+    extra = extra_raw_values or [() for _ in persons]
     records = pd.DataFrame(
-        [(r, *r.split(":", 1)) for r in sorted(person.records)], columns=["record_id", "source", "source_id"]
+        [(i, r, *_split(r)) for i, p in enumerate(persons) for r in sorted(p.records)],
+        columns=["seq", "record_id", "source", "source_id"],
     )
     values = pd.DataFrame(
-        [("phone", v) for v in sorted(person.all_phones)] + [("email", v) for v in sorted(person.emails)],
-        columns=["channel", "value"],
+        [(i, "phone", v) for i, p in enumerate(persons) for v in sorted(p.all_phones)]
+        + [(i, "email", v) for i, p in enumerate(persons) for v in sorted(p.emails)],
+        columns=["seq", "channel", "value"],
     )
-    golden = pd.DataFrame({"golden_id": sorted(person.golden_ids)})
-    rk = _temp(wh, "_erase_records", {"record_id": "text", "source": "text", "source_id": "text"}, records)
-    cv = _temp(wh, "_erase_values", {"channel": "text", "value": "text"}, values)
-    gi = _temp(wh, "_erase_golden", {"golden_id": "text"}, golden)
-    lineage = _temp(wh, "_erase_lineage", {"_batch_id": "text", "_row_number": "bigint"}, pd.DataFrame())
+    golden = pd.DataFrame(
+        [(i, g) for i, p in enumerate(persons) for g in sorted(p.golden_ids)], columns=["seq", "golden_id"]
+    )
+    rk = _temp(
+        wh, "_erase_records", {"seq": "bigint", "record_id": "text", "source": "text", "source_id": "text"}, records
+    )
+    cv = _temp(wh, "_erase_values", {"seq": "bigint", "channel": "text", "value": "text"}, values)
+    gi = _temp(wh, "_erase_golden", {"seq": "bigint", "golden_id": "text"}, golden)
+    lineage = _temp(
+        wh, "_erase_lineage", {"seq": "bigint", "_batch_id": "text", "_row_number": "bigint"}, pd.DataFrame()
+    )
     raw_values = _temp(
-        wh, "_erase_raw_values", {"value": "text"}, pd.DataFrame({"value": sorted(set(extra_raw_values))})
+        wh,
+        "_erase_raw_values",
+        {"seq": "bigint", "value": "text"},
+        pd.DataFrame([(i, v) for i, vals in enumerate(extra) for v in sorted(set(vals))], columns=["seq", "value"]),
     )
-    counts: dict[str, int] = {}
-
-    def add(table: str, n: int) -> None:
-        if n:
-            counts[table] = counts.get(table, 0) + n
-
-    rec_match = f"select record_id from {rk}"
-    lineage_key = "_batch_id || '#' || cast(_row_number as text)"
-    by_lineage = f"{lineage_key} in (select {lineage_key} from {lineage})"
-    conditions_by_cols: list[tuple[set[str], str]] = [
-        ({"golden_id"}, f"golden_id in (select golden_id from {gi})"),
-        ({"merged_into"}, f"merged_into in (select golden_id from {gi})"),
-        ({"other_golden_id"}, f"other_golden_id in (select golden_id from {gi})"),
-        ({"golden_id_l"}, f"golden_id_l in (select golden_id from {gi})"),
-        ({"golden_id_r"}, f"golden_id_r in (select golden_id from {gi})"),
-        ({"record_id"}, f"record_id in ({rec_match})"),
-        ({"record_id_l"}, f"record_id_l in ({rec_match})"),
-        ({"record_id_r"}, f"record_id_r in ({rec_match})"),
-        ({"source", "source_id"}, f"source || ':' || source_id in ({rec_match})"),
-        ({"source_system", "source_record_id"}, f"source_system || ':' || source_record_id in ({rec_match})"),
-        ({"member_id"}, f"'ecommerce:' || member_id in ({rec_match})"),
-        (
-            {"channel", "contact_value"},
-            f"channel || '|' || contact_value in (select channel || '|' || value from {cv})",
-        ),
+    deleter = _Deleter(wh)
+    by_golden = [
+        (col, f"join {gi} as k on t.{col} = k.golden_id")
+        for col in ("golden_id", "merged_into", "other_golden_id", "golden_id_l", "golden_id_r")
     ]
-    raw_columns = (
-        "phone_raw",
-        "name_raw",
-        "nickname_raw",
-        "birth_date_raw",
-        "address_raw",
-        "new_value_raw",
-        "contact_value_raw",
-    )
+    by_record = [
+        (col, f"join {rk} as k on t.{col} = k.record_id") for col in ("record_id", "record_id_l", "record_id_r")
+    ]
+    joins_by_cols: list[tuple[set[str], str]] = [
+        *(({c}, j) for c, j in by_golden),
+        *(({c}, j) for c, j in by_record),
+        ({"source", "source_id"}, f"join {rk} as k on t.source = k.source and t.source_id = k.source_id"),
+        (
+            {"source_system", "source_record_id"},
+            f"join {rk} as k on t.source_system = k.source and t.source_record_id = k.source_id",
+        ),
+        ({"member_id"}, f"join {rk} as k on k.source = 'ecommerce' and cast(t.member_id as text) = k.source_id"),
+        ({"channel", "contact_value"}, f"join {cv} as k on t.channel = k.channel and t.contact_value = k.value"),
+    ]
+    by_lineage = f"join {lineage} as k on t._batch_id = k._batch_id and t._row_number = k._row_number"
     skip = {TOMBSTONES, REQUESTS, "staging.stg_erasure__requests"}
     tables = [(t, cols) for t, cols in _tables(wh, _SCHEMAS) if t not in skip]
     derived = [(t, c) for t, c in tables if not t.startswith("staging.")]
     staging = [(t, c) for t, c in tables if t.startswith("staging.")]
     for table, cols in [*derived, *staging]:
-        conds = [c for need, c in conditions_by_cols if need <= cols]
+        joins = [j for need, j in joins_by_cols if need <= cols]
         has_lineage = {"_batch_id", "_row_number"} <= cols
         if table.startswith("staging.") and has_lineage:
-            conds.append(by_lineage)
-        if not conds:
+            joins.append(by_lineage)
+        raw_cols = [c for c in _RAW_VALUE_COLUMNS if c in cols]
+        hit = deleter.delete(table, joins, keep=[*(["_batch_id", "_row_number"] if has_lineage else []), *raw_cols])
+        if hit is None:
             continue
-        where = " or ".join(f"({c})" for c in conds)
         if has_lineage:
             wh.execute(
-                f"insert into {lineage} (_batch_id, _row_number) "
-                f"select _batch_id, _row_number from {table} where {where}"
+                f"insert into {lineage} (seq, _batch_id, _row_number) select seq, _batch_id, _row_number from {hit}"
             )
-        for col in (c for c in raw_columns if c in cols):
-            wh.execute(
-                f"insert into {raw_values} (value) select {col} from {table} where ({where}) and {col} is not null"
-            )
-        add(table, _delete(wh, table, where))
-    for raw_table in sorted(set(_STAGING_RAW.values())):
-        if wh.table_exists(raw_table):
-            add(raw_table, _delete(wh, raw_table, by_lineage))
-    for raw_table, (source, column) in _RAW_ID_COLUMNS.items():
-        if wh.table_exists(raw_table):
-            add(raw_table, _delete(wh, raw_table, f"'{source}:' || trim({column}) in ({rec_match})"))
-    if wh.table_exists("raw.self_service"):
-        add(
-            "raw.self_service",
-            _delete(wh, "raw.self_service", f"trim(source_system) || ':' || trim(source_id) in ({rec_match})"),
-        )
-    for table, n in _erase_std(wh, raw_values).items():
-        add(table, n)
-    # quarantined rows quoting the person's ids, phones or e-mails
+        for col in raw_cols:
+            wh.execute(f"insert into {raw_values} (seq, value) select seq, {col} from {hit} where {col} is not null")
+    for raw_table in sorted({*_STAGING_RAW.values(), *_RAW_ID_COLUMNS, "raw.self_service"}):
+        if not wh.table_exists(raw_table):
+            continue
+        joins = [by_lineage] if raw_table in _STAGING_RAW.values() else []
+        if raw_table in _RAW_ID_COLUMNS:
+            source, column = _RAW_ID_COLUMNS[raw_table]
+            joins.append(f"join {rk} as k on k.source = '{source}' and trim(t.{column}) = k.source_id")
+        if raw_table == "raw.self_service":
+            joins.append(f"join {rk} as k on trim(t.source_system) = k.source and trim(t.source_id) = k.source_id")
+        deleter.delete(raw_table, joins)
+    _erase_std(wh, deleter, raw_values)
+    # quarantined rows quoting the persons' ids, phones or e-mails
     if wh.table_exists("ops.quarantine"):
-        needles = {r.split(":", 1)[1] for r in person.records} | person.emails
-        needles |= {p[3:] if p.startswith("+86") else p for p in person.all_phones}
-        needles = {n for n in needles if len(n) >= 5}
+        needles = []
+        for i, p in enumerate(persons):
+            mine = {r.split(":", 1)[1] for r in p.records} | p.emails
+            mine |= {ph[3:] if ph.startswith("+86") else ph for ph in p.all_phones}
+            needles += [(i, n) for n in sorted(mine) if len(n) >= 5]
         if needles:
-            marks = " or ".join("raw_record like ?" for _ in needles)
-            add("ops.quarantine", _delete(wh, "ops.quarantine", marks, [f"%{n}%" for n in sorted(needles)]))
+            nd = _temp(
+                wh,
+                "_erase_needles",
+                {"seq": "bigint", "needle": "text"},
+                pd.DataFrame(needles, columns=["seq", "needle"]),
+            )
+            deleter.delete("ops.quarantine", [f"join {nd} as k on strpos(t.raw_record, k.needle) > 0"])
+            wh.execute(f"drop table if exists {nd}")
+    deleter.drop()
     for t in (rk, cv, gi, lineage, raw_values):
         wh.execute(f"drop table if exists {t}")
-    return counts
+    return [deleter.counts.get(i, {}) for i in range(len(persons))]
 
 
-def _erase_std(wh: Warehouse, raw_values: str) -> dict[str, int]:
-    """Delete the std lookup rows of the person's delivered values that no remaining staging row
+def _erase_std(wh: Warehouse, deleter: _Deleter, raw_values: str) -> None:
+    """Delete the std lookup rows of the persons' delivered values that no remaining staging row
     uses (a value another record still carries stays: it is that record's too)."""
     from customer_mdm.standardize.step import LOOKUPS
 
-    counts: dict[str, int] = {}
     for lookup in LOOKUPS:
         if lookup.keys != ("raw",) or not wh.table_exists(lookup.table):
             continue
         if not all(wh.table_exists(t) for t in set(re.findall(r"staging\.\w+", lookup.source_sql))):
             continue  # a staging table the lookup reads is missing (not built yet)
         used = f"select raw from ({lookup.source_sql}) as used where raw is not null"
-        n = _delete(wh, lookup.table, f"raw in (select value from {raw_values}) and raw not in ({used})")
-        if n:
-            counts[lookup.table] = n
-    return counts
+        deleter.delete(lookup.table, [f"join {raw_values} as k on t.raw = k.value where t.raw not in ({used})"])
 
 
 # ----------------------------------------------------------------------------- tombstones
@@ -467,113 +538,139 @@ def _tombstoned(wh: Warehouse) -> dict[str, set[str]]:
     return out
 
 
+def _digest_sql(wh: Warehouse, kind: str, value: str) -> str:
+    """SQL for :func:`pseudonym`'s digest of ``value`` (an SQL expression) as ``kind``; the salt is
+    read from the temporary table ``_erase_salt`` (never a literal in the SQL text)."""
+    text = f"(select salt from _erase_salt) || chr(31) || '{kind}' || chr(31) || {value}"
+    if wh.target == "postgres":
+        return f"encode(sha256(convert_to({text}, 'UTF8')), 'hex')"
+    return f"sha256({text})"
+
+
 def _matching_records(settings: Settings, wh: Warehouse, since: datetime | None) -> tuple[Person, dict[str, int]]:
-    """Records (and orders, changes, contact events) whose identifiers hash to a tombstone."""
+    """Records (and orders, changes, contact events) whose identifiers hash to a tombstone; the
+    hashing runs in the warehouse (sha256 of the salted value), joined with the tombstones."""
     person, matched = Person(), dict[str, int]()
     if not wh.table_exists(TOMBSTONES):
         return person, matched
     stones = _tombstoned(wh)
     if not any(stones.values()):
         return person, matched
-    digest = _hasher(settings)
+    rows = [(k, d) for k, digests in stones.items() for d in sorted(digests)]
+    st = _temp(wh, "_erase_stones", {"kind": "text", "digest": "text"}, pd.DataFrame(rows, columns=["kind", "digest"]))
+    _temp(wh, "_erase_salt", {"salt": "text"}, pd.DataFrame({"salt": [erasure_salt(settings).decode("utf-8")]}))
+
+    def stoned(kind: str, value: str) -> str:
+        return f"{_digest_sql(wh, kind, value)} in (select digest from {st} where kind = '{kind}')"
+
     window = " where _ingested_at >= ?" if since is not None else ""
     params = [since] if since is not None else []
     recs = "intermediate.int_customer_records"
     if wh.table_exists(recs):
-        frame = wh.query_df(f"select source, source_id, phone_e164, phone_kind, email from {recs}{window}", params)
-        hit = pd.Series(False, index=frame.index)
-        if len(frame):
-            keys = (frame["source"].astype(str) + ":" + frame["source_id"].astype(str)).tolist()
-            hit |= pd.Series([digest("record", k) in stones["record"] for k in keys], index=frame.index)
-            hit |= pd.Series(
-                [
-                    isinstance(p, str) and k == "mobile" and digest("phone", p) in stones["phone"]
-                    for p, k in zip(frame["phone_e164"], frame["phone_kind"], strict=True)
-                ],
-                index=frame.index,
-            )
-            hit |= pd.Series(
-                [isinstance(e, str) and digest("email", e) in stones["email"] for e in frame["email"]],
-                index=frame.index,
-            )
-            person.records |= {k for k, h in zip(keys, hit, strict=True) if h}
-            matched["records"] = int(hit.sum())
+        found = wh.query(
+            "select key from (select source || ':' || source_id as key, phone_e164, phone_kind, email "
+            f"from {recs}{window}) "
+            f"as r where {stoned('record', 'key')} "
+            f"or (phone_kind = 'mobile' and phone_e164 is not null and {stoned('phone', 'phone_e164')}) "
+            f"or (email is not null and {stoned('email', 'email')})",
+            params,
+        )
+        person.records |= {str(k) for (k,) in found}
+        matched["records"] = len(found)
     # raw rows not staged yet (a restored backup's, a run that stopped before dbt): by record id
     for raw_table, (source, column) in _RAW_ID_COLUMNS.items():
         if not wh.table_exists(raw_table):
             continue
-        ids = [str(r[0]) for r in wh.query(f"select distinct trim({column}) from {raw_table}{window}", params)]
-        hit_ids = {f"{source}:{i}" for i in ids if digest("record", f"{source}:{i}") in stones["record"]}
+        hit_ids = {
+            str(k)
+            for (k,) in wh.query(
+                f"select key from (select distinct '{source}:' || trim({column}) as key from {raw_table}{window}) as r "
+                f"where {stoned('record', 'key')}",
+                params,
+            )
+        }
         if hit_ids:
             person.records |= hit_ids
             matched[raw_table] = len(hit_ids)
     changes = "intermediate.int_self_service_changes"
     if wh.table_exists(changes):
-        frame = wh.query_df(f"select source_system, source_record_id, field, new_value from {changes}{window}", params)
-        for s, sid, fld, value in frame.itertuples(index=False):
-            key = f"{s}:{sid}"
-            bad = digest("record", key) in stones["record"] or (
-                isinstance(value, str)
-                and (
-                    (fld == "mobile" and digest("phone", value) in stones["phone"])
-                    or (fld == "email" and digest("email", value) in stones["email"])
-                )
-            )
-            if bad:
-                person.records.add(key)
-                matched["self_service_changes"] = matched.get("self_service_changes", 0) + 1
+        found = wh.query(
+            f"select key from (select source_system || ':' || source_record_id as key, field, new_value from {changes}"
+            f"{window}) as c where {stoned('record', 'key')} "
+            f"or (field = 'mobile' and new_value is not null and {stoned('phone', 'new_value')}) "
+            f"or (field = 'email' and new_value is not null and {stoned('email', 'new_value')})",
+            params,
+        )
+        if found:
+            person.records |= {str(k) for (k,) in found}
+            matched["self_service_changes"] = len(found)
     orders = "staging.stg_ecommerce__orders"
     if wh.table_exists(orders):
-        frame = wh.query_df(f"select distinct member_id from {orders}{window}", params)
-        for (mid,) in frame.itertuples(index=False):
-            if digest("record", f"ecommerce:{mid}") in stones["record"]:
-                person.records.add(f"ecommerce:{mid}")
-                matched["orders_members"] = matched.get("orders_members", 0) + 1
+        found = wh.query(
+            f"select key from (select distinct 'ecommerce:' || member_id as key from {orders}{window}) as o "
+            f"where {stoned('record', 'key')}",
+            params,
+        )
+        if found:
+            person.records |= {str(k) for (k,) in found}
+            matched["orders_members"] = len(found)
     events = "intermediate.int_contact_events"
     if wh.table_exists(events):
-        frame = wh.query_df(f"select distinct channel, contact_value from {events}{window}", params)
-        for channel, value in frame.itertuples(index=False):
-            if isinstance(value, str) and (
-                (channel == "phone" and digest("phone", value) in stones["phone"])
-                or (channel == "email" and digest("email", value) in stones["email"])
-            ):
-                (person.all_phones if channel == "phone" else person.emails).add(value)
-                matched["contact_values"] = matched.get("contact_values", 0) + 1
+        found = wh.query(
+            f"select channel, contact_value from (select distinct channel, contact_value from {events}{window}) as e "
+            f"where contact_value is not null and ((channel = 'phone' and {stoned('phone', 'contact_value')}) "
+            f"or (channel = 'email' and {stoned('email', 'contact_value')}))",
+            params,
+        )
+        for channel, value in found:
+            (person.all_phones if channel == "phone" else person.emails).add(str(value))
+        if found:
+            matched["contact_values"] = len(found)
+    for t in (st, "_erase_salt"):
+        wh.execute(f"drop table if exists {t}")
     return person, matched
 
 
-def apply_tombstones(settings: Settings, run_id: str | None = None, since: datetime | None = None) -> dict[str, Any]:
+def apply_tombstones(
+    settings: Settings, run_id: str | None = None, since: datetime | None = None, wh: Warehouse | None = None
+) -> dict[str, Any]:
     """Delete every row whose identifiers match a tombstone (``since``: only records ingested
     since then; None: everything). Call it after restoring a backup taken before an erasure, and
-    before the restored tables are published or linked again. Returns what it matched and deleted."""
-    with connect(settings) as wh:
-        ensure_privacy_tables(wh)
-        with wh.transaction():
-            person, matched = _matching_records(settings, wh, since)
-            if not person.records and not person.all_phones and not person.emails:
-                return {"matched": matched, "rows_deleted": {}}
-            # the matched records only: their golden ids lose them (rebuilt by dbt_golden); a
-            # golden id left without records is removed with them
-            golden = set()
-            if wh.table_exists("mdm.xref") and person.records:
-                marks, vals = _in(person.records)
-                golden = {
-                    str(r[0])
-                    for r in wh.query(f"select distinct golden_id from mdm.xref where record_id in ({marks})", vals)
-                }
-            person = _emptied(wh, person, golden)
-            counts = _erase_rows(wh, person)
-            _mark_dirty(wh, golden, run_id, "tombstone")
+    before the restored tables are published or linked again. Returns what it matched and deleted.
+    ``wh``: an open warehouse connection to use (else one is opened)."""
+    if wh is None:
+        with connect(settings) as own:
+            return apply_tombstones(settings, run_id, since, own)
+    ensure_privacy_tables(wh)
+    with wh.transaction():
+        person, matched = _matching_records(settings, wh, since)
+        if not person.records and not person.all_phones and not person.emails:
+            return {"matched": matched, "rows_deleted": {}}
+        # the matched records only: their golden ids lose them (rebuilt by dbt_golden); a
+        # golden id left without records is removed with them
+        golden: set[str] = set()
+        if wh.table_exists("mdm.xref") and person.records:
+            marks, vals = _in(person.records)
+            golden = {
+                str(r[0])
+                for r in wh.query(f"select distinct golden_id from mdm.xref where record_id in ({marks})", vals)
+            }
+        person = _emptied(wh, person, golden)
+        counts = _erase_rows(wh, [person])[0]
+        _mark_dirty(wh, golden, run_id, "tombstone")
     log.info("tombstones matched %s; deleted %s", matched, counts)
     return {"matched": matched, "rows_deleted": counts}
 
 
 def _emptied(wh: Warehouse, person: Person, golden: set[str]) -> Person:
     """Keep in ``person.golden_ids`` only the golden ids all of whose records are being erased."""
-    for gid in golden:
-        members = {str(r[0]) for r in wh.query("select record_id from mdm.xref where golden_id = ?", [gid])}
-        if members <= person.records:
-            person.golden_ids.add(gid)
+    if not golden:
+        return person
+    marks, vals = _in(golden)
+    members: dict[str, set[str]] = {g: set() for g in golden}
+    for gid, record_id in wh.query(f"select golden_id, record_id from mdm.xref where golden_id in ({marks})", vals):
+        members[str(gid)].add(str(record_id))
+    person.golden_ids |= {g for g, m in members.items() if m <= person.records}
     return person
 
 
@@ -599,8 +696,10 @@ def _pending(wh: Warehouse) -> pd.DataFrame:
 
 def erase_pending(settings: Settings, run_id: str, since: datetime | None = None) -> dict[str, Any]:
     """Handle every erasure request not handled yet, then apply the tombstones to the records
-    ingested ``since`` (this run's). Each request is one transaction. Returns the step details:
-    per request its status and rows deleted per table, and the tombstone matches."""
+    ingested ``since`` (this run's). The requests are resolved together (joins) and erased in one
+    transaction, one delete per table for all of them; each deleted row is counted for the first
+    request (oldest) whose person it belongs to. Returns the step details: per request its status
+    and rows deleted per table, and the tombstone matches."""
     from customer_mdm.audit import append, ensure_audit_table, to_json
 
     requests: list[dict[str, Any]] = []
@@ -608,58 +707,73 @@ def erase_pending(settings: Settings, run_id: str, since: datetime | None = None
         ensure_privacy_tables(wh)
         ensure_audit_table(wh)
         pending = _pending(wh)
-        for req in pending.itertuples(index=False):
-            request_id = str(req.request_id)
+        entries: list[dict[str, Any]] = []
+        valid: list[tuple[int, str, str, str | None]] = []
+        for seq, req in enumerate(pending.itertuples(index=False)):
             itype = str(req.identifier_type or "").lower()
             raw_value = None if pd.isna(req.identifier_value_raw) else str(req.identifier_value_raw)
-            requested_at = None if pd.isna(req.requested_at_utc) else req.requested_at_utc
-            now = _now()
+            entry = {
+                "request_id": str(req.request_id),
+                "itype": itype,
+                "raw_value": raw_value,
+                "requested_at": None if pd.isna(req.requested_at_utc) else req.requested_at_utc,
+                "kind": "request",
+                "value": None,
+            }
             if itype not in IDENTIFIER_TYPES or not raw_value:
-                status, kind, value, person = "invalid", "request", None, Person()
-                reason = f"unknown identifier_type {itype!r}" if itype not in IDENTIFIER_TYPES else "empty identifier"
+                entry["invalid"] = (
+                    f"unknown identifier_type {itype!r}" if itype not in IDENTIFIER_TYPES else "empty identifier"
+                )
             else:
                 kind, source = IDENTIFIER_TYPES[itype]
                 value = normalise(kind, raw_value)
-                person = Person(records=_records_for(wh, kind, value, source))
-                if kind == "phone":
-                    person.phones.add(value)
-                    person.all_phones.add(value)
-                elif kind == "email":
-                    person.emails.add(value)
-                person = _expand(wh, person)
-                status = "erased" if person.records else "not_found"
-                reason = f"erasure request ({itype})" + ("" if person.records else ": no record matches")
-            with wh.transaction():
-                counts: dict[str, int] = {}
-                # the request itself quotes the identifier in clear
-                for table in ("raw.erasure", "staging.stg_erasure__requests"):
-                    if wh.table_exists(table):
-                        n = _delete(wh, table, "trim(request_id) = ?", [request_id])
-                        if n:
-                            counts[table] = n
-                for table, n in _erase_rows(wh, person, [raw_value] if raw_value else []).items():
+                entry["kind"], entry["value"] = kind, value
+                valid.append((seq, kind, value, source))
+            entries.append(entry)
+        if not entries:
+            return _erasure_details([], apply_tombstones(settings, run_id, since=since, wh=wh))
+        resolved = _resolve(wh, valid)
+        persons = [resolved.get(seq, Person()) for seq in range(len(entries))]
+        now = _now()
+        with wh.transaction():
+            # the request itself quotes the identifier in clear
+            ids = pd.DataFrame([(i, e["request_id"]) for i, e in enumerate(entries)], columns=["seq", "request_id"])
+            rq = _temp(wh, "_erase_request_ids", {"seq": "bigint", "request_id": "text"}, ids)
+            own = _Deleter(wh)
+            for table in ("raw.erasure", "staging.stg_erasure__requests"):
+                if wh.table_exists(table):
+                    own.delete(table, [f"join {rq} as k on trim(t.request_id) = k.request_id"])
+            own.drop()
+            wh.execute(f"drop table if exists {rq}")
+            erased = _erase_rows(wh, persons, [[e["raw_value"]] if e["raw_value"] else [] for e in entries])
+            stones: list[dict[str, Any]] = []
+            request_rows: list[dict[str, Any]] = []
+            audit_rows: list[dict[str, Any]] = []
+            dirty: set[str] = set()
+            for seq, (entry, person) in enumerate(zip(entries, persons, strict=True)):
+                counts = dict(own.counts.get(seq, {}))
+                for table, n in erased[seq].items():
                     counts[table] = counts.get(table, 0) + n
-                stones = _tombstone_rows(settings, request_id, itype, kind, value, person, run_id)
-                if stones:
-                    wh.insert_df(TOMBSTONES, pd.DataFrame(stones))
-                _mark_dirty(wh, person.golden_ids, run_id, "erasure")
-                wh.insert_df(
-                    REQUESTS,
-                    pd.DataFrame(
-                        [
-                            {
-                                "request_id": request_id,
-                                "status": status,
-                                "identifier_type": itype,
-                                "requested_at": requested_at,
-                                "processed_at": now,
-                                "persons": len({g for g in person.golden_ids}),
-                                "records": len(person.records),
-                                "rows_deleted": json.dumps(counts, sort_keys=True),
-                                "run_id": run_id,
-                            }
-                        ]
-                    ),
+                request_id, itype = entry["request_id"], entry["itype"]
+                if "invalid" in entry:
+                    status, reason = "invalid", entry["invalid"]
+                else:
+                    status = "erased" if person.records else "not_found"
+                    reason = f"erasure request ({itype})" + ("" if person.records else ": no record matches")
+                stones += _tombstone_rows(settings, request_id, itype, entry["kind"], entry["value"], person, run_id)
+                dirty |= person.golden_ids
+                request_rows.append(
+                    {
+                        "request_id": request_id,
+                        "status": status,
+                        "identifier_type": itype,
+                        "requested_at": entry["requested_at"],
+                        "processed_at": now,
+                        "persons": len(person.golden_ids),
+                        "records": len(person.records),
+                        "rows_deleted": json.dumps(counts, sort_keys=True),
+                        "run_id": run_id,
+                    }
                 )
                 body = {
                     "request_id": request_id,
@@ -667,35 +781,41 @@ def erase_pending(settings: Settings, run_id: str, since: datetime | None = None
                     "records": len(person.records),
                     "rows_deleted": counts,
                 }
-                append(
-                    wh,
-                    [
-                        {
-                            "changed_at": now,
-                            "actor": request_id,
-                            "actor_kind": "erasure",
-                            "action": "erasure",
-                            "golden_id": gid,
-                            "field": "*",
-                            "old_value": None,
-                            "new_value": to_json(body),
-                            "reason": reason,
-                            "run_id": run_id,
-                        }
-                        for gid in _ids_or_none(person.golden_ids)
-                    ],
+                audit_rows += [
+                    {
+                        "changed_at": now,
+                        "actor": request_id,
+                        "actor_kind": "erasure",
+                        "action": "erasure",
+                        "golden_id": gid,
+                        "field": "*",
+                        "old_value": None,
+                        "new_value": to_json(body),
+                        "reason": reason,
+                        "run_id": run_id,
+                    }
+                    for gid in _ids_or_none(person.golden_ids)
+                ]
+                requests.append(
+                    {
+                        "request_id": request_id,
+                        "status": status,
+                        "persons": len(person.golden_ids),
+                        "records": len(person.records),
+                        "rows_deleted": counts,
+                    }
                 )
-            requests.append(
-                {
-                    "request_id": request_id,
-                    "status": status,
-                    "persons": len(person.golden_ids),
-                    "records": len(person.records),
-                    "rows_deleted": counts,
-                }
-            )
-            log.info("erasure request %s: %s (%d records)", request_id, status, len(person.records))
-    matched = apply_tombstones(settings, run_id, since=since)
+                log.info("erasure request %s: %s (%d records)", request_id, status, len(person.records))
+            if stones:
+                wh.insert_df(TOMBSTONES, pd.DataFrame(stones))
+            _mark_dirty(wh, dirty, run_id, "erasure")
+            wh.insert_df(REQUESTS, pd.DataFrame(request_rows))
+            append(wh, audit_rows)
+        matched = apply_tombstones(settings, run_id, since=since, wh=wh)
+    return _erasure_details(requests, matched)
+
+
+def _erasure_details(requests: list[dict[str, Any]], matched: dict[str, Any]) -> dict[str, Any]:
     return {
         "requests": requests,
         "erased": sum(1 for r in requests if r["status"] == "erased"),
