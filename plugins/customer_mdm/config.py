@@ -17,11 +17,14 @@ Environment variables (all optional except ``MDM_PG_DSN`` when the target is pos
 ``MDM_LINKAGE_ENGINE``       where Splink scores the pairs: ``duckdb`` (default, in process) or ``spark``
 ``MDM_SPARK_MASTER``         Spark master URL for the ``spark`` engine (default ``local[2]``)
 ``MDM_SPARK_DRIVER_MEMORY``  Spark driver memory (default ``2g``)
+``MDM_LINKAGE_MEMORY_LIMIT`` memory DuckDB may hold while Splink scores and trains on the ``duckdb``
+                             engine, beyond which it spills to ``$MDM_HOME/tmp`` (default ``2GB``)
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +81,8 @@ class Settings:
     linkage_engine: str = "duckdb"
     spark_master: str = "local[2]"
     spark_driver_memory: str = "2g"
+    #: DuckDB memory_limit of Splink's connections (duckdb engine)
+    linkage_memory_limit: str = "2GB"
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -93,6 +98,7 @@ class Settings:
         engine = str(overrides.pop("linkage_engine", None) or env.get("MDM_LINKAGE_ENGINE") or "duckdb").lower()
         spark_master = str(overrides.pop("spark_master", None) or env.get("MDM_SPARK_MASTER") or "local[2]")
         driver_memory = str(overrides.pop("spark_driver_memory", None) or env.get("MDM_SPARK_DRIVER_MEMORY") or "2g")
+        memory_limit = str(overrides.pop("linkage_memory_limit", None) or env.get("MDM_LINKAGE_MEMORY_LIMIT") or "2GB")
         if overrides:
             raise TypeError(f"unknown settings: {sorted(overrides)}")
         settings = cls(
@@ -105,6 +111,7 @@ class Settings:
             linkage_engine=engine,
             spark_master=spark_master,
             spark_driver_memory=driver_memory,
+            linkage_memory_limit=memory_limit,
         )
         settings.validate()
         return settings
@@ -122,6 +129,11 @@ class Settings:
             raise ConfigError(
                 f"unknown linkage engine {self.linkage_engine!r}: set MDM_LINKAGE_ENGINE to one of "
                 f"{', '.join(LINKAGE_ENGINES)}"
+            )
+        if not re.fullmatch(r"\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*", self.linkage_memory_limit, re.I):
+            raise ConfigError(
+                f"MDM_LINKAGE_MEMORY_LIMIT={self.linkage_memory_limit!r} is not an amount of memory: "
+                "write e.g. 2GB or 1500MB"
             )
 
     # ------------------------------------------------------------------ derived paths
@@ -190,6 +202,7 @@ class Settings:
             "MDM_LINKAGE_ENGINE": self.linkage_engine,
             "MDM_SPARK_MASTER": self.spark_master,
             "MDM_SPARK_DRIVER_MEMORY": self.spark_driver_memory,
+            "MDM_LINKAGE_MEMORY_LIMIT": self.linkage_memory_limit,
         }
         if self.pg_dsn:
             env["MDM_PG_DSN"] = self.pg_dsn

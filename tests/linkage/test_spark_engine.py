@@ -12,12 +12,20 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 import pytest
 
 from customer_mdm.config import Settings
 from customer_mdm.errors import ConfigError
-from customer_mdm.linkage.engines import DUCKDB, SparkEngine, make_engine, to_spark_settings, to_spark_sql
+from customer_mdm.linkage.engines import (
+    DUCKDB,
+    DuckDBEngine,
+    SparkEngine,
+    make_engine,
+    to_spark_settings,
+    to_spark_sql,
+)
 from customer_mdm.linkage.model import build_settings
 
 PEOPLE = 150
@@ -32,7 +40,20 @@ needs_java = pytest.mark.skipif(
 def test_engine_is_configured_by_env(tmp_path: Path) -> None:
     base = {"MDM_HOME": str(tmp_path)}
     assert Settings.from_env(env=base).linkage_engine == "duckdb"
-    assert make_engine(Settings.from_env(env=base)) is DUCKDB
+    duck = make_engine(Settings.from_env(env=base))
+    assert isinstance(duck, DuckDBEngine) and duck.memory_limit == "2GB"
+    assert duck.temp_directory == str(tmp_path / "tmp" / "linkage")
+    assert make_engine(None) is DUCKDB
+    limited = make_engine(Settings.from_env(env={**base, "MDM_LINKAGE_MEMORY_LIMIT": "750MB"}))
+    assert isinstance(limited, DuckDBEngine) and limited.memory_limit == "750MB"
+    api = limited.db_api()
+    con = api.duckdb_con  # type: ignore[attr-defined]
+    assert con.sql("select current_setting('memory_limit')").fetchall()[0][0] in ("715.2 MiB", "750.0 MB")
+    limited.release(api)
+    with pytest.raises(duckdb.ConnectionException):
+        con.sql("select 1")
+    with pytest.raises(ConfigError, match="MDM_LINKAGE_MEMORY_LIMIT"):
+        Settings.from_env(env={**base, "MDM_LINKAGE_MEMORY_LIMIT": "lots"})
     s = Settings.from_env(
         env={
             **base,

@@ -35,6 +35,7 @@ reads them (``$SPARK_CONF_DIR/spark-defaults.conf``).
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from dataclasses import dataclass
@@ -87,20 +88,47 @@ class Engine:
         """Free what a scoring call left cached on the engine."""
 
 
+@dataclass(frozen=True)
 class DuckDBEngine(Engine):
-    """Splink on an in-process DuckDB connection (a new in-memory one unless ``con`` is given)."""
+    """Splink on an in-process DuckDB connection (a new in-memory one unless ``con`` is given).
 
+    ``memory_limit`` (``MDM_LINKAGE_MEMORY_LIMIT``) caps what DuckDB holds of Splink's tables
+    (blocked pairs, comparison vectors); beyond it DuckDB spills to ``temp_directory``. A
+    connection the engine opened is closed by :meth:`release`, so each scoring pass gives its
+    memory back before the next one starts."""
+
+    memory_limit: str | None = None
+    temp_directory: str | None = None
     name = "duckdb"
 
     def db_api(self, con: duckdb.DuckDBPyConnection | None = None) -> DatabaseAPI:
         import duckdb
         from splink import DuckDBAPI
 
-        return DuckDBAPI(connection=con if con is not None else duckdb.connect())
+        if con is not None:
+            return DuckDBAPI(connection=con)
+        config: dict[str, str | bool | int | float | list[str]] = {}
+        if self.memory_limit:
+            config["memory_limit"] = self.memory_limit
+        if self.temp_directory:
+            config["temp_directory"] = self.temp_directory
+        api = DuckDBAPI(connection=duckdb.connect(config=config))
+        _OWNED.add(id(api))
+        return api
 
     def fetch(self, df: SplinkDataFrame, columns: list[str]) -> pd.DataFrame:
         rel = df.as_duckdbpyrelation().select(", ".join(columns))
         return rel.arrow().read_all().to_pandas()
+
+    def release(self, db_api: DatabaseAPI) -> None:
+        if id(db_api) in _OWNED:
+            _OWNED.discard(id(db_api))
+            db_api.duckdb_con.close()  # type: ignore[attr-defined]
+            gc.collect()  # Splink's objects hold each other in cycles
+
+
+#: ids of the DuckDBAPIs whose connection an engine opened (and so closes in release)
+_OWNED: set[int] = set()
 
 
 DUCKDB = DuckDBEngine()
@@ -140,8 +168,12 @@ class SparkEngine(Engine):
 
 def make_engine(settings: Settings | None = None) -> Engine:
     """The engine ``settings`` configure (``MDM_LINKAGE_ENGINE``); DuckDB without settings."""
-    if settings is None or settings.linkage_engine == "duckdb":
+    if settings is None:
         return DUCKDB
+    if settings.linkage_engine == "duckdb":
+        temp = settings.home / "tmp" / "linkage"
+        temp.mkdir(parents=True, exist_ok=True)
+        return DuckDBEngine(memory_limit=settings.linkage_memory_limit, temp_directory=str(temp))
     if settings.linkage_engine == "spark":
         return SparkEngine(master=settings.spark_master, driver_memory=settings.spark_driver_memory)
     raise ConfigError(f"unknown linkage engine {settings.linkage_engine!r}: use one of {', '.join(ENGINES)}")

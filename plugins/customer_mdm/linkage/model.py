@@ -736,7 +736,11 @@ def train(
         trained = restore_sql(trained, base)  # the artefact is DuckDB SQL, whatever engine trained it
     settings = _round_probs(_regularise(trained, u_floor=0.5 / u_max_pairs))
     settings["linker_uid"] = MODEL_ID
-    linker = make_linker(prepared, settings, getattr(linker._db_api, "duckdb_con", None), engine=engine)
+    if con is None:  # the training tables (sampled pairs, EM iterations) are not needed any more
+        (engine or _default_engine()).release(linker._db_api)
+    # the linker kept with the model serves its charts: the settings matter, not the records
+    empty = pd.DataFrame({c: pd.Series([], dtype=object) for c in LINKAGE_COLUMNS})
+    linker = make_linker(prepare_records(empty), settings, con, engine=engine)
     lam = float(settings["probability_two_random_records_match"])
     model = TrainedModel(
         settings=settings,
@@ -753,6 +757,12 @@ def train(
         model.matches_per_record,
     )
     return model
+
+
+def _default_engine() -> Engine:
+    from customer_mdm.linkage.engines import DUCKDB
+
+    return DUCKDB
 
 
 # ============================================================================ artefact

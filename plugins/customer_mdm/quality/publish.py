@@ -50,7 +50,7 @@ PUBLICATIONS_COLUMNS: dict[str, str] = {
     "table_name": "text",  # the published table, schema-qualified (marts.dim_customer)
     "source_table": "text",  # the audited build table (golden_build.dim_customer)
     "status": "text",  # published | blocked
-    "method": "text",  # swap | replace_rows (null when blocked)
+    "method": "text",  # swap | replace_rows | merge_rows (null when blocked)
     "audited": "boolean",  # a golden suite validated the table
     "row_count": "bigint",
     "evaluated": "bigint",  # expectations evaluated on the table (derived datasets included)
@@ -190,6 +190,75 @@ def _publish_table(wh: Warehouse, source: str, target: str) -> str:
     return "swap"
 
 
+# ----------------------------------------------------------------------------- merging
+#: the golden ids the last incremental golden build rebuilt (or removed)
+AFFECTED_TABLE = "intermediate.int_golden_affected"
+_CHANGED = "_publish_changed"
+#: above this share of the published rows, replacing every row is as cheap as merging
+MERGE_MAX_SHARE = 0.25
+
+
+def _changed_golden_ids(wh: Warehouse) -> int | None:
+    """Put the golden ids the last golden build changed in the temporary table ``_publish_changed``
+    and return how many, when that build was incremental; None when it was not (or is unknown)."""
+    if not wh.table_exists("ops.dbt_state") or not wh.table_exists(AFFECTED_TABLE):
+        return None
+    mode = wh.scalar("select mode from ops.dbt_state where layer = 'golden'")
+    if mode != "incremental":
+        return None
+    wh.execute(f"drop table if exists {_CHANGED}")
+    wh.execute(f"create temporary table {_CHANGED} as select distinct golden_id from {AFFECTED_TABLE}")
+    return int(wh.scalar(f"select count(*) from {_CHANGED}"))
+
+
+def _checksum(wh: Warehouse, table: str) -> tuple[int, str]:
+    """Row count and an order-independent checksum of every row's every column."""
+    if wh.target == "postgres":
+        row_hash = "('x' || substr(md5(cast(d as text)), 1, 15))::bit(60)::bigint"
+    else:
+        row_hash = "hash(d)"
+    count, total = wh.query(f"select count(*), cast(coalesce(sum({row_hash}), 0) as text) from {table} as d")[0]
+    return int(count), str(total)
+
+
+def _merge_table(wh: Warehouse, source: str, target: str, changed: int) -> bool:
+    """Replace only the rows of the changed golden ids in ``target`` (inside the caller's
+    transaction): delete them (and, for a table keyed by record, the records now in a changed
+    id), insert the build's. Then check that ``target`` holds exactly ``source``'s rows (count
+    and checksum of every column); False (nothing to keep: the caller swaps) when it does not or
+    when merging does not apply (another layout, no golden_id, too many changes)."""
+    if _table_type(wh, target) != "BASE TABLE" or _column_signature(wh, target) != _column_signature(wh, source):
+        return False
+    columns = [c for c, _ in _column_signature(wh, source)]
+    if "golden_id" not in columns:
+        return False
+    rows = int(wh.scalar(f"select count(*) from {target}"))
+    if changed > MERGE_MAX_SHARE * max(rows, 1):
+        return False
+    where = f"golden_id in (select golden_id from {_CHANGED})"
+    if "record_id" in columns:
+        where += (
+            f" or record_id in (select record_id from {source} where golden_id in (select golden_id from {_CHANGED}))"
+        )
+    cols = ", ".join(_ident(c) for c in columns)
+    wh.execute(f"delete from {target} where {where}")
+    in_changed = f"golden_id in (select golden_id from {_CHANGED})"
+    wh.execute(f"insert into {target} ({cols}) select {cols} from {source} where {in_changed}")
+    built, published = _checksum(wh, source), _checksum(wh, target)
+    if built != published:
+        log.warning(
+            "publishing %s: merging the %d changed golden ids left it different from %s (%s rows vs %s): "
+            "replacing every row instead",
+            target,
+            changed,
+            source,
+            published[0],
+            built[0],
+        )
+        return False
+    return True
+
+
 # ----------------------------------------------------------------------------- audit + publish
 def _stats(asset: AssetResult | None) -> dict[str, Any]:
     if asset is None:
@@ -309,14 +378,33 @@ def audit_and_publish(
         audited_changes = 0
         with wh.transaction():
             wh.execute(f"create schema if not exists {publish_schema}")
+            # an incremental golden build changed few golden ids: only their rows are replaced
+            changed = _changed_golden_ids(wh)
+            merged: dict[str, bool] = {}
             if "dim_customer" in tables:  # survivorship changes go to the audit log, in this transaction
                 from customer_mdm.audit import record_survivorship_changes
 
                 audited_changes = record_survivorship_changes(
-                    settings, wh, run_id, targets["dim_customer"], sources["dim_customer"], now
+                    settings,
+                    wh,
+                    run_id,
+                    targets["dim_customer"],
+                    sources["dim_customer"],
+                    now,
+                    only=_CHANGED if changed is not None else None,
                 )
             for t in tables:
+                merged[t] = changed is not None and _merge_table(wh, sources[t], targets[t], changed)
+                if merged[t]:
+                    methods[t] = "merge_rows"
+                    continue
+                if t == "dim_customer" and changed is not None:  # the rows outside the changed ids too
+                    audited_changes += record_survivorship_changes(
+                        settings, wh, run_id, targets[t], sources[t], now, exclude=_CHANGED
+                    )
                 methods[t] = _publish_table(wh, sources[t], targets[t])
+            if changed is not None:
+                wh.execute(f"drop table if exists {_CHANGED}")
             for t in tables:
                 _record(
                     wh,
