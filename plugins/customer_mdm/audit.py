@@ -212,13 +212,11 @@ def record_survivorship_changes(
     changed_at: datetime | None = None,
     *,
     only: str | None = None,
-    exclude: str | None = None,
 ) -> int:
     """Audit every golden field whose surviving value or source record differs between the
     published table and the build about to replace it (golden ids in both; new and removed ids
     are audited by the link and erasure steps). Call inside the publishing transaction.
-    ``only`` / ``exclude``: a table of golden ids to compare only / not to compare (an
-    incremental publication compares the ids the build changed)."""
+    ``only``: a table of the golden ids to compare (an incremental publication's changed ids)."""
     ensure_audit_table(wh)
     if not wh.table_exists(published) or not wh.table_exists(build):
         return 0
@@ -238,9 +236,7 @@ def record_survivorship_changes(
         select += ["o.consent_marketing_source as oldstmt", "n.consent_marketing_source as newstmt"]
     diff = wh.query_df(
         f"select {', '.join(select)} from {published} as o inner join {build} as n on n.golden_id = o.golden_id "
-        f"where ({' or '.join(differs)})"
-        + (f" and n.golden_id in (select golden_id from {only})" if only else "")
-        + (f" and n.golden_id not in (select golden_id from {exclude})" if exclude else "")
+        f"where ({' or '.join(differs)})" + (f" and n.golden_id in (select golden_id from {only})" if only else "")
     )
     if diff.empty:
         return 0

@@ -200,7 +200,10 @@ def _incremental(settings: Settings, landing: Path, full_seconds: float) -> dict
     extra = pd.DataFrame(
         {"source": "crm", "source_id": delta["crm_id"], "person_id": [crm_truth.get(o) for o in originals]}
     )
-    steps = {("ingest" if k.startswith("ingest_") else k): v.get("seconds", 0) for k, v in summary["steps"].items()}
+    steps: dict[str, float] = {}
+    for name, info in summary["steps"].items():  # the ingest steps (one per feed) summed into one
+        key = "ingest" if name.startswith("ingest_") else name
+        steps[key] = round(steps.get(key, 0.0) + float(info.get("seconds", 0.0)), 2)
     return {
         "delta_records": len(delta),
         "seconds": seconds,

@@ -247,14 +247,14 @@ def test_an_incremental_build_publishes_only_the_changed_golden_ids(settings: Se
 
     full = "replace_rows" if settings.target == "postgres" else "swap"
     methods = {t: d["method"] for t, d in summary["tables"].items()}
-    assert methods == (
-        {"dim_customer": "merge_rows", "customer_xref": "merge_rows"}
-        if listed
-        else {
-            "dim_customer": full,
-            "customer_xref": "merge_rows",
-        }
-    )
+    # listed: validated and replaced on the changed ids only; else the check before validation sees
+    # that the build differs elsewhere too: everything is validated and replaced
+    method = "merge_rows" if listed else full
+    assert methods == {"dim_customer": method, "customer_xref": method}
+    assert summary["changed_golden_ids"] == (4 if listed else None)
+    assert summary["validation"]["evaluated"] == 13 and summary["validation"]["success"]
+    stored = {p.name for p in (settings.home / "gx").rglob("*")}  # GX keeps each suite and its results
+    assert any("dim_customer.changed_rows" in name for name in stored) == listed
     for table in ("dim_customer", "customer_xref"):
         assert _rows(settings, f"marts.{table}") == _rows(settings, f"golden_build.{table}"), table
     names = dict(query(settings, "select golden_id, name from marts.dim_customer"))
@@ -266,3 +266,41 @@ def test_an_incremental_build_publishes_only_the_changed_golden_ids(settings: Se
         settings, "select golden_id, field from audit.golden_changes where action = 'survivorship_change' order by 1"
     )
     assert ("G2", "name") in audited and (("G1", "name") in audited) == (not listed)
+
+
+def test_an_incremental_publication_blocks_on_a_bad_changed_row(settings: Settings):
+    """Validated on the changed golden ids only, a blocking failure among them still keeps
+    yesterday's tables; the row-count expectation is evaluated on the whole table."""
+    build_records(settings, [record(n) for n in range(1, 22)])
+    build_golden(settings, "golden_build", *golden_rows(20))
+    audit_and_publish(settings, "run-1")
+    before = _rows(settings, "marts.customer_xref")
+    with connect(settings) as wh:
+        wh.execute(
+            "insert into golden_build.dim_customer (golden_id, name, birth_date, source_record_count) "
+            "values ('G21', '张敏', ?, 1)",
+            [date(1980, 1, 22)],
+        )
+        wh.execute(
+            "insert into golden_build.customer_xref (record_id, source, source_id, golden_id, assignment) "
+            "values ('crm:C21', 'crm', 'C21', 'G21', 'guessed')"
+        )
+    _incremental_golden_build(settings, ["G21"])
+
+    with pytest.raises(QualityGateFailed, match="changed_rows:expect_column_values_to_be_in_set"):
+        audit_and_publish(settings, "run-2")
+
+    assert _rows(settings, "marts.customer_xref") == before
+    with connect(settings) as wh:
+        assert not wh.table_exists("golden_build._publish_changed")
+    result = validate_layer(
+        settings,
+        "golden",
+        "run-3",
+        schema_override="golden_build",
+        assets=["dim_customer"],
+        row_filters={"dim_customer": "golden_id = 'G21'"},
+    )
+    counts = [e for e in result.expectations if e.expectation_type == "expect_table_row_count_to_be_between"]
+    assert [(e.success, e.observed_value) for e in counts] == [(True, 21)]  # the whole table, not the 1 row
+    assert result.assets[0].rows == 1

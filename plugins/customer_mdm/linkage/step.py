@@ -360,7 +360,7 @@ def _tf_lookups(wh: Warehouse, universe_table: str, delta_table: str) -> dict[st
         f"create temporary table _link_tf_src as select {key} as record_key, "
         f"case when d.record_key is null and x.golden_id is not null then x.golden_id else 'record:' || {key} end "
         f"as entity, {values} "
-        f"from {RECORDS_SQL} as r left join mdm.xref as x on x.record_id = {key} "
+        f"from {RECORDS_SQL} as r left join mdm.xref as x on x.source = r.source and x.source_id = r.source_id "
         f"left join {delta_table} as d on d.record_key = {key}"
     )
     wh.execute("drop table if exists _link_tf_wanted")

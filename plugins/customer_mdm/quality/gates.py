@@ -35,8 +35,8 @@ import math
 import os
 import re
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -580,16 +580,27 @@ class _Gate:
         self.docs_resources: list[Any] = []  # validation results and suites to render in Data Docs
 
     # ------------------------------------------------------------- datasets
-    def table_dataset(self, spec: SuiteSpec, table: str, since: datetime | None) -> tuple[_Dataset, int]:
+    def table_dataset(
+        self, spec: SuiteSpec, table: str, since: datetime | None, row_filter: str | None = None
+    ) -> tuple[_Dataset, int]:
         types = _columns_with_types(self.wh, table)
         keys = [k for k in spec.key_columns if k in types]
         since_col = spec.since_column if since and spec.since_column in types else None
-        where, params = (f" where {since_col} >= ?", [since]) if since_col else ("", [])
+        conditions, params = [], []
+        if since_col:
+            conditions.append(f"{since_col} >= ?")
+            params.append(since)
+        if row_filter:
+            conditions.append(f"({row_filter})")
+        where = f" where {' and '.join(conditions)}" if conditions else ""
         if self.settings.target == "postgres":
             rows = int(self.wh.scalar(f"select count(*) from {table}{where}", params))
             query = None
-            if since_col and since is not None:
-                query = f"select * from {table} where {since_col} >= cast('{since.isoformat(sep=' ')}' as timestamp)"
+            if conditions:
+                literal = [c for c in conditions if c != f"{since_col} >= ?"]
+                if since_col and since is not None:
+                    literal.insert(0, f"{since_col} >= cast('{since.isoformat(sep=' ')}' as timestamp)")
+                query = f"select * from {table} where {' and '.join(literal)}"
             return _Dataset(spec.name, spec.gx_suite(), keys, sql_table=table, sql_query=query), rows
         data = [c for c in spec.data_columns() if c in types]
         placeholders = [f"cast(null as text) as {c}" for c in spec.existence_columns() if c in types]
@@ -597,6 +608,40 @@ class _Gate:
         frame = self.wh.query_df(f"select {select} from {table}{where}", params)
         frame = _dates_as_objects(frame.reset_index(drop=True), [c for c in data if types[c] == "date"])
         return _Dataset(spec.name, spec.gx_suite(), keys, frame=frame), len(frame)
+
+    def whole_table_outcomes(
+        self, suite_name: str, expectations: Sequence[dict[str, Any]], table: str
+    ) -> list[ExpectationOutcome]:
+        """The row-count expectations of a suite validated on part of its table (``row_filters``),
+        evaluated on the whole table in SQL."""
+        if not expectations:
+            return []
+        count = int(self.wh.scalar(f"select count(*) from {table}"))
+        out = []
+        for e in expectations:
+            kwargs = {k: self._parameter(v) for k, v in e["kwargs"].items()}
+            if e["type"] == "expect_table_row_count_to_equal":
+                success = count == int(kwargs["value"])
+            else:
+                low, high = kwargs.get("min_value"), kwargs.get("max_value")
+                success = (low is None or count >= low) and (high is None or count <= high)
+            out.append(
+                ExpectationOutcome(
+                    suite=suite_name,
+                    expectation_type=e["type"],
+                    columns=(),
+                    severity=e["meta"]["severity"],
+                    why=e["meta"]["why"],
+                    success=success,
+                    observed_value=count,
+                )
+            )
+        return out
+
+    def _parameter(self, value: Any) -> Any:
+        if isinstance(value, dict) and "$PARAMETER" in value:
+            return self.parameters[value["$PARAMETER"]]
+        return value
 
     def derived_dataset(self, spec: SuiteSpec, name: str, table: str, since: datetime | None) -> _Dataset:
         derived = DERIVED_DATASETS[name]
@@ -743,6 +788,12 @@ class _Gate:
             self.wh.insert_df("ops.quarantine", frame)
 
 
+#: table-level expectations that depend on every row: on the whole table even with a row filter
+WHOLE_TABLE_TYPES = ("expect_table_row_count_to_be_between", "expect_table_row_count_to_equal")
+#: suite name suffix (and Data Docs asset suffix) of a validation restricted by a row filter
+ROW_FILTER_SUFFIX = "changed_rows"
+
+
 def _dispose_engines(context: AbstractDataContext) -> None:
     if POSTGRES_SOURCE in context.data_sources.all():
         try:
@@ -761,12 +812,16 @@ def validate_layer(
     since: datetime | str | None = None,
     *,
     assets: Sequence[str] | None = None,
+    row_filters: Mapping[str, str] | None = None,
 ) -> LayerResult:
     """Validate every asset of ``layer`` (or only ``assets``, e.g. ``["dim_customer"]``).
 
     ``schema_override`` validates the tables of another schema (``golden_build.dim_customer``
     instead of ``marts.dim_customer``). ``since`` restricts suites with a ``since_column``
-    (raw, standardised) to the rows ingested at or after it. Failing rows go to
+    (raw, standardised) to the rows ingested at or after it. ``row_filters`` (asset -> SQL
+    condition) validates only the matching rows of an asset's table (suite
+    ``<suite>.changed_rows``), its row-count expectations still on the whole table: an
+    incremental publication validates the golden ids it changes. Failing rows go to
     ``ops.quarantine``; the result never raises: call :meth:`LayerResult.raise_for_blocking`.
     """
     if layer not in LAYERS:
@@ -801,7 +856,21 @@ def validate_layer(
                         )
                     )
                     continue
-                if spec.table_expectations:
+                row_filter = (row_filters or {}).get(spec.asset)
+                if spec.table_expectations and row_filter:
+                    # part of the table: row-count expectations on the whole table, the rest on the part
+                    whole = [e for e in spec.table_expectations if e["type"] in WHOLE_TABLE_TYPES]
+                    asset.expectations += gate.whole_table_outcomes(spec.name, whole, table)
+                    part = replace(
+                        spec,
+                        name=f"{spec.name}.{ROW_FILTER_SUFFIX}",
+                        table_expectations=tuple(e for e in spec.table_expectations if e not in whole),
+                    )
+                    if part.table_expectations:
+                        feeds[part.name] = spec.asset
+                        dataset, asset.rows = gate.table_dataset(part, table, since_dt, row_filter)
+                        asset.expectations += gate.validate(dataset, f"{table} ({ROW_FILTER_SUFFIX})")
+                elif spec.table_expectations:
                     dataset, asset.rows = gate.table_dataset(spec, table, since_dt)
                     asset.expectations += gate.validate(dataset, table)
                 for name, expectations in spec.derived.items():

@@ -32,6 +32,7 @@ import logging
 import re
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -193,70 +194,104 @@ def _publish_table(wh: Warehouse, source: str, target: str) -> str:
 # ----------------------------------------------------------------------------- merging
 #: the golden ids the last incremental golden build rebuilt (or removed)
 AFFECTED_TABLE = "intermediate.int_golden_affected"
-_CHANGED = "_publish_changed"
+#: (in the build schema) the golden ids an incremental publication replaces
+CHANGED_TABLE = "_publish_changed"
 #: above this share of the published rows, replacing every row is as cheap as merging
 MERGE_MAX_SHARE = 0.25
 
 
-def _changed_golden_ids(wh: Warehouse) -> int | None:
-    """Put the golden ids the last golden build changed in the temporary table ``_publish_changed``
-    and return how many, when that build was incremental; None when it was not (or is unknown)."""
-    if not wh.table_exists("ops.dbt_state") or not wh.table_exists(AFFECTED_TABLE):
-        return None
-    mode = wh.scalar("select mode from ops.dbt_state where layer = 'golden'")
-    if mode != "incremental":
-        return None
-    wh.execute(f"drop table if exists {_CHANGED}")
-    wh.execute(f"create temporary table {_CHANGED} as select distinct golden_id from {AFFECTED_TABLE}")
-    return int(wh.scalar(f"select count(*) from {_CHANGED}"))
+@dataclass
+class DeltaScope:
+    """An incremental publication: only the rows of ``changed`` golden ids (listed in
+    ``<build schema>._publish_changed``) differ between the build and the published tables."""
+
+    changed_table: str
+    changed: int
+    tables: list[str]
+
+    def in_build(self) -> str:
+        """SQL condition on a build table's rows: the changed ones."""
+        return f"golden_id in (select golden_id from {self.changed_table})"
+
+    def in_published(self, source: str, columns: Sequence[str]) -> str:
+        """SQL condition on a published table's rows: those the changed ones replace (same golden
+        id, or -- a table keyed by record -- a record now under a changed id)."""
+        where = self.in_build()
+        if "record_id" in columns:
+            where += f" or record_id in (select record_id from {source} where {self.in_build()})"
+        return where
 
 
-def _checksum(wh: Warehouse, table: str) -> tuple[int, str]:
-    """Row count and an order-independent checksum of every row's every column."""
+def _checksum(wh: Warehouse, table: str, where: str | None = None) -> tuple[int, str]:
+    """Row count and an order-independent checksum of every column of the (matching) rows."""
     if wh.target == "postgres":
         row_hash = "('x' || substr(md5(cast(d as text)), 1, 15))::bit(60)::bigint"
     else:
         row_hash = "hash(d)"
-    count, total = wh.query(f"select count(*), cast(coalesce(sum({row_hash}), 0) as text) from {table} as d")[0]
+    condition = f" where {where}" if where else ""
+    count, total = wh.query(
+        f"select count(*), cast(coalesce(sum({row_hash}), 0) as text) from {table} as d{condition}"
+    )[0]
     return int(count), str(total)
 
 
-def _merge_table(wh: Warehouse, source: str, target: str, changed: int) -> bool:
-    """Replace only the rows of the changed golden ids in ``target`` (inside the caller's
-    transaction): delete them (and, for a table keyed by record, the records now in a changed
-    id), insert the build's. Then check that ``target`` holds exactly ``source``'s rows (count
-    and checksum of every column); False (nothing to keep: the caller swaps) when it does not or
-    when merging does not apply (another layout, no golden_id, too many changes)."""
-    if _table_type(wh, target) != "BASE TABLE" or _column_signature(wh, target) != _column_signature(wh, source):
-        return False
+def delta_scope(wh: Warehouse, tables: Sequence[str], build_schema: str, publish_schema: str) -> DeltaScope | None:
+    """The scope of an incremental publication, when one is possible: the last golden build was
+    incremental, every table is published with the build's columns and has a golden_id, few ids
+    changed, and -- checked now, by row count and checksum -- every row outside the changed ids
+    is already published as built. Only then may the changed rows alone be validated and
+    replaced. None (validate everything, replace every row) otherwise."""
+    if not tables or not wh.table_exists("ops.dbt_state") or not wh.table_exists(AFFECTED_TABLE):
+        return None
+    if wh.scalar("select mode from ops.dbt_state where layer = 'golden'") != "incremental":
+        return None
+    changed_table = f"{build_schema}.{CHANGED_TABLE}"
+    wh.execute(f"drop table if exists {changed_table}")
+    wh.execute(
+        f"create table {changed_table} as select distinct golden_id from {AFFECTED_TABLE} where golden_id is not null"
+    )
+    scope = DeltaScope(changed_table, int(wh.scalar(f"select count(*) from {changed_table}")), list(tables))
+    for t in tables:
+        source, target = f"{build_schema}.{t}", f"{publish_schema}.{t}"
+        if _table_type(wh, target) != "BASE TABLE" or not wh.table_exists(source):
+            return _no_scope(wh, changed_table, f"{target} is not a published table yet")
+        signature = _column_signature(wh, source)
+        if signature != _column_signature(wh, target):
+            return _no_scope(wh, changed_table, f"the columns of {source} changed")
+        columns = [c for c, _ in signature]
+        if "golden_id" not in columns:
+            return _no_scope(wh, changed_table, f"{source} has no golden_id")
+        published = int(wh.scalar(f"select count(*) from {target}"))
+        if scope.changed > MERGE_MAX_SHARE * max(published, 1):
+            return _no_scope(wh, changed_table, f"{scope.changed} of {published} golden ids changed")
+        kept_built = _checksum(wh, source, f"not coalesce({scope.in_build()}, false)")
+        kept_published = _checksum(wh, target, f"not coalesce({scope.in_published(source, columns)}, false)")
+        if kept_built != kept_published:
+            return _no_scope(wh, changed_table, f"{source} differs from {target} outside the changed golden ids")
+    return scope
+
+
+def _no_scope(wh: Warehouse, changed_table: str, reason: str) -> DeltaScope | None:
+    wh.execute(f"drop table if exists {changed_table}")
+    log.info("publishing every row (%s)", reason)
+    return None
+
+
+def _merge_table(wh: Warehouse, source: str, target: str, scope: DeltaScope) -> None:
+    """Replace the changed rows of ``target`` (inside the caller's transaction), then check that it
+    holds exactly ``source``'s rows (count and checksum of every column)."""
     columns = [c for c, _ in _column_signature(wh, source)]
-    if "golden_id" not in columns:
-        return False
-    rows = int(wh.scalar(f"select count(*) from {target}"))
-    if changed > MERGE_MAX_SHARE * max(rows, 1):
-        return False
-    where = f"golden_id in (select golden_id from {_CHANGED})"
-    if "record_id" in columns:
-        where += (
-            f" or record_id in (select record_id from {source} where golden_id in (select golden_id from {_CHANGED}))"
-        )
     cols = ", ".join(_ident(c) for c in columns)
-    wh.execute(f"delete from {target} where {where}")
-    in_changed = f"golden_id in (select golden_id from {_CHANGED})"
-    wh.execute(f"insert into {target} ({cols}) select {cols} from {source} where {in_changed}")
+    wh.execute(f"delete from {target} where {scope.in_published(source, columns)}")
+    wh.execute(f"insert into {target} ({cols}) select {cols} from {source} where {scope.in_build()}")
     built, published = _checksum(wh, source), _checksum(wh, target)
-    if built != published:
-        log.warning(
-            "publishing %s: merging the %d changed golden ids left it different from %s (%s rows vs %s): "
-            "replacing every row instead",
-            target,
-            changed,
-            source,
-            published[0],
-            built[0],
+    if built != published:  # the scope was checked before validation: the build changed meanwhile
+        raise MdmError(
+            f"publishing {target}: after replacing the {scope.changed} changed golden ids it holds "
+            f"{published[0]} rows, "
+            f"not the {built[0]} rows of {source} (did something write to {source} during the publication?); "
+            "nothing was published. Rerun the publish step."
         )
-        return False
-    return True
 
 
 # ----------------------------------------------------------------------------- audit + publish
@@ -339,8 +374,13 @@ def audit_and_publish(
     with_suites = {s.asset for s in load_layer(settings, "golden")}
     audited = [t for t in tables if t in with_suites]
     result: LayerResult | None = None
+    with connect(settings) as wh:  # an incremental golden build: validate and replace its changes only
+        scope = delta_scope(wh, audited, build_schema, publish_schema) if audited == tables else None
     if audited:
-        result = validate_layer(settings, "golden", run_id, schema_override=build_schema, assets=audited)
+        filters = {t: scope.in_build() for t in audited} if scope else None
+        result = validate_layer(
+            settings, "golden", run_id, schema_override=build_schema, assets=audited, row_filters=filters
+        )
     assets = {a.table: a for a in result.assets} if result else {}
 
     with connect(settings) as wh:
@@ -365,6 +405,8 @@ def audit_and_publish(
                         _stats(assets.get(sources[t])),
                         now,
                     )
+            if scope:
+                wh.execute(f"drop table if exists {scope.changed_table}")
             kept = ", ".join(targets[t] for t in tables)
             lines = [f"write-audit-publish blocked: {kept} left unchanged (yesterday's tables stay published)"]
             lines += [f"  - {m} does not exist (nothing to publish)" for m in missing]
@@ -378,9 +420,6 @@ def audit_and_publish(
         audited_changes = 0
         with wh.transaction():
             wh.execute(f"create schema if not exists {publish_schema}")
-            # an incremental golden build changed few golden ids: only their rows are replaced
-            changed = _changed_golden_ids(wh)
-            merged: dict[str, bool] = {}
             if "dim_customer" in tables:  # survivorship changes go to the audit log, in this transaction
                 from customer_mdm.audit import record_survivorship_changes
 
@@ -391,20 +430,16 @@ def audit_and_publish(
                     targets["dim_customer"],
                     sources["dim_customer"],
                     now,
-                    only=_CHANGED if changed is not None else None,
+                    only=scope.changed_table if scope else None,
                 )
             for t in tables:
-                merged[t] = changed is not None and _merge_table(wh, sources[t], targets[t], changed)
-                if merged[t]:
+                if scope:
+                    _merge_table(wh, sources[t], targets[t], scope)
                     methods[t] = "merge_rows"
-                    continue
-                if t == "dim_customer" and changed is not None:  # the rows outside the changed ids too
-                    audited_changes += record_survivorship_changes(
-                        settings, wh, run_id, targets[t], sources[t], now, exclude=_CHANGED
-                    )
-                methods[t] = _publish_table(wh, sources[t], targets[t])
-            if changed is not None:
-                wh.execute(f"drop table if exists {_CHANGED}")
+                else:
+                    methods[t] = _publish_table(wh, sources[t], targets[t])
+            if scope:
+                wh.execute(f"drop table if exists {scope.changed_table}")
             for t in tables:
                 _record(
                     wh,
@@ -431,6 +466,7 @@ def audit_and_publish(
         },
         "warnings": warnings,
         "survivorship_changes_audited": audited_changes,
+        "changed_golden_ids": scope.changed if scope else None,  # an incremental publication's
         "validation": result.to_dict() if result else None,
         "seconds": round(time.perf_counter() - t0, 3),
     }
