@@ -11,7 +11,7 @@ from quality_data import build_golden, build_records, golden_rows, quarantine, q
 
 from customer_mdm.config import Settings
 from customer_mdm.quality import QualityGateFailed, audit_and_publish, data_docs_index, validate_layer
-from customer_mdm.warehouse import connect
+from customer_mdm.warehouse import Warehouse, connect
 
 PEOPLE = 4
 
@@ -210,6 +210,20 @@ def _incremental_golden_build(settings: Settings, affected: list[str]) -> None:
             wh.execute("insert into intermediate.int_golden_affected values (?, 'dirty')", [gid])
 
 
+def _add_g21(wh: Warehouse, assignment: str = "new") -> None:
+    """A new person in the build: golden id G21 with record crm:C21."""
+    wh.execute(
+        "insert into golden_build.dim_customer (golden_id, name, birth_date, source_record_count) "
+        "values ('G21', '张敏', ?, 1)",
+        [date(1980, 1, 22)],
+    )
+    wh.execute(
+        "insert into golden_build.customer_xref (record_id, source, source_id, golden_id, assignment) "
+        "values ('crm:C21', 'crm', 'C21', 'G21', ?)",
+        [assignment],
+    )
+
+
 def _rows(settings: Settings, table: str) -> list[tuple]:
     return query(settings, f"select * from {table} order by 1, 2")
 
@@ -230,15 +244,7 @@ def test_an_incremental_build_publishes_only_the_changed_golden_ids(settings: Se
         wh.execute("delete from golden_build.dim_customer where golden_id in ('G3', 'G4')")
         wh.execute("delete from golden_build.customer_xref where golden_id = 'G4'")
         wh.execute("update golden_build.customer_xref set golden_id = 'G2' where record_id = 'crm:C3'")
-        wh.execute(
-            "insert into golden_build.dim_customer (golden_id, name, birth_date, source_record_count) "
-            "values ('G21', '张敏', ?, 1)",
-            [date(1980, 1, 22)],
-        )
-        wh.execute(
-            "insert into golden_build.customer_xref (record_id, source, source_id, golden_id, assignment) "
-            "values ('crm:C21', 'crm', 'C21', 'G21', 'new')"
-        )
+        _add_g21(wh)
         if not listed:  # a change outside the rebuilt ids (a bug, a hand edit): must not be lost
             wh.execute("update golden_build.dim_customer set name = '王芳' where golden_id = 'G1'")
     _incremental_golden_build(settings, ["G2", "G3", "G4", "G21"])
@@ -276,15 +282,7 @@ def test_an_incremental_publication_blocks_on_a_bad_changed_row(settings: Settin
     audit_and_publish(settings, "run-1")
     before = _rows(settings, "marts.customer_xref")
     with connect(settings) as wh:
-        wh.execute(
-            "insert into golden_build.dim_customer (golden_id, name, birth_date, source_record_count) "
-            "values ('G21', '张敏', ?, 1)",
-            [date(1980, 1, 22)],
-        )
-        wh.execute(
-            "insert into golden_build.customer_xref (record_id, source, source_id, golden_id, assignment) "
-            "values ('crm:C21', 'crm', 'C21', 'G21', 'guessed')"
-        )
+        _add_g21(wh, assignment="guessed")
     _incremental_golden_build(settings, ["G21"])
 
     with pytest.raises(QualityGateFailed, match="changed_rows:expect_column_values_to_be_in_set"):
