@@ -302,3 +302,20 @@ def test_an_incremental_publication_blocks_on_a_bad_changed_row(settings: Settin
     counts = [e for e in result.expectations if e.expectation_type == "expect_table_row_count_to_be_between"]
     assert [(e.success, e.observed_value) for e in counts] == [(True, 21)]  # the whole table, not the 1 row
     assert result.assets[0].rows == 1
+
+
+def test_an_incremental_publication_finds_an_orphan_among_the_changed_ids(settings: Settings):
+    """The cross-reference orphan check runs on the changed golden ids' rows: a new record
+    pointing at a golden id the build lacks blocks the publication."""
+    build_records(settings, [record(n) for n in range(1, 22)])
+    build_golden(settings, "golden_build", *golden_rows(20))
+    audit_and_publish(settings, "run-1")
+    with connect(settings) as wh:
+        _add_g21(wh)
+        wh.execute("delete from golden_build.dim_customer where golden_id = 'G21'")
+    _incremental_golden_build(settings, ["G21"])
+
+    with pytest.raises(QualityGateFailed, match="xref_orphans") as failed:
+        audit_and_publish(settings, "run-2")
+    orphans = [e for e in failed.value.result.expectations if e.dataset == "xref_orphans"]
+    assert [(e.success, e.element_count) for e in orphans] == [(False, 1)]  # the changed id's one row

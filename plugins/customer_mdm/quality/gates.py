@@ -643,9 +643,13 @@ class _Gate:
             return self.parameters[value["$PARAMETER"]]
         return value
 
-    def derived_dataset(self, spec: SuiteSpec, name: str, table: str, since: datetime | None) -> _Dataset:
+    def derived_dataset(
+        self, spec: SuiteSpec, name: str, table: str, since: datetime | None, row_filter: str | None = None
+    ) -> _Dataset:
         derived = DERIVED_DATASETS[name]
         sql, params = derived.sql(spec, table, since)
+        if row_filter and derived.row_filtered:
+            sql = f"select * from ({sql}) as d where {row_filter}"
         frame = self.wh.query_df(sql, params).reset_index(drop=True)
         return _Dataset(spec.dataset_suite_name(name), spec.gx_suite(name), list(derived.key_columns), frame=frame)
 
@@ -877,7 +881,7 @@ def validate_layer(
                     suite_name = spec.dataset_suite_name(name)
                     feeds[suite_name] = spec.asset
                     try:
-                        derived = gate.derived_dataset(spec, name, table, since_dt)
+                        derived = gate.derived_dataset(spec, name, table, since_dt, row_filter)
                     except Exception as exc:
                         log.exception("derived dataset %s of %s could not be computed", name, table)
                         asset.expectations += gate.error_outcomes(
