@@ -113,7 +113,7 @@ class DuckDBEngine(Engine):
         if self.temp_directory:
             config["temp_directory"] = self.temp_directory
         api = DuckDBAPI(connection=duckdb.connect(config=config))
-        _OWNED.add(id(api))
+        api._mdm_owned_connection = True  # type: ignore[attr-defined]  # release() closes it
         return api
 
     def fetch(self, df: SplinkDataFrame, columns: list[str]) -> pd.DataFrame:
@@ -121,14 +121,10 @@ class DuckDBEngine(Engine):
         return rel.arrow().read_all().to_pandas()
 
     def release(self, db_api: DatabaseAPI) -> None:
-        if id(db_api) in _OWNED:
-            _OWNED.discard(id(db_api))
+        if getattr(db_api, "_mdm_owned_connection", False):  # opened by db_api(), not the caller's
+            db_api._mdm_owned_connection = False  # type: ignore[attr-defined]
             db_api.duckdb_con.close()  # type: ignore[attr-defined]
             gc.collect()  # Splink's objects hold each other in cycles
-
-
-#: ids of the DuckDBAPIs whose connection an engine opened (and so closes in release)
-_OWNED: set[int] = set()
 
 
 DUCKDB = DuckDBEngine()

@@ -722,8 +722,11 @@ def train(
     n = len(prepared)
     if n < 10:
         raise LinkageError(f"need at least 10 records to train the linkage model, got {n}")
+    from customer_mdm.linkage.engines import DUCKDB
+
+    engine = engine or DUCKDB
     t0 = time.perf_counter()
-    on_duckdb = engine is None or engine.name == "duckdb"
+    on_duckdb = engine.name == "duckdb"
     base = build_settings().create_settings_dict("duckdb")  # SQL written for DuckDB
     linker = make_linker(prepared, build_settings() if on_duckdb else base, con, engine=engine)
     training = linker.training
@@ -737,7 +740,7 @@ def train(
     settings = _round_probs(_regularise(trained, u_floor=0.5 / u_max_pairs))
     settings["linker_uid"] = MODEL_ID
     if con is None:  # the training tables (sampled pairs, EM iterations) are not needed any more
-        (engine or _default_engine()).release(linker._db_api)
+        engine.release(linker._db_api)
     # the linker kept with the model serves its charts: the settings matter, not the records
     empty = pd.DataFrame({c: pd.Series([], dtype=object) for c in LINKAGE_COLUMNS})
     linker = make_linker(prepare_records(empty), settings, con, engine=engine)
@@ -757,12 +760,6 @@ def train(
         model.matches_per_record,
     )
     return model
-
-
-def _default_engine() -> Engine:
-    from customer_mdm.linkage.engines import DUCKDB
-
-    return DUCKDB
 
 
 # ============================================================================ artefact
