@@ -586,21 +586,19 @@ class _Gate:
         types = _columns_with_types(self.wh, table)
         keys = [k for k in spec.key_columns if k in types]
         since_col = spec.since_column if since and spec.since_column in types else None
-        conditions, params = [], []
-        if since_col:
+        # the same filter with a placeholder (pandas batches) and with a literal (GX's SQL query assets)
+        conditions, params, literal = [], [], []
+        if since_col and since is not None:
             conditions.append(f"{since_col} >= ?")
             params.append(since)
+            literal.append(f"{since_col} >= cast('{since.isoformat(sep=' ')}' as timestamp)")
         if row_filter:
             conditions.append(f"({row_filter})")
+            literal.append(f"({row_filter})")
         where = f" where {' and '.join(conditions)}" if conditions else ""
         if self.settings.target == "postgres":
             rows = int(self.wh.scalar(f"select count(*) from {table}{where}", params))
-            query = None
-            if conditions:
-                literal = [c for c in conditions if c != f"{since_col} >= ?"]
-                if since_col and since is not None:
-                    literal.insert(0, f"{since_col} >= cast('{since.isoformat(sep=' ')}' as timestamp)")
-                query = f"select * from {table} where {' and '.join(literal)}"
+            query = f"select * from {table} where {' and '.join(literal)}" if literal else None
             return _Dataset(spec.name, spec.gx_suite(), keys, sql_table=table, sql_query=query), rows
         data = [c for c in spec.data_columns() if c in types]
         placeholders = [f"cast(null as text) as {c}" for c in spec.existence_columns() if c in types]
