@@ -565,55 +565,43 @@ def _matching_records(settings: Settings, wh: Warehouse, since: datetime | None)
 
     window = " where _ingested_at >= ?" if since is not None else ""
     params = [since] if since is not None else []
-    recs = "intermediate.int_customer_records"
-    if wh.table_exists(recs):
-        found = wh.query(
-            "select key from (select source || ':' || source_id as key, phone_e164, phone_kind, email "
-            f"from {recs}{window}) "
-            f"as r where {stoned('record', 'key')} "
-            f"or (phone_kind = 'mobile' and phone_e164 is not null and {stoned('phone', 'phone_e164')}) "
-            f"or (email is not null and {stoned('email', 'email')})",
-            params,
-        )
+
+    def records(label: str, table: str, keyed_rows: str, condition: str, always: bool = False) -> None:
+        """The record keys (column ``key`` of ``keyed_rows``, a select from ``table`` in the
+        window) whose rows match ``condition``: into ``person``, counted as ``label``."""
+        if not wh.table_exists(table):
+            return
+        found = wh.query(f"select key from ({keyed_rows} from {table}{window}) as r where {condition}", params)
         person.records |= {str(k) for (k,) in found}
-        matched["records"] = len(found)
+        if found or always:
+            matched[label] = len(found)
+
+    records(
+        "records",
+        "intermediate.int_customer_records",
+        "select source || ':' || source_id as key, phone_e164, phone_kind, email",
+        f"{stoned('record', 'key')} "
+        f"or (phone_kind = 'mobile' and phone_e164 is not null and {stoned('phone', 'phone_e164')}) "
+        f"or (email is not null and {stoned('email', 'email')})",
+        always=True,
+    )
     # raw rows not staged yet (a restored backup's, a run that stopped before dbt): by record id
     for raw_table, (source, column) in _RAW_ID_COLUMNS.items():
-        if not wh.table_exists(raw_table):
-            continue
-        hit_ids = {
-            str(k)
-            for (k,) in wh.query(
-                f"select key from (select distinct '{source}:' || trim({column}) as key from {raw_table}{window}) as r "
-                f"where {stoned('record', 'key')}",
-                params,
-            )
-        }
-        if hit_ids:
-            person.records |= hit_ids
-            matched[raw_table] = len(hit_ids)
-    changes = "intermediate.int_self_service_changes"
-    if wh.table_exists(changes):
-        found = wh.query(
-            f"select key from (select source_system || ':' || source_record_id as key, field, new_value from {changes}"
-            f"{window}) as c where {stoned('record', 'key')} "
-            f"or (field = 'mobile' and new_value is not null and {stoned('phone', 'new_value')}) "
-            f"or (field = 'email' and new_value is not null and {stoned('email', 'new_value')})",
-            params,
-        )
-        if found:
-            person.records |= {str(k) for (k,) in found}
-            matched["self_service_changes"] = len(found)
-    orders = "staging.stg_ecommerce__orders"
-    if wh.table_exists(orders):
-        found = wh.query(
-            f"select key from (select distinct 'ecommerce:' || member_id as key from {orders}{window}) as o "
-            f"where {stoned('record', 'key')}",
-            params,
-        )
-        if found:
-            person.records |= {str(k) for (k,) in found}
-            matched["orders_members"] = len(found)
+        records(raw_table, raw_table, f"select distinct '{source}:' || trim({column}) as key", stoned("record", "key"))
+    records(
+        "self_service_changes",
+        "intermediate.int_self_service_changes",
+        "select source_system || ':' || source_record_id as key, field, new_value",
+        f"{stoned('record', 'key')} "
+        f"or (field = 'mobile' and new_value is not null and {stoned('phone', 'new_value')}) "
+        f"or (field = 'email' and new_value is not null and {stoned('email', 'new_value')})",
+    )
+    records(
+        "orders_members",
+        "staging.stg_ecommerce__orders",
+        "select distinct 'ecommerce:' || member_id as key",
+        stoned("record", "key"),
+    )
     events = "intermediate.int_contact_events"
     if wh.table_exists(events):
         found = wh.query(
