@@ -36,7 +36,7 @@ import psycopg
 import pytest
 
 from customer_mdm.devtools.pgserver import LocalPostgres
-from customer_mdm.devtools.pytest_fixtures import postgres_data_dir
+from customer_mdm.devtools.pytest_fixtures import running_postgres
 from tests.deploy.stack import (
     AIRFLOW_COMPONENTS,
     INIT_SERVICE,
@@ -199,13 +199,8 @@ def wait_for(what: str, check, stack: Stack, timeout: float, interval: float = 1
 @pytest.fixture
 def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPostgres]:
     """Its own server (the compose stack's ``postgres`` service), initialised like the container."""
-    with postgres_data_dir(tmp_path_factory, "smoke-pg") as data_dir:
-        server = LocalPostgres(data_dir, password=DOT_ENV["POSTGRES_PASSWORD"])
-        server.start()
-        try:
-            yield server
-        finally:
-            server.stop()
+    with running_postgres(tmp_path_factory, "smoke-pg", password=DOT_ENV["POSTGRES_PASSWORD"]) as server:
+        yield server
 
 
 def run_postgres_init_script(server: LocalPostgres, variables: dict[str, str]) -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from customer_mdm.config import Settings
 from customer_mdm.devtools.pgserver import LocalPostgres
-from customer_mdm.devtools.pytest_fixtures import postgres_data_dir
+from customer_mdm.devtools.pytest_fixtures import running_postgres
 from customer_mdm.security import apply
 
 pytestmark = pytest.mark.postgres
@@ -26,13 +26,8 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPostgres]:
     """A cluster of its own: the init script creates cluster-wide roles (airflow, mdm_pipeline)."""
-    with postgres_data_dir(tmp_path_factory, "pginit") as data_dir:
-        server = LocalPostgres(data_dir)
-        server.start()
-        try:
-            yield server
-        finally:
-            server.stop()
+    with running_postgres(tmp_path_factory, "pginit") as server:
+        yield server
 
 
 def test_init_script_creates_databases_and_roles(cluster: LocalPostgres, tmp_path: Path):
@@ -92,25 +87,16 @@ def test_init_script_creates_databases_and_roles(cluster: LocalPostgres, tmp_pat
 
 
 def test_roles_without_a_password_are_created_nologin(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path):
-    with postgres_data_dir(tmp_path_factory, "pgroles") as data_dir:
-        server = LocalPostgres(data_dir)
-        server.start()
-        try:
-            dsn = server.create_database("mdm")
-            settings = Settings.from_env(
-                env={}, home=tmp_path / "home", landing=tmp_path, target="postgres", pg_dsn=dsn
-            )
-            steward_password = secrets.token_urlsafe(12)
-            first = apply(settings, env={"MDM_PG_STEWARD_PASSWORD": steward_password})
-            again = apply(settings, env={})  # no variables: nothing changes
-            with psycopg.connect(server.dsn("postgres"), autocommit=True) as con:
-                logins = dict(
-                    con.execute("select rolname, rolcanlogin from pg_roles where rolname like '%_%'").fetchall()
-                )
-            with psycopg.connect(server.dsn("mdm", user="mdm_steward", password=steward_password)) as con:
-                assert con.execute("select current_user").fetchall() == [("mdm_steward",)]
-        finally:
-            server.stop()
+    with running_postgres(tmp_path_factory, "pgroles") as server:
+        dsn = server.create_database("mdm")
+        settings = Settings.from_env(env={}, home=tmp_path / "home", landing=tmp_path, target="postgres", pg_dsn=dsn)
+        steward_password = secrets.token_urlsafe(12)
+        first = apply(settings, env={"MDM_PG_STEWARD_PASSWORD": steward_password})
+        again = apply(settings, env={})  # no variables: nothing changes
+        with psycopg.connect(server.dsn("postgres"), autocommit=True) as con:
+            logins = dict(con.execute("select rolname, rolcanlogin from pg_roles where rolname like '%_%'").fetchall())
+        with psycopg.connect(server.dsn("mdm", user="mdm_steward", password=steward_password)) as con:
+            assert con.execute("select current_user").fetchall() == [("mdm_steward",)]
     assert first["roles"] == {
         "mdm_pipeline": "created (nologin)",
         "mdm_steward": "created (login)",

@@ -18,6 +18,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,15 +45,25 @@ def postgres_data_dir(tmp_path_factory: pytest.TempPathFactory, name: str = "pgs
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPostgres]:
-    with postgres_data_dir(tmp_path_factory) as data_dir:
-        server = LocalPostgres(data_dir)
+@contextlib.contextmanager
+def running_postgres(
+    tmp_path_factory: pytest.TempPathFactory, name: str = "pgserver", **options: Any
+) -> Iterator[LocalPostgres]:
+    """A started :class:`LocalPostgres` of its own (``options`` go to its constructor), stopped
+    and its data directory removed afterwards."""
+    with postgres_data_dir(tmp_path_factory, name) as data_dir:
+        server = LocalPostgres(data_dir, **options)
         server.start()
         try:
             yield server
         finally:
             server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPostgres]:
+    with running_postgres(tmp_path_factory) as server:
+        yield server
 
 
 def _database_name(test_name: str) -> str:
