@@ -86,6 +86,51 @@ class Warehouse:
         self.close()
 
 
+def _arrow_frame(table: Any) -> pd.DataFrame | None:
+    """A pyarrow Table as the DataFrame DuckDB's ``.df()`` gives for it, at a fraction of the
+    cost: DuckDB 2.0's own conversion takes about 1.5 s for 100,000 rows of thirty text columns,
+    Arrow 0.5 s. The dtypes are ``.df()``'s: integers and booleans nullable (``Int64``,
+    ``boolean``) only when the column holds a NULL, dates and timestamps ``datetime64[us]``,
+    decimals ``float64``, an all-NULL text column ``object``. ``None`` when a column has another
+    type (lists, structs, intervals, time zones ...): the caller then asks DuckDB."""
+    import pandas as pd
+    import pyarrow as pa
+
+    ints = {
+        pa.int8(): pd.Int8Dtype(),
+        pa.int16(): pd.Int16Dtype(),
+        pa.int32(): pd.Int32Dtype(),
+        pa.int64(): pd.Int64Dtype(),
+        pa.uint8(): pd.UInt8Dtype(),
+        pa.uint16(): pd.UInt16Dtype(),
+        pa.uint32(): pd.UInt32Dtype(),
+        pa.uint64(): pd.UInt64Dtype(),
+    }
+    columns: dict[str, Any] = {}
+    for name, col in zip(table.column_names, table.columns, strict=True):
+        kind, nulls = col.type, col.null_count
+        if kind in ints:
+            series = col.to_pandas(types_mapper={kind: ints[kind]}.get) if nulls else col.to_pandas()
+        elif pa.types.is_boolean(kind):
+            series = col.to_pandas(types_mapper={kind: pd.BooleanDtype()}.get) if nulls else col.to_pandas()
+        elif pa.types.is_floating(kind):
+            series = col.to_pandas()
+        elif pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
+            series = col.to_pandas() if nulls < len(col) else pd.Series([None] * len(col), dtype=object)
+        elif pa.types.is_date32(kind):
+            series = col.to_pandas(date_as_object=False).astype("datetime64[us]")
+        elif pa.types.is_timestamp(kind) and kind.tz is None:
+            series = col.to_pandas().astype(f"datetime64[{kind.unit}]")
+        elif pa.types.is_decimal(kind):
+            series = col.to_pandas().astype("float64")
+        else:
+            return None
+        columns[name] = series
+    if len(set(columns)) < table.num_columns:  # duplicate column names: DuckDB's own conversion
+        return None
+    return pd.DataFrame(columns, index=pd.RangeIndex(table.num_rows))
+
+
 class DuckDBWarehouse(Warehouse):
     target = "duckdb"
 
@@ -108,7 +153,11 @@ class DuckDBWarehouse(Warehouse):
         return self.con.execute(sql, list(params) if params is not None else None).fetchall()
 
     def query_df(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
-        return self.con.execute(sql, list(params) if params is not None else None).df()
+        table = self.con.sql(sql, params=list(params) if params is not None else None).to_arrow_table()
+        frame = _arrow_frame(table)
+        if frame is None:  # a column type _arrow_frame does not convert: DuckDB's own conversion
+            return self.con.execute(sql, list(params) if params is not None else None).df()
+        return frame
 
     def insert_df(self, table: str, df: pd.DataFrame) -> int:
         if df.empty:

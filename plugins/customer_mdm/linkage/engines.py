@@ -48,6 +48,7 @@ from customer_mdm.errors import ConfigError
 
 if TYPE_CHECKING:
     import duckdb
+    import pyarrow as pa
     from splink.internals.database_api import DatabaseAPI
     from splink.internals.splink_dataframe import SplinkDataFrame
 
@@ -116,6 +117,12 @@ class DuckDBEngine(Engine):
         api._mdm_owned_connection = True  # type: ignore[attr-defined]  # release() closes it
         return api
 
+    def register(self, db_api: DatabaseAPI, frame: pd.DataFrame, table_name: str | None = None) -> SplinkDataFrame:
+        """``frame`` as a Splink table, handed to DuckDB as an Arrow table: Splink registers a
+        view, which DuckDB scans on every query that reads it, and a pandas scan converts the
+        frame again each time (a third of the scoring time of an incremental run)."""
+        return db_api.register(to_arrow(frame), table_name=table_name)
+
     def fetch(self, df: SplinkDataFrame, columns: list[str]) -> pd.DataFrame:
         rel = df.as_duckdbpyrelation().select(", ".join(columns))
         return rel.arrow().read_all().to_pandas()
@@ -128,6 +135,22 @@ class DuckDBEngine(Engine):
 
 
 DUCKDB = DuckDBEngine()
+
+
+def to_arrow(frame: pd.DataFrame) -> pa.Table | pd.DataFrame:
+    """``frame`` as an Arrow table with the SQL types DuckDB gives the frame itself: a column of
+    only NULLs (no type in Arrow) is text. A frame Arrow cannot type (an object column of mixed
+    Python types) is returned as it is, for DuckDB's pandas scan."""
+    import pyarrow as pa
+
+    try:
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return frame
+    for i, field in enumerate(table.schema):
+        if pa.types.is_null(field.type):
+            table = table.set_column(i, field.name, table.column(i).cast(pa.string()))
+    return table
 
 
 @dataclass(frozen=True)

@@ -129,19 +129,17 @@ def _fingerprint() -> str:
 RECORDS_SQL = "intermediate.int_customer_records"
 
 
-def _record_select(where: str = "") -> str:
+def _record_select(where: str = "", content_hash: bool = True) -> str:
     cols = ", ".join(["source", "source_id", "record_created_at_utc", "_ingested_at", *link_columns()])
-    return (
-        f"select r.source || ':' || r.source_id as record_key, {cols}, {_fingerprint()} as content_hash "
-        f"from {RECORDS_SQL} as r {where}"
-    )
+    digest = f", {_fingerprint()} as content_hash" if content_hash else ""
+    return f"select r.source || ':' || r.source_id as record_key, {cols}{digest} from {RECORDS_SQL} as r {where}"
 
 
-def read_records(wh: Warehouse, keys_table: str | None = None) -> pd.DataFrame:
-    """The unified records with a stable linkage key and a hash of the fields linkage reads
-    (all of them, or those whose key is in the one-column table ``keys_table``)."""
+def read_records(wh: Warehouse, keys_table: str | None = None, content_hash: bool = True) -> pd.DataFrame:
+    """The unified records with a stable linkage key and (``content_hash``) a hash of the fields
+    linkage reads (all of them, or those whose key is in the one-column table ``keys_table``)."""
     where = f"where r.source || ':' || r.source_id in (select record_key from {keys_table})" if keys_table else ""
-    records = wh.query_df(_record_select(where) + " order by record_key")
+    records = wh.query_df(_record_select(where, content_hash) + " order by record_key")
     return records.reset_index(drop=True)
 
 
@@ -502,7 +500,7 @@ def _link_incremental(
         candidates = _blocking_candidates(wh, delta_table) | set(delta_keys)
         universe = _keys_table(wh, "_link_universe", candidates)
         lookups = _tf_lookups(wh, universe, delta_table)
-        scored = read_records(wh, universe)
+        scored = read_records(wh, universe, content_hash=False)  # only scored: no state row
         is_new = scored["record_key"].isin(set(delta_keys))
         fresh = predict_incremental(
             scored[is_new],

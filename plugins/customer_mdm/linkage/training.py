@@ -44,7 +44,7 @@ def train_and_publish(settings: Settings) -> dict[str, Any]:
 
     started = time.perf_counter()
     with connect(settings) as wh:
-        records = read_records(wh)
+        records = read_records(wh, content_hash=False)  # training reads fields, not state
     current = train_and_save(settings, records)
     log.info("linkage model v%s trained on %d records", current.version, len(records))
     return {
