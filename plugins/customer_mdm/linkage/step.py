@@ -370,11 +370,10 @@ def _tf_lookups(wh: Warehouse, universe_table: str, delta_table: str) -> dict[st
     for col in TF_COLUMNS:
         frame = wh.query_df(
             f"""
-            with k as (
-                select {col} as v, count(distinct entity) as k from _link_tf_src where {col} is not null group by 1
-            ),
+            with p as (select distinct {col} as v, entity from _link_tf_src where {col} is not null),
+            k as (select v, count(*) as k from p group by v),
             s as (
-                select (select count(distinct entity) from _link_tf_src where {col} is not null) as total,
+                select (select count(distinct entity) from p) as total,
                     sum(case when k = 1 then 1 else 0 end) as n1, sum(case when k = 2 then 1 else 0 end) as n2
                 from k
             ),
