@@ -234,9 +234,12 @@ def record_survivorship_changes(
         differs.append(cond)
     if "consent_marketing" in fields and "consent_marketing_source" in both:
         select += ["o.consent_marketing_source as oldstmt", "n.consent_marketing_source as newstmt"]
+    # the listed ids are picked from both sides first: the comparison then reads only their rows
+    scope = f" where golden_id in (select golden_id from {only})" if only else ""
     diff = wh.query_df(
-        f"select {', '.join(select)} from {published} as o inner join {build} as n on n.golden_id = o.golden_id "
-        f"where ({' or '.join(differs)})" + (f" and n.golden_id in (select golden_id from {only})" if only else "")
+        f"select {', '.join(select)} from (select * from {published}{scope}) as o "
+        f"inner join (select * from {build}{scope}) as n on n.golden_id = o.golden_id "
+        f"where {' or '.join(differs)}"
     )
     if diff.empty:
         return 0

@@ -286,8 +286,10 @@ def prepare_records(records: pd.DataFrame, con: duckdb.DuckDBPyConnection | None
     """
     import pyarrow as pa
 
+    from customer_mdm.linkage.engines import to_arrow
+
     c = _duck(con)
-    c.register("records", records)
+    c.register("records", to_arrow(records))  # an Arrow scan: DuckDB's pandas scan converts slowly
     try:
         table = c.sql(sql).arrow().read_all()
     finally:
