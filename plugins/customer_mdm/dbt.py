@@ -32,6 +32,7 @@ from pathlib import Path
 
 from customer_mdm.config import Settings
 from customer_mdm.errors import MdmError
+from customer_mdm.warehouse import released
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +186,19 @@ def _invoke_in_process(args: list[str], env: dict[str, str]) -> tuple[int, str]:
     return (0 if outcome.success else 1), "\n".join(lines)
 
 
+def _run_dbt_process(args: list[str], overrides: dict[str, str], settings: Settings) -> tuple[int, str]:
+    """Run dbt in this process, or (``MDM_DBT_SUBPROCESS=1``) as a child process."""
+    if os.environ.get("MDM_DBT_SUBPROCESS", "").lower() in ("1", "true", "yes"):
+        env = {**os.environ, **overrides}
+        proc = subprocess.run(args, env=env, cwd=settings.dbt_project_dir, capture_output=True, text=True)
+        returncode, output = proc.returncode, proc.stdout + proc.stderr
+        for line in proc.stdout.splitlines():
+            log.info("dbt | %s", line)
+    else:
+        returncode, output = _invoke_in_process(args[1:], overrides)
+    return returncode, output
+
+
 def run_dbt(
     settings: Settings,
     command: str = "build",
@@ -219,14 +233,8 @@ def run_dbt(
     (target_path / "sources.json").unlink(missing_ok=True)
     log.info("running dbt %s", command)
     started = time.perf_counter()
-    if os.environ.get("MDM_DBT_SUBPROCESS", "").lower() in ("1", "true", "yes"):
-        env = {**os.environ, **overrides}
-        proc = subprocess.run(args, env=env, cwd=settings.dbt_project_dir, capture_output=True, text=True)
-        returncode, output = proc.returncode, proc.stdout + proc.stderr
-        for line in proc.stdout.splitlines():
-            log.info("dbt | %s", line)
-    else:
-        returncode, output = _invoke_in_process(args[1:], overrides)
+    with released(settings):  # dbt opens the DuckDB file itself, with its own configuration
+        returncode, output = _run_dbt_process(args, overrides, settings)
     seconds = time.perf_counter() - started
     counts, failures = _read_results(target_path, command)
     result = DbtResult(command, returncode == 0, seconds, counts, failures)

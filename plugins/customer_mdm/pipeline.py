@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from customer_mdm.config import Settings
 from customer_mdm.schema import ensure_schema
 from customer_mdm.sources import FEEDS
-from customer_mdm.warehouse import Warehouse, connect
+from customer_mdm.warehouse import Warehouse, connect, kept_open
 
 log = logging.getLogger(__name__)
 
@@ -63,30 +63,32 @@ class StepRecord:
 
 @contextmanager
 def step(settings: Settings, run_id: str, name: str) -> Iterator[StepRecord]:
-    """Record a step's start, end, status and details in ``ops.run_steps``."""
+    """Record a step's start, end, status and details in ``ops.run_steps``. The DuckDB
+    warehouse stays open while the step runs (:func:`~customer_mdm.warehouse.kept_open`)."""
     started = _now()
     record = StepRecord()
     t0 = time.perf_counter()
     status, error = "success", None
-    try:
-        yield record
-    except BaseException as exc:
-        status, error = "failed", f"{type(exc).__name__}: {exc}"
-        raise
-    finally:
-        record.details["seconds"] = round(time.perf_counter() - t0, 3)
-        if error:
-            record.details["error"] = error[:4000]
+    with kept_open(settings):
         try:
-            with connect(settings) as wh:
-                wh.execute("delete from ops.run_steps where run_id = ? and step = ?", [run_id, name])
-                wh.execute(
-                    "insert into ops.run_steps (run_id, step, status, started_at, finished_at, details) "
-                    "values (?, ?, ?, ?, ?, ?)",
-                    [run_id, name, status, started, _now(), json.dumps(record.details, default=str)],
-                )
-        except Exception:
-            log.exception("could not record step %s of run %s", name, run_id)
+            yield record
+        except BaseException as exc:
+            status, error = "failed", f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            record.details["seconds"] = round(time.perf_counter() - t0, 3)
+            if error:
+                record.details["error"] = error[:4000]
+            try:
+                with connect(settings) as wh:
+                    wh.execute("delete from ops.run_steps where run_id = ? and step = ?", [run_id, name])
+                    wh.execute(
+                        "insert into ops.run_steps (run_id, step, status, started_at, finished_at, details) "
+                        "values (?, ?, ?, ?, ?, ?)",
+                        [run_id, name, status, started, _now(), json.dumps(record.details, default=str)],
+                    )
+            except Exception:
+                log.exception("could not record step %s of run %s", name, run_id)
 
 
 # ----------------------------------------------------------------------------- steps

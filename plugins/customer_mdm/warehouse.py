@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -242,10 +243,74 @@ def _redact(dsn: str) -> str:
     return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", re.sub(r"password=\S+", "password=***", dsn))
 
 
+#: DuckDB files held open by :func:`kept_open` in this process: path -> (connection, depth)
+_KEPT: dict[str, list[Any]] = {}
+_KEPT_LOCK = threading.Lock()
+
+
+@contextmanager
+def kept_open(settings: Settings) -> Iterator[None]:
+    """Keep the DuckDB warehouse open while the block runs (a pipeline step); no-op on PostgreSQL.
+
+    Opening a DuckDB file loads its catalogue, and closing the last connection to it writes a
+    checkpoint: 50 to 200 ms each time, and a run's steps open the warehouse about fifty times.
+    While one connection stays open, :func:`connect` attaches further connections to the same
+    database for about a millisecond, and DuckDB checkpoints once, when the block ends (or when
+    its write-ahead log grows past its threshold). Inside the block every connection is
+    read-write (DuckDB serves one file with one configuration per process);
+    :func:`released` closes the file for a moment (dbt opens it itself)."""
+    if settings.target != "duckdb":
+        yield
+        return
+    path = str(settings.warehouse_file)
+    with _KEPT_LOCK:
+        if path in _KEPT:
+            _KEPT[path][1] += 1
+            owner = False
+        else:
+            settings.warehouse_file.parent.mkdir(parents=True, exist_ok=True)
+            _KEPT[path] = [DuckDBWarehouse(path), 1]
+            owner = True
+    try:
+        yield
+    finally:
+        with _KEPT_LOCK:
+            entry = _KEPT[path]
+            entry[1] -= 1
+            if owner:
+                del _KEPT[path]
+                if entry[0] is not None:
+                    entry[0].close()
+
+
+@contextmanager
+def released(settings: Settings) -> Iterator[None]:
+    """Close a file :func:`kept_open` holds for the duration of the block (another program, or
+    dbt-duckdb with its own configuration, opens it), then open it again."""
+    path = str(settings.warehouse_file) if settings.target == "duckdb" else None
+    with _KEPT_LOCK:
+        entry = _KEPT.get(path) if path else None
+        if entry is not None and entry[0] is not None:
+            entry[0].close()
+            entry[0] = None
+    try:
+        yield
+    finally:
+        if entry is not None:
+            with _KEPT_LOCK:
+                if _KEPT.get(path) is entry and entry[0] is None:
+                    entry[0] = DuckDBWarehouse(path)  # type: ignore[arg-type]
+
+
 def connect(settings: Settings, read_only: bool = False) -> Warehouse:
     """Open the warehouse the settings name. The caller closes it (use ``with``)."""
     if settings.target == "postgres":
         assert settings.pg_dsn is not None  # Settings.validate guarantees it
         return PostgresWarehouse(settings.pg_dsn)
+    path = str(settings.warehouse_file)
+    with _KEPT_LOCK:
+        kept = _KEPT.get(path)
+    if kept is not None and kept[0] is not None:
+        return DuckDBWarehouse(path)  # attaches to the open database (kept_open): read-write
     settings.warehouse_file.parent.mkdir(parents=True, exist_ok=True)
-    return DuckDBWarehouse(str(settings.warehouse_file), read_only=read_only)
+    return DuckDBWarehouse(path, read_only=read_only)
