@@ -287,9 +287,9 @@ def kept_open(settings: Settings) -> Iterator[None]:
 def released(settings: Settings) -> Iterator[None]:
     """Close a file :func:`kept_open` holds for the duration of the block (another program, or
     dbt-duckdb with its own configuration, opens it), then open it again."""
-    path = str(settings.warehouse_file) if settings.target == "duckdb" else None
+    path = str(settings.warehouse_file) if settings.target == "duckdb" else ""
     with _KEPT_LOCK:
-        entry = _KEPT.get(path) if path else None
+        entry = _KEPT.get(path)
         if entry is not None and entry[0] is not None:
             entry[0].close()
             entry[0] = None
