@@ -58,3 +58,29 @@ def test_query_df_with_parameters_and_other_types(wh: DuckDBWarehouse):
     assert list(got["big"]) == [-7, 1]
     same = wh.query_df("select big, name from t where big = ?", [1])
     assert same.to_dict("records") == [{"big": 1, "name": "王伟"}]
+
+
+def test_a_kept_open_warehouse_serves_every_connection_until_released(tmp_path):
+    import duckdb
+
+    from customer_mdm.config import Settings
+    from customer_mdm.warehouse import connect, kept_open, released
+
+    settings = Settings.from_env(env={}, home=tmp_path / "home", target="duckdb")
+    path = str(settings.warehouse_file)
+    with kept_open(settings):
+        with connect(settings) as wh:
+            wh.execute("create table t as select 1 as x")
+        with kept_open(settings), connect(settings, read_only=True) as wh:  # nested; read-write inside
+            wh.execute("insert into t values (2)")
+        with pytest.raises(duckdb.Error):  # the file is this process's, with its configuration
+            duckdb.connect(path, read_only=True)
+        with released(settings):  # e.g. dbt-duckdb, with its own configuration
+            other = duckdb.connect(path, read_only=True)
+            assert other.execute("select count(*) from t").fetchall() == [(2,)]
+            other.close()
+        with connect(settings) as wh:  # open again after the release
+            assert wh.scalar("select sum(x) from t") == 3
+    reader = duckdb.connect(path, read_only=True)  # closed (and checkpointed) at the end
+    assert reader.execute("select count(*) from t").fetchall() == [(2,)]
+    reader.close()

@@ -157,7 +157,7 @@ class DuckDBWarehouse(Warehouse):
         table = self.con.sql(sql, params=list(params) if params is not None else None).to_arrow_table()
         frame = _arrow_frame(table)
         if frame is None:  # a column type _arrow_frame does not convert: DuckDB's own conversion
-            return self.con.execute(sql, list(params) if params is not None else None).df()
+            return self.con.from_arrow(table).df()  # of the rows fetched (the query does not run again)
         return frame
 
     def insert_df(self, table: str, df: pd.DataFrame) -> int:
@@ -243,8 +243,9 @@ def _redact(dsn: str) -> str:
     return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", re.sub(r"password=\S+", "password=***", dsn))
 
 
-#: DuckDB files held open by :func:`kept_open` in this process: path -> (connection, depth)
-_KEPT: dict[str, list[Any]] = {}
+#: DuckDB files held open by :func:`kept_open` in this process: path -> its connection (None
+#: while :func:`released`)
+_KEPT: dict[str, DuckDBWarehouse | None] = {}
 _KEPT_LOCK = threading.Lock()
 
 
@@ -258,48 +259,41 @@ def kept_open(settings: Settings) -> Iterator[None]:
     database for about a millisecond, and DuckDB checkpoints once, when the block ends (or when
     its write-ahead log grows past its threshold). Inside the block every connection is
     read-write (DuckDB serves one file with one configuration per process);
-    :func:`released` closes the file for a moment (dbt opens it itself)."""
-    if settings.target != "duckdb":
-        yield
-        return
+    :func:`released` closes the file for a moment (dbt opens it itself). A nested block
+    leaves the file to the outer one."""
     path = str(settings.warehouse_file)
     with _KEPT_LOCK:
-        if path in _KEPT:
-            _KEPT[path][1] += 1
-            owner = False
-        else:
+        owner = settings.target == "duckdb" and path not in _KEPT
+        if owner:
             settings.warehouse_file.parent.mkdir(parents=True, exist_ok=True)
-            _KEPT[path] = [DuckDBWarehouse(path), 1]
-            owner = True
+            _KEPT[path] = DuckDBWarehouse(path)
     try:
         yield
     finally:
-        with _KEPT_LOCK:
-            entry = _KEPT[path]
-            entry[1] -= 1
-            if owner:
-                del _KEPT[path]
-                if entry[0] is not None:
-                    entry[0].close()
+        if owner:
+            with _KEPT_LOCK:
+                kept = _KEPT.pop(path)
+                if kept is not None:
+                    kept.close()
 
 
 @contextmanager
 def released(settings: Settings) -> Iterator[None]:
     """Close a file :func:`kept_open` holds for the duration of the block (another program, or
     dbt-duckdb with its own configuration, opens it), then open it again."""
-    path = str(settings.warehouse_file) if settings.target == "duckdb" else ""
+    path = str(settings.warehouse_file)
     with _KEPT_LOCK:
-        entry = _KEPT.get(path)
-        if entry is not None and entry[0] is not None:
-            entry[0].close()
-            entry[0] = None
+        kept = _KEPT.get(path) if settings.target == "duckdb" else None
+        if kept is not None:
+            kept.close()
+            _KEPT[path] = None
     try:
         yield
     finally:
-        if entry is not None:
+        if kept is not None:
             with _KEPT_LOCK:
-                if _KEPT.get(path) is entry and entry[0] is None:
-                    entry[0] = DuckDBWarehouse(path)  # type: ignore[arg-type]
+                if path in _KEPT and _KEPT[path] is None:
+                    _KEPT[path] = DuckDBWarehouse(path)
 
 
 def connect(settings: Settings, read_only: bool = False) -> Warehouse:
@@ -310,7 +304,7 @@ def connect(settings: Settings, read_only: bool = False) -> Warehouse:
     path = str(settings.warehouse_file)
     with _KEPT_LOCK:
         kept = _KEPT.get(path)
-    if kept is not None and kept[0] is not None:
+    if kept is not None:
         return DuckDBWarehouse(path)  # attaches to the open database (kept_open): read-write
     settings.warehouse_file.parent.mkdir(parents=True, exist_ok=True)
     return DuckDBWarehouse(path, read_only=read_only)
