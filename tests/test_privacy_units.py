@@ -8,18 +8,26 @@ import pytest
 
 from customer_mdm.audit import AUDIT_TABLE, append, ensure_audit_table
 from customer_mdm.config import Settings
+from customer_mdm.errors import ConfigError
 from customer_mdm.privacy import erasure_salt, normalise, pseudonym, salt_file
 from customer_mdm.warehouse import connect
 
 
-def test_salt_is_generated_once_private_and_overridable(duckdb_settings: Settings, monkeypatch) -> None:
+def test_salt_is_generated_once_private_and_overridable(duckdb_settings: Settings, monkeypatch, tmp_path) -> None:
     monkeypatch.delenv("MDM_ERASURE_SALT", raising=False)
+    monkeypatch.delenv("MDM_ERASURE_SALT_FILE", raising=False)
     first = erasure_salt(duckdb_settings)
     assert len(first) == 64 and erasure_salt(duckdb_settings) == first
     assert stat.S_IMODE(salt_file(duckdb_settings).stat().st_mode) == 0o600
+    assert stat.S_IMODE(salt_file(duckdb_settings).parent.stat().st_mode) == 0o700
     hashed = pseudonym(duckdb_settings, "phone", "138 1234 5678")
+    # another installation (another warehouse) with its own salt hashes differently
+    other = Settings.from_env(env={}, home=tmp_path / "other", landing=duckdb_settings.landing)
     monkeypatch.setenv("MDM_ERASURE_SALT", "another-installation")
-    assert pseudonym(duckdb_settings, "phone", "138 1234 5678") != hashed
+    assert pseudonym(other, "phone", "138 1234 5678") != hashed
+    # ... but that salt is refused against the first warehouse: its fingerprint differs
+    with pytest.raises(ConfigError, match="does not match"):
+        pseudonym(duckdb_settings, "phone", "138 1234 5678")
 
 
 def test_identifiers_are_normalised_before_hashing(duckdb_settings: Settings) -> None:

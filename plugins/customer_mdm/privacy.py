@@ -37,9 +37,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -110,29 +108,21 @@ _SCHEMAS = ("staging", "intermediate", "mdm", "golden_build", "marts", "governan
 
 # ----------------------------------------------------------------------------- pseudonyms
 def salt_file(settings: Settings) -> Path:
-    return settings.home / "secrets" / "erasure_salt"
+    """The file that holds the salt when ``MDM_ERASURE_SALT`` is not set: ``MDM_ERASURE_SALT_FILE``,
+    else ``secrets/erasure_salt`` next to the DuckDB file (PostgreSQL: ``$MDM_HOME/secrets``)."""
+    from customer_mdm import keys
+
+    return keys.key_file(settings, keys.ERASURE_SALT)
 
 
 def erasure_salt(settings: Settings) -> bytes:
-    """The installation's salt: ``MDM_ERASURE_SALT``, else ``$MDM_HOME/secrets/erasure_salt``
-    (generated once, mode 0600). Losing it makes existing tombstones unmatchable: back it up."""
-    env = os.environ.get("MDM_ERASURE_SALT")
-    if env:
-        return env.encode("utf-8")
-    path = salt_file(settings)
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_hex(32))
-        try:
-            os.link(tmp, path)  # never overwrite a salt another process wrote first
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink(missing_ok=True)
-    return path.read_text(encoding="utf-8").strip().encode("utf-8")
+    """The warehouse's salt (:mod:`customer_mdm.keys`): ``MDM_ERASURE_SALT``, ``MDM_ERASURE_SALT_FILE``
+    or the default key file (created once, mode 0600, for a warehouse without a salt yet). Its
+    fingerprint is kept in the warehouse: a different salt stops with ConfigError instead of
+    silently making old tombstones unmatchable."""
+    from customer_mdm import keys
+
+    return keys.erasure_salt(settings)
 
 
 def _hasher(settings: Settings) -> Any:
