@@ -26,6 +26,8 @@ from customer_mdm.pipeline import run_inline
 from customer_mdm.warehouse import Warehouse, connect
 
 PEOPLE = 120
+KEY = {"MDM_BACKUP_KEY": "test-backup-key-0123456789abcdef"}
+SEALER = bk.Sealer(KEY["MDM_BACKUP_KEY"].encode())
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +47,7 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 @pytest.fixture(scope="module")
 def snapshot(source: Settings, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return bk.backup(source, tmp_path_factory.mktemp("backups"), env={})
+    return bk.backup(source, tmp_path_factory.mktemp("backups"), env=KEY)
 
 
 def _empty(tmp_path: Path, name: str, target: str = "duckdb", dsn: str | None = None) -> Settings:
@@ -68,7 +70,7 @@ def _assert_same_tables(a: Settings, b: Settings, tables: list[str]) -> None:
 
 # ----------------------------------------------------------------------------- the snapshot
 def test_snapshot_holds_every_table_with_counts_checksums_and_schema(source: Settings, snapshot: Path):
-    manifest = json.loads((snapshot / bk.MANIFEST).read_text())
+    manifest = bk.verify(snapshot, SEALER)
     assert manifest["format_version"] == bk.FORMAT_VERSION
     assert manifest["warehouse"]["target"] == "duckdb"
     assert manifest["platform_version"]
@@ -91,22 +93,22 @@ def test_snapshot_holds_every_table_with_counts_checksums_and_schema(source: Set
             "select count(*) from audit.golden_changes"
         )
     assert "ops.erasure_tombstones" in manifest["absent"] or "ops.erasure_tombstones" in manifest["tables"]
-    assert any(name.endswith("current.json") for name in manifest["artifacts"])
+    assert any(name.endswith("current.json.enc") for name in manifest["artifacts"])
     assert not list(snapshot.parent.glob(f"{bk.PARTIAL_PREFIX}*"))
 
 
 def test_backup_of_a_warehouse_without_golden_tables_is_refused(tmp_path: Path):
     settings = _empty(tmp_path, "empty")
     with pytest.raises(bk.BackupError, match="no golden tables published yet"):
-        bk.backup(settings, tmp_path / "b", env={})
+        bk.backup(settings, tmp_path / "b", env=KEY)
     assert not list((tmp_path / "b").iterdir())
 
 
 # ----------------------------------------------------------------------------- restore
 def test_restore_into_an_empty_duckdb_equals_the_source(source: Settings, snapshot: Path, tmp_path: Path):
     target = _empty(tmp_path, "restored")
-    result = bk.restore(target, snapshot, env={})
-    manifest = bk.verify(snapshot)
+    result = bk.restore(target, snapshot, env=KEY)
+    manifest = bk.verify(snapshot, SEALER)
     assert result.tables == {t: i["rows"] for t, i in manifest["tables"].items()}
     assert result.replaced == []
     _assert_same_tables(source, target, list(manifest["tables"]))
@@ -115,14 +117,14 @@ def test_restore_into_an_empty_duckdb_equals_the_source(source: Settings, snapsh
     ).read_bytes()
 
     with pytest.raises(bk.RestoreRefused, match="--force"):  # tables hold rows now
-        bk.restore(target, snapshot, env={})
+        bk.restore(target, snapshot, env=KEY)
     with connect(target) as wh:
         wh.execute(
             "delete from marts.dim_customer where golden_id in (select golden_id from marts.dim_customer limit 5)"
         )
         wh.execute("insert into mdm.link_runs (run_id, mode) values ('later_run', 'full')")
         wh.execute("insert into audit.golden_changes (golden_id, reason) values ('G9', 'after the snapshot')")
-    forced = bk.restore(target, snapshot, force=True, env={})
+    forced = bk.restore(target, snapshot, force=True, env=KEY)
     assert "marts.dim_customer" in forced.replaced and "audit.golden_changes" not in forced.replaced
     _assert_same_tables(source, target, [t for t in manifest["tables"] if t not in bk.MERGED_TABLES])
     with connect(source) as wa, connect(target) as wb:  # append-only logs keep what came later
@@ -134,43 +136,43 @@ def test_restore_into_an_empty_duckdb_equals_the_source(source: Settings, snapsh
 @pytest.mark.postgres
 def test_restore_into_postgres_and_back_up_from_it(source: Settings, snapshot: Path, tmp_path: Path, pg_dsn: str):
     pg = _empty(tmp_path, "pg", "postgres", pg_dsn)
-    bk.restore(pg, snapshot, env={})
-    tables = list(bk.verify(snapshot)["tables"])
+    bk.restore(pg, snapshot, env=KEY)
+    tables = list(bk.verify(snapshot, SEALER)["tables"])
     _assert_same_tables(source, pg, tables)
     with connect(pg) as wh:  # a view on a restored table keeps working after a forced restore
         wh.execute("create view marts.v_customers as select golden_id from marts.dim_customer")
-    bk.restore(pg, snapshot, force=True, env={})
+    bk.restore(pg, snapshot, force=True, env=KEY)
     with connect(pg) as wh:
         assert (
             wh.scalar("select count(*) from marts.v_customers")
-            == bk.verify(snapshot)["tables"]["marts.dim_customer"]["rows"]
+            == bk.verify(snapshot, SEALER)["tables"]["marts.dim_customer"]["rows"]
         )
 
-    from_pg = bk.backup(pg, tmp_path / "pg_backups", env={})  # a PostgreSQL snapshot ...
-    assert json.loads((from_pg / bk.MANIFEST).read_text())["warehouse"]["target"] == "postgres"
+    from_pg = bk.backup(pg, tmp_path / "pg_backups", env=KEY)  # a PostgreSQL snapshot ...
+    assert bk.verify(from_pg, SEALER)["warehouse"]["target"] == "postgres"
     again = _empty(tmp_path, "again")
-    bk.restore(again, from_pg, env={})  # ... restored into DuckDB equals the original
+    bk.restore(again, from_pg, env=KEY)  # ... restored into DuckDB equals the original
     _assert_same_tables(source, again, tables)
 
 
 def test_corrupt_snapshot_is_refused_and_nothing_changes(snapshot: Path, tmp_path: Path):
     broken = tmp_path / snapshot.name
     shutil.copytree(snapshot, broken)
-    victim = broken / "marts.customer_xref.parquet"
+    victim = broken / "marts.customer_xref.parquet.enc"
     data = bytearray(victim.read_bytes())
     data[len(data) // 2] ^= 0xFF
     victim.write_bytes(bytes(data))
     target = _empty(tmp_path, "target")
-    with pytest.raises(bk.BackupCorrupt, match=r"marts\.customer_xref\.parquet: sha256"):
-        bk.restore(target, broken, env={})
+    with pytest.raises(bk.BackupCorrupt, match=r"marts\.customer_xref\.parquet\.enc: sha256"):
+        bk.restore(target, broken, env=KEY)
     assert not target.warehouse_file.exists()  # not even opened
 
-    (broken / "mdm.pairs.parquet").unlink()
-    with pytest.raises(bk.BackupCorrupt, match=r"mdm\.pairs\.parquet: missing"):
-        bk.verify(broken)
-    (broken / bk.MANIFEST).write_text('{"format_version": 1, "tab')
-    with pytest.raises(bk.BackupCorrupt, match="cannot be read"):
-        bk.restore(target, broken, env={})
+    (broken / "mdm.pairs.parquet.enc").unlink()
+    with pytest.raises(bk.BackupCorrupt, match=r"mdm\.pairs\.parquet\.enc: missing"):
+        bk.verify(broken, SEALER)
+    (broken / bk.MANIFEST).write_text('{"format_version": 2, "tab')
+    with pytest.raises(bk.BackupCorrupt, match="not an encrypted snapshot file"):
+        bk.restore(target, broken, env=KEY)
     assert not target.warehouse_file.exists()
 
 
@@ -187,7 +189,7 @@ def test_restore_calls_the_privacy_tombstones_hook(snapshot: Path, tmp_path: Pat
         module.apply_tombstones = lambda s: calls.append(s) or {"erased": 0}  # type: ignore[attr-defined]
         monkeypatch.setitem(sys.modules, "customer_mdm.privacy", module)
     target = _empty(tmp_path, "hooked")
-    result = bk.restore(target, snapshot, env={})
+    result = bk.restore(target, snapshot, env=KEY)
     assert result.tombstones_applied
     if real is None:
         assert calls == [target] and result.tombstones == {"erased": 0}
@@ -195,12 +197,12 @@ def test_restore_calls_the_privacy_tombstones_hook(snapshot: Path, tmp_path: Pat
 
 # ----------------------------------------------------------------------------- copies, retention
 def test_second_location_copy_is_verified(source: Settings, tmp_path: Path):
-    path = bk.backup(source, tmp_path / "main", copy_dir=tmp_path / "offsite", env={})
+    path = bk.backup(source, tmp_path / "main", copy_dir=tmp_path / "offsite", env=KEY)
     copy = tmp_path / "offsite" / path.name
-    assert bk.verify(copy) == bk.verify(path)
+    assert bk.verify(copy, SEALER) == bk.verify(path, SEALER)
     assert sorted(p.name for p in copy.rglob("*")) == sorted(p.name for p in path.rglob("*"))
     with pytest.raises(bk.BackupError, match="already holds"):
-        bk.copy_snapshot(path, tmp_path / "offsite")
+        bk.copy_snapshot(path, tmp_path / "offsite", SEALER)
 
 
 def test_retention_keeps_the_newest_n(source: Settings, tmp_path: Path):
@@ -208,10 +210,11 @@ def test_retention_keeps_the_newest_n(source: Settings, tmp_path: Path):
         "MDM_BACKUP_DIR": str(tmp_path / "main"),
         "MDM_BACKUP_COPY_DIR": str(tmp_path / "copy"),
         "MDM_BACKUP_KEEP": "3",
+        **KEY,
     }
     made = [bk.backup(source, env=env) for _ in range(5)]
     for directory in (tmp_path / "main", tmp_path / "copy"):
-        assert [s.name for s in bk.list_snapshots(directory)] == [p.name for p in made[-3:]]
+        assert [s.name for s in bk.list_snapshots(directory, SEALER)] == [p.name for p in made[-3:]]
     assert len({p.name for p in made}) == 5  # same second, same run: still distinct names
 
     with pytest.raises(ConfigError, match="MDM_BACKUP_KEEP"):
@@ -224,13 +227,18 @@ def test_retention_keeps_the_newest_n(source: Settings, tmp_path: Path):
 def test_cli_backup_list_and_restore(source: Settings, tmp_path: Path):
     from customer_mdm.cli import main
 
-    env = {"MDM_HOME": str(source.home), "MDM_LANDING": str(source.landing), "MDM_BACKUP_DIR": str(tmp_path / "b")}
+    env = {
+        "MDM_HOME": str(source.home),
+        "MDM_LANDING": str(source.landing),
+        "MDM_BACKUP_DIR": str(tmp_path / "b"),
+        **KEY,
+    }
     runner = CliRunner()
     made = runner.invoke(main, ["backup"], env=env, catch_exceptions=False)
     assert made.exit_code == 0, made.output
     assert "backup written" in made.output
     listed = runner.invoke(main, ["backup", "--list"], env=env, catch_exceptions=False)
-    name = bk.list_snapshots(tmp_path / "b")[0].name
+    name = bk.list_snapshots(tmp_path / "b", SEALER)[0].name
     assert name in listed.output
 
     other = {**env, "MDM_HOME": str(tmp_path / "other")}
@@ -249,8 +257,9 @@ def test_backup_step_of_the_dag_records_itself_on_the_published_run(
     from customer_mdm.pipeline import backup_step
 
     monkeypatch.setenv("MDM_BACKUP_DIR", str(tmp_path / "dag"))
+    monkeypatch.setenv("MDM_BACKUP_KEY", KEY["MDM_BACKUP_KEY"])
     details = backup_step(source, "scheduled__2026-12-03T01:00:00+00:00")  # an Airflow run id
-    [snap] = bk.list_snapshots(tmp_path / "dag")
+    [snap] = bk.list_snapshots(tmp_path / "dag", SEALER)
     assert details["snapshot"] == str(snap.path) and details["rows"] == snap.rows
     with connect(source) as wh:
         published = wh.scalar("select run_id from ops.runs")

@@ -549,19 +549,39 @@ def train(ctx: click.Context) -> None:
     "--dest", type=click.Path(path_type=Path), help="Backup directory (default: $MDM_BACKUP_DIR or $MDM_HOME/backups)."
 )
 @click.option("--list", "list_only", is_flag=True, help="List the snapshots in the backup directory instead.")
+@click.option(
+    "--rotate-key",
+    is_flag=True,
+    help="Re-encrypt the retained snapshots written under MDM_BACKUP_OLD_KEY (or MDM_BACKUP_OLD_KEY_FILE) "
+    "with MDM_BACKUP_KEY instead of taking a backup (docs/security.md).",
+)
 @click.pass_context
-def backup(ctx: click.Context, dest: Path | None, list_only: bool) -> None:
-    """Snapshot the golden tables and the linkage state (Parquet + manifest with checksums)."""
-    from customer_mdm.backup import BackupConfig, list_snapshots
+def backup(ctx: click.Context, dest: Path | None, list_only: bool, rotate_key: bool) -> None:
+    """Snapshot the golden tables and the linkage state (encrypted Parquet + authenticated manifest)."""
+    from customer_mdm import keys
+    from customer_mdm.backup import OLD_KEY, BackupConfig, Sealer, list_snapshots
     from customer_mdm.backup import backup as run_backup
+    from customer_mdm.backup import rotate_key as run_rotation
 
     settings = _settings(ctx)
     config = BackupConfig.from_env(settings)
+    if rotate_key:
+        old = Sealer(keys.backup_secret(settings, create=False, spec=OLD_KEY))
+        new = Sealer.from_env(settings, create=True)
+        if old.key_id == new.key_id:
+            raise MdmError("MDM_BACKUP_OLD_KEY and MDM_BACKUP_KEY are the same key: nothing to rotate")
+        directories = [dest] if dest else [d for d in (config.dest, config.copy_dir) if d is not None]
+        done = run_rotation(settings, old, new, directories)
+        click.echo(
+            f"key rotation to key {new.key_id}: {len(done['rotated'])} snapshot(s) re-encrypted, "
+            f"{len(done['current'])} already under the new key, {len(done['skipped'])} under neither key (left alone)"
+        )
+        return
     if list_only:
         directory = dest or config.dest
-        snapshots = list_snapshots(directory)
+        snapshots = list_snapshots(directory, Sealer.from_env(settings))
         if not snapshots:
-            click.echo(f"no snapshots in {directory}")
+            click.echo(f"no snapshots in {directory} (under the configured backup key)")
             return
         click.echo(f"{'snapshot':<52}{'created (UTC)':<21}{'tables':>7}{'rows':>12}{'MB':>9}")
         for snap in reversed(snapshots):
@@ -571,8 +591,8 @@ def backup(ctx: click.Context, dest: Path | None, list_only: bool) -> None:
             )
         return
     path = run_backup(settings, dest)
-    snap = next(s for s in list_snapshots(path.parent) if s.path == path)
-    click.echo(f"backup written: {path} ({len(snap.manifest['tables'])} tables, {snap.rows:,} rows)")
+    snap = next(s for s in list_snapshots(path.parent, Sealer.from_env(settings)) if s.path == path)
+    click.echo(f"backup written: {path} ({len(snap.manifest['tables'])} tables, {snap.rows:,} rows, encrypted)")
     if config.copy_dir:
         click.echo(f"copy verified: {config.copy_dir / path.name}")
 
@@ -591,6 +611,8 @@ def restore(ctx: click.Context, snapshot: str, force: bool) -> None:
         click.echo(f"  {table:<32}{rows:>12,} rows" + ("  (replaced)" if table in result.replaced else ""))
     if result.artifacts:
         click.echo(f"linkage model files restored: {len(result.artifacts)}")
+    if result.salt_installed:
+        click.echo("the snapshot's erasure salt was installed as this warehouse's salt (back it up with the warehouse)")
     click.echo("erasure tombstones re-applied" if result.tombstones_applied else "no erasure tombstones to re-apply")
 
 

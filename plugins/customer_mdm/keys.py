@@ -87,27 +87,32 @@ def key_file(settings: Settings, spec: KeySpec, env: Mapping[str, str] | None = 
     return secrets_dir(settings) / spec.name
 
 
-def private_dir(path: Path) -> Path:
-    """Create ``path`` (and missing parents) readable by the owner only (0700)."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(path, 0o700)
-    return path
+def _create_once(path: Path, secret: bytes | None = None) -> bool:
+    """Write ``secret`` (default: 32 new random bytes as hex) to ``path`` unless it exists; True
+    when this call created it. ``O_EXCL`` makes concurrent first uses agree: one wins, the others
+    read its file."""
+    from customer_mdm.private_files import private_dir
 
-
-def _create_once(path: Path) -> bool:
-    """Write a new random secret to ``path`` unless it exists; True when this call created it.
-    ``O_EXCL`` makes concurrent first uses agree: one wins, the others read its file."""
-    private_dir(path.parent)
+    private_dir(path.parent, narrow=path.parent.name == "secrets")
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         return False
     try:
-        os.write(fd, (secrets.token_hex(32) + "\n").encode("ascii"))
+        os.write(fd, (secret or secrets.token_hex(32).encode("ascii")) + b"\n")
         os.fsync(fd)
     finally:
         os.close(fd)
     return True
+
+
+def install(settings: Settings, spec: KeySpec, secret: bytes, env: Mapping[str, str] | None = None) -> bool:
+    """Write ``secret`` to the default key file when no secret is configured (a restore brings
+    the source warehouse's salt); True when it was written."""
+    env = os.environ if env is None else env
+    if env.get(spec.env) or env.get(spec.file_env):
+        return False
+    return _create_once(key_file(settings, spec, env), secret)
 
 
 def _read_file(path: Path, spec: KeySpec) -> bytes:
@@ -261,12 +266,15 @@ def golden_id_key(settings: Settings) -> bytes:
     return hmac.new(erasure_salt(settings), b"customer-mdm/golden-id/v1", hashlib.sha256).digest()
 
 
-def backup_secret(settings: Settings, env: Mapping[str, str] | None = None, *, create: bool = True) -> bytes:
+def backup_secret(
+    settings: Settings, env: Mapping[str, str] | None = None, *, create: bool = True, spec: KeySpec = BACKUP_KEY
+) -> bytes:
     """The backup key's text (``MDM_BACKUP_KEY``, ``MDM_BACKUP_KEY_FILE`` or the default file)."""
-    secret = load(settings, BACKUP_KEY, env, create=create)
+    secret = load(settings, spec, env, create=create)
     if secret is None:
         raise ConfigError(
-            f"no backup key: set {BACKUP_KEY.env} or {BACKUP_KEY.file_env} (the key the snapshots were written with)"
+            f"no backup key: set {spec.env} or {spec.file_env} (the key the snapshots were written with), "
+            f"or put it in {key_file(settings, spec, env)}"
         )
     if len(secret) < MIN_SECRET_CHARS:
         raise ConfigError(

@@ -472,12 +472,12 @@ def backup_step(settings: Settings, run_id: str) -> dict[str, Any]:
     """Snapshot the published golden tables and the linkage state (``customer_mdm.backup``):
     the mdm_backup DAG, after each publication. Recorded as step ``backup`` of the run that
     published them."""
-    from customer_mdm.backup import backup, list_snapshots
+    from customer_mdm.backup import Sealer, backup, list_snapshots
 
     run_id = _governance_run(settings, run_id)
     with step(settings, run_id, "backup") as rec:
         path = _when_reachable(lambda: backup(settings), settings)
-        snapshot = next(s for s in list_snapshots(path.parent) if s.path == path)
+        snapshot = next(s for s in list_snapshots(path.parent, Sealer.from_env(settings)) if s.path == path)
         rec.details.update(
             snapshot=str(path), tables=len(snapshot.manifest["tables"]), rows=snapshot.rows, bytes=snapshot.bytes
         )
