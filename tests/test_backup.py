@@ -266,3 +266,181 @@ def test_backup_step_of_the_dag_records_itself_on_the_published_run(
         assert (
             wh.scalar("select status from ops.run_steps where run_id = ? and step = 'backup'", [published]) == "success"
         )
+
+
+# ----------------------------------------------------------------------------- encryption at rest, hostile snapshots
+def _copy(snapshot: Path, tmp_path: Path) -> Path:
+    broken = tmp_path / "copies" / snapshot.name
+    shutil.copytree(snapshot, broken)
+    return broken
+
+
+def _reseal_manifest(snapshot: Path, change: Any, sealer: bk.Sealer = SEALER) -> None:
+    """Rewrite a snapshot's manifest as someone holding the key could (the validation must hold)."""
+    manifest = json.loads(sealer.read(snapshot, bk.MANIFEST))
+    change(manifest)
+    sealer.write(snapshot, snapshot.name, bk.MANIFEST, json.dumps(manifest).encode())
+
+
+def test_snapshot_files_are_encrypted_and_private(source: Settings, snapshot: Path):
+    import stat
+
+    with connect(source) as wh:
+        golden_id = wh.scalar("select golden_id from marts.dim_customer order by golden_id limit 1")
+        record = wh.scalar("select source_id from marts.customer_xref order by source_id limit 1")
+    assert stat.S_IMODE(snapshot.stat().st_mode) == 0o700
+    assert stat.S_IMODE(snapshot.parent.stat().st_mode) == 0o700
+    files = [p for p in snapshot.rglob("*") if p.is_file()]
+    assert files and {p.name for p in files} >= {bk.MANIFEST, bk.SALT_FILE, "marts.dim_customer.parquet.enc"}
+    for path in files:
+        data = path.read_bytes()
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
+        assert data.startswith(bk.MAGIC), path.name
+        assert b"PAR1" not in data[:64] and str(golden_id).encode() not in data and str(record).encode() not in data
+
+
+def test_wrong_key_and_tampered_files_are_refused_before_anything_is_touched(snapshot: Path, tmp_path: Path):
+    target = _empty(tmp_path, "target")
+    other_key = {"MDM_BACKUP_KEY": "another-backup-key-fedcba9876543210"}
+    with pytest.raises(bk.BackupKeyMismatch, match="written under backup key"):
+        bk.restore(target, snapshot, env=other_key)
+    with pytest.raises(ConfigError, match="does not exist"):
+        bk.restore(target, snapshot, env={"MDM_BACKUP_KEY_FILE": str(tmp_path / "missing")})
+
+    broken = _copy(snapshot, tmp_path)
+    manifest = bytearray((broken / bk.MANIFEST).read_bytes())
+    manifest[-5] ^= 0x01  # one bit of the sealed manifest
+    (broken / bk.MANIFEST).write_bytes(bytes(manifest))
+    with pytest.raises(bk.BackupCorrupt, match="fails authentication"):
+        bk.restore(target, broken, env=KEY)
+
+    renamed = tmp_path / "copies" / "20990101T000000Z_renamed"
+    shutil.copytree(snapshot, renamed)
+    with pytest.raises(bk.BackupCorrupt, match="fails authentication"):
+        bk.restore(target, renamed, env=KEY)
+
+    swapped = _copy(snapshot, tmp_path / "swap")  # a file moved between tables of the same snapshot
+    shutil.copy(swapped / "mdm.pairs.parquet.enc", swapped / "marts.dim_customer.parquet.enc")
+    _reseal_manifest(
+        swapped,
+        lambda m: m["tables"]["marts.dim_customer"].update(
+            bytes=(swapped / "marts.dim_customer.parquet.enc").stat().st_size,
+            sha256=bk.sha256_file(swapped / "marts.dim_customer.parquet.enc"),
+        ),
+    )
+    with pytest.raises(bk.BackupCorrupt, match="fails authentication"):
+        bk.restore(target, swapped, env=KEY)
+    assert not target.warehouse_file.exists()  # not even opened
+
+
+@pytest.mark.parametrize(
+    ("change", "complaint"),
+    [
+        (  # SQL in a table key
+            lambda m: m["tables"].__setitem__(
+                "marts.dim_customer (x int); drop table ops.runs; --",
+                m["tables"]["marts.dim_customer"],
+            ),
+            "not one the platform backs up",
+        ),
+        (  # SQL in a column name
+            lambda m: m["tables"]["marts.dim_customer"]["columns"][0].update(name='x" int); drop table ops.runs; --'),
+            "not a plain identifier",
+        ),
+        (  # SQL in a column type
+            lambda m: m["tables"]["marts.dim_customer"]["columns"][0].update(type="text); drop table ops.runs; --"),
+            "not a portable type",
+        ),
+        (lambda m: m["tables"]["marts.dim_customer"].update(file="../../etc/passwd"), "the file must be"),
+        (lambda m: m["tables"]["marts.dim_customer"].update(file="/etc/passwd"), "the file must be"),
+        (
+            lambda m: m["artifacts"].__setitem__("models/../../../outside.json.enc", {"bytes": 1, "sha256": "0" * 64}),
+            "not a model file inside the snapshot",
+        ),
+        (
+            lambda m: m["artifacts"].__setitem__("/etc/cron.d/x.json.enc", {"bytes": 1, "sha256": "0" * 64}),
+            "not a model file inside the snapshot",
+        ),
+    ],
+    ids=["table_key", "column_name", "column_type", "dotdot_file", "absolute_file", "dotdot_artifact", "abs_artifact"],
+)
+def test_a_hostile_manifest_is_refused(snapshot: Path, tmp_path: Path, change: Any, complaint: str):
+    broken = _copy(snapshot, tmp_path)
+    _reseal_manifest(broken, change)
+    target = _empty(tmp_path, "target")
+    with pytest.raises(bk.BackupCorrupt, match=complaint):
+        bk.restore(target, broken, env=KEY)
+    assert not target.warehouse_file.exists()
+    assert not (tmp_path / "outside.json").exists()
+
+
+def test_a_symlinked_snapshot_file_is_not_followed(snapshot: Path, tmp_path: Path):
+    broken = _copy(snapshot, tmp_path)
+    victim = broken / "mdm.pairs.parquet.enc"
+    (tmp_path / "elsewhere").write_bytes(victim.read_bytes())
+    victim.unlink()
+    victim.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(bk.BackupCorrupt, match="symbolic link"):
+        bk.verify(broken, SEALER)
+
+
+def test_retention_goes_by_directory_name_and_deletes_only_snapshots(source: Settings, tmp_path: Path):
+    main = tmp_path / "main"
+    made = [bk.backup(source, main, keep=10, env=KEY) for _ in range(3)]
+    # the oldest claims to be from the future: retention must not believe its manifest
+    _reseal_manifest(made[0], lambda m: m.update(created_at="2999-01-01T00:00:00+00:00"))
+    (main / "not_a_snapshot").mkdir()
+    fake = main / "20000101T000000Z_forged"  # named like a snapshot, not written under the key
+    fake.mkdir()
+    (fake / bk.MANIFEST).write_bytes(b"MDMSNAP2" + b"0" * 100)
+    removed = bk.prune(main, 2, SEALER)
+    assert removed == [made[0]]
+    assert [s.name for s in bk.list_snapshots(main, SEALER)] == [p.name for p in made[1:]]
+    assert (main / "not_a_snapshot").is_dir() and fake.is_dir()
+
+
+def test_restore_into_a_warehouse_with_another_salt_is_refused(
+    snapshot: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    target = _empty(tmp_path, "salted")
+    monkeypatch.setenv("MDM_ERASURE_SALT", "the-target-warehouses-own-salt")
+    with pytest.raises(bk.RestoreRefused, match="another erasure salt"):
+        bk.restore(target, snapshot, env=KEY)
+    with connect(target) as wh:
+        assert not wh.table_exists("marts.dim_customer")
+
+
+def test_restore_into_a_new_home_adopts_the_snapshots_salt(source: Settings, snapshot: Path, tmp_path: Path):
+    from customer_mdm import keys
+    from customer_mdm.privacy import pseudonym
+
+    target = _empty(tmp_path, "fresh")
+    result = bk.restore(target, snapshot, env=KEY)
+    assert result.salt_installed
+    assert keys.load(target, keys.ERASURE_SALT, create=False) == keys.load(source, keys.ERASURE_SALT, create=False)
+    assert pseudonym(target, "record", "crm:C1") == pseudonym(source, "record", "crm:C1")
+
+
+def test_key_rotation_reencrypts_the_retained_snapshots(source: Settings, tmp_path: Path):
+    from customer_mdm.cli import main
+
+    first = bk.backup(source, tmp_path / "b", env=KEY)
+    new_key = "the-new-backup-key-000000000000000"
+    env = {
+        "MDM_HOME": str(source.home),
+        "MDM_LANDING": str(source.landing),
+        "MDM_BACKUP_DIR": str(tmp_path / "b"),
+        "MDM_BACKUP_OLD_KEY": KEY["MDM_BACKUP_KEY"],
+        "MDM_BACKUP_KEY": new_key,
+    }
+    out = CliRunner().invoke(main, ["backup", "--rotate-key"], env=env, catch_exceptions=False)
+    assert out.exit_code == 0, out.output
+    assert "1 snapshot(s) re-encrypted" in out.output
+    new = bk.Sealer(new_key.encode())
+    assert bk.verify(first, new)["key_id"] == new.key_id
+    with pytest.raises(bk.BackupKeyMismatch):
+        bk.verify(first, SEALER)
+    again = CliRunner().invoke(main, ["backup", "--rotate-key"], env=env, catch_exceptions=False)
+    assert "0 snapshot(s) re-encrypted, 1 already under the new key" in again.output
+    restored = bk.restore(_empty(tmp_path, "rotated"), first, env={"MDM_BACKUP_KEY": new_key})
+    assert restored.tables["marts.dim_customer"] > 0
