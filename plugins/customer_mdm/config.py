@@ -101,6 +101,10 @@ class Settings:
         memory_limit = str(overrides.pop("linkage_memory_limit", None) or env.get("MDM_LINKAGE_MEMORY_LIMIT") or "2GB")
         if overrides:
             raise TypeError(f"unknown settings: {sorted(overrides)}")
+        if env.get("MDM_WAREHOUSE_KEY"):
+            from customer_mdm.keys import refuse_warehouse_key
+
+            refuse_warehouse_key(env)
         settings = cls(
             home=home,
             landing=Path(str(landing)).expanduser().resolve(),
@@ -175,8 +179,14 @@ class Settings:
         return self.project_root / "expectations"
 
     def ensure_dirs(self) -> None:
-        for path in (self.home, self.quarantine_dir, self.reports_dir, self.dbt_state_dir):
-            path.mkdir(parents=True, exist_ok=True)
+        """Create the state directories; those holding personal data (quarantine copies, report
+        CSVs) are private (0700), like ``MDM_HOME`` itself when the platform creates it."""
+        from customer_mdm.private_files import private_dir
+
+        private_dir(self.home, narrow=False)
+        for path in (self.quarantine_dir, self.reports_dir):
+            private_dir(path)
+        self.dbt_state_dir.mkdir(parents=True, exist_ok=True)
 
     # ------------------------------------------------------------------ environments
     def pg_params(self) -> dict[str, str]:

@@ -43,7 +43,10 @@ def neutralise_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> Path:
-    """Write ``frame`` as UTF-8 CSV with formula-like cells neutralised."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    neutralise_frame(frame).to_csv(path, index=False)
+    """Write ``frame`` as UTF-8 CSV with formula-like cells neutralised, readable by its owner
+    only (mode 0600; missing directories 0700: it holds personal data)."""
+    from customer_mdm.private_files import open_private
+
+    with open_private(path, "w", encoding="utf-8", newline="") as fh:
+        neutralise_frame(frame).to_csv(fh, index=False)
     return path

@@ -494,6 +494,8 @@ def export_bi(settings: Settings, view: str, out: Path) -> int:
         raise MdmError(f"no {qualified} yet: its tables are not published; run `mdm run` first")
     with connect(settings, read_only=True) as wh:
         frame = wh.query_df(f"select * from {qualified} order by 1")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(out, index=False)
+    from customer_mdm.private_files import open_private
+
+    with open_private(out, "w", encoding="utf-8", newline="") as fh:  # mode 0600: masked, still personal
+        frame.to_csv(fh, index=False)
     return len(frame)

@@ -65,6 +65,8 @@ DOT_ENV = {
     "AIRFLOW_JWT_SECRET": "",  # generated below
     "AIRFLOW_API_SECRET_KEY": "smoke-api-secret",
     "MDM_ALERT_WEBHOOK": "",  # the test's HTTP server
+    "MDM_ERASURE_SALT": secrets.token_hex(32),
+    "MDM_BACKUP_KEY": secrets.token_hex(32),
 }
 
 # Not in docker-compose.yml on purpose: make a short test run react fast, keep ports free of

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -186,11 +185,12 @@ class FeedIngestor:
         )
 
     def _keep_copy(self, path: Path, sha: str) -> str:
-        dest_dir = self.settings.quarantine_dir / self.feed.folder
-        dest_dir.mkdir(parents=True, exist_ok=True)
+        from customer_mdm.private_files import copy_private, private_dir
+
+        dest_dir = private_dir(self.settings.quarantine_dir / self.feed.folder)
         dest = dest_dir / f"{sha[:12]}_{path.name}"
         if not dest.exists():
-            shutil.copy2(path, dest)
+            copy_private(path, dest)  # mode 0600 in a 0700 directory: the file holds personal data
         return str(dest)
 
     # ---------------------------------------------------------------- files
