@@ -68,3 +68,57 @@ def test_postgres_rejects_update_and_delete_of_the_audit_log(pg_dsn: str, tmp_pa
             wh.execute(sql)
     with connect(settings) as wh:
         assert wh.scalar("select count(*) from audit.golden_changes") == 1
+
+
+def test_forget_golden_ids_pseudonymises_an_erased_persons_ids(settings: Settings, monkeypatch) -> None:
+    import psycopg
+
+    from customer_mdm.audit import forget_golden_ids, list_changes
+
+    monkeypatch.delenv("MDM_ERASURE_SALT", raising=False)
+    gone, kept = "GAAAAAAAAAAA1", "GBBBBBBBBBBB2"
+    rows = [
+        {
+            "changed_at": "2026-11-20 10:00:00",
+            "actor": "run_1",
+            "actor_kind": "run",
+            "action": "new",
+            "golden_id": gone,
+            "field": "golden_id",
+            "new_value": f'{{"golden_id": "{gone}", "records": 1}}',
+        },
+        {
+            "changed_at": "2026-11-21 10:00:00",
+            "actor": "run_2",
+            "actor_kind": "run",
+            "action": "merge",
+            "golden_id": kept,
+            "field": "golden_id",
+            "old_value": f'{{"golden_id": "{kept}"}}',
+            "new_value": f'{{"golden_id": "{gone}", "records": 2}}',
+            "reason": f"{kept} merged into the older id {gone}",
+        },
+        {
+            "changed_at": "2026-11-22 10:00:00",
+            "actor": "run_3",
+            "actor_kind": "run",
+            "action": "new",
+            "golden_id": kept,
+            "field": "golden_id",
+            "new_value": f'{{"golden_id": "{kept}", "records": 1}}',
+        },
+    ]
+    with connect(settings) as wh:
+        ensure_audit_table(wh)
+        append(wh, rows)
+        assert forget_golden_ids(settings, wh, [gone]) == 2
+        everything = wh.query(f"select * from {AUDIT_TABLE}")
+        assert len(everything) == 3 and gone not in repr(everything)
+        alias = pseudonym(settings, "golden_id", gone)
+        assert sum(alias in repr(r) for r in everything) == 2
+        assert wh.scalar(f"select count(*) from {AUDIT_TABLE} where golden_id = ?", [kept]) == 2  # others stay
+        assert len(list_changes(settings, wh, golden_id=gone)) == 1  # still found by the operator
+        assert forget_golden_ids(settings, wh, [gone]) == 0
+    if settings.target == "postgres":  # the exception is only for forget_golden_ids' transaction
+        with connect(settings) as wh, pytest.raises(psycopg.errors.RaiseException, match="append-only"):
+            wh.execute(f"update {AUDIT_TABLE} set golden_id = ? where golden_id = ?", ["G0", kept])

@@ -24,12 +24,17 @@ type, consent status, province, city, district) are stored as they are.
 
 **Append-only.** Nothing in the package updates or deletes these rows; on PostgreSQL a trigger
 rejects every UPDATE, DELETE and TRUNCATE (:func:`ensure_audit_table`). On DuckDB (embedded,
-single user) the guarantee is the code's.
+single user) the guarantee is the code's. One exception, erasure: :func:`forget_golden_ids`
+replaces an erased person's golden ids by their salted pseudonym (``golden_id`` and every mention
+in ``old_value`` / ``new_value`` / ``reason``); the trigger lets that one UPDATE through only inside
+a transaction that set ``mdm.forget_golden_ids``, and only when who, when and what stay as they were.
+``mdm audit --golden G...`` still finds the rows of an erased id by its pseudonym.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -74,12 +79,24 @@ PERSONAL_FIELDS = frozenset({"name", "birth_date", "phone", "email", "street", "
 
 _HISTORY_ACTIONS = {"create": "new", "merge": "merge", "split": "split", "retire": "retire"}
 
-_PG_GUARD = """
+_PG_GUARD_FUNCTION = """
 create or replace function audit.reject_change() returns trigger language plpgsql as $$
 begin
+    -- erasure (customer_mdm.audit.forget_golden_ids): golden ids become pseudonyms, nothing else changes
+    if tg_op = 'UPDATE' and coalesce(current_setting('mdm.forget_golden_ids', true), '') = 'on'
+       and new.changed_at is not distinct from old.changed_at and new.actor is not distinct from old.actor
+       and new.actor_kind is not distinct from old.actor_kind and new.action is not distinct from old.action
+       and new.field is not distinct from old.field and new.run_id is not distinct from old.run_id
+       and (new.golden_id is not distinct from old.golden_id or new.golden_id ~ '^[0-9a-f]{64}$') then
+        return new;
+    end if;
     raise exception 'audit.golden_changes is append-only: % is not allowed', tg_op;
 end
 $$;
+"""
+_PG_GUARD = (
+    _PG_GUARD_FUNCTION
+    + """
 drop trigger if exists golden_changes_append_only on audit.golden_changes;
 create trigger golden_changes_append_only before update or delete on audit.golden_changes
     for each row execute function audit.reject_change();
@@ -87,6 +104,7 @@ drop trigger if exists golden_changes_no_truncate on audit.golden_changes;
 create trigger golden_changes_no_truncate before truncate on audit.golden_changes
     for each statement execute function audit.reject_change();
 """
+)
 
 
 def _now() -> datetime:
@@ -103,6 +121,11 @@ def ensure_audit_table(wh: Warehouse) -> None:
         )
         if not exists:
             wh.execute(_PG_GUARD)
+        elif not wh.scalar(
+            "select count(*) from pg_proc as p join pg_namespace as n on n.oid = p.pronamespace "
+            "where n.nspname = 'audit' and p.proname = 'reject_change' and p.prosrc like '%mdm.forget_golden_ids%'"
+        ):
+            wh.execute(_PG_GUARD_FUNCTION)  # a guard from before forget_golden_ids
 
 
 def append(wh: Warehouse, rows: list[dict[str, Any]] | pd.DataFrame) -> int:
@@ -319,6 +342,49 @@ def record_steward_decision(
     )
 
 
+# ----------------------------------------------------------------------------- erasure
+def forget_golden_ids(settings: Settings, wh: Warehouse, ids: Iterable[str]) -> int:
+    """Replace the golden ids ``ids`` of erased persons by their salted pseudonyms
+    (:func:`customer_mdm.privacy.pseudonym`, kind ``golden_id``) in every audit row: the
+    ``golden_id`` column and every mention in ``old_value``, ``new_value`` and ``reason``. Golden
+    ids outlive the person in downstream systems; after this the audit log no longer links them
+    to the erasure (nor to the person's history). Returns the rows changed. Runs inside the
+    caller's transaction (the erasure's) when there is one."""
+    from customer_mdm.privacy import pseudonym
+
+    wanted = sorted({str(i) for i in ids if i is not None and str(i)})
+    if not wanted or not wh.table_exists(AUDIT_TABLE):
+        return 0
+    ensure_audit_table(wh)  # on PostgreSQL: a guard that lets this update through
+    changed = 0
+    statement = (
+        f"update {AUDIT_TABLE} set "
+        "golden_id = case when golden_id = ? then ? else golden_id end, "
+        "old_value = replace(old_value, ?, ?), new_value = replace(new_value, ?, ?), reason = replace(reason, ?, ?) "
+        "where golden_id = ? or strpos(old_value, ?) > 0 or strpos(new_value, ?) > 0 or strpos(reason, ?) > 0"
+    )
+    count = f"select count(*) from {AUDIT_TABLE} where golden_id = ? or strpos(old_value, ?) > 0 or " + (
+        "strpos(new_value, ?) > 0 or strpos(reason, ?) > 0"
+    )
+
+    def run() -> int:
+        n = 0
+        for gid in wanted:
+            alias = pseudonym(settings, "golden_id", gid)
+            n += int(wh.scalar(count, [gid] * 4) or 0)
+            wh.execute(statement, [gid, alias, gid, alias, gid, alias, gid, alias, gid, gid, gid, gid])
+        return n
+
+    if wh.target == "postgres":
+        with wh.transaction():
+            wh.execute("select set_config('mdm.forget_golden_ids', 'on', true)")
+            changed = run()
+            wh.execute("select set_config('mdm.forget_golden_ids', 'off', true)")
+    else:
+        changed = run()
+    return changed
+
+
 # ----------------------------------------------------------------------------- reading
 def list_changes(
     settings: Settings,
@@ -336,9 +402,9 @@ def list_changes(
         return pd.DataFrame(columns=list(AUDIT_COLUMNS))
     where: list[str] = []
     params: list[Any] = []
-    if golden_id:
-        where.append("golden_id = ?")
-        params.append(golden_id)
+    if golden_id:  # an erased id is found by its pseudonym (forget_golden_ids)
+        where.append("golden_id in (?, ?)")
+        params += [golden_id, pseudonym(settings, "golden_id", golden_id)]
     if since is not None:
         where.append("changed_at >= ?")
         params.append(since)

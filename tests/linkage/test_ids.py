@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-import pandas as pd
+import hashlib
 
-from customer_mdm.linkage.ids import assign_golden_ids, new_golden_id
+import pandas as pd
+import pytest
+
+from customer_mdm.linkage.ids import assign_golden_ids as _assign
+from customer_mdm.linkage.ids import new_golden_id
 
 T0 = pd.Timestamp("2026-11-01")
 T1 = pd.Timestamp("2026-11-02")
 T2 = pd.Timestamp("2026-11-03")
 EMPTY_XREF = pd.DataFrame(columns=["record_id", "golden_id"])
 EMPTY_REG = pd.DataFrame(columns=["golden_id", "created_at", "status", "merged_into"])
+KEY = b"k" * 32  # customer_mdm.keys.golden_id_key in the platform
+
+
+def assign_golden_ids(*args, **kwargs):
+    return _assign(*args, key=kwargs.pop("key", KEY), **kwargs)
 
 
 def clusters(groups: dict[str, list[str]], seen: dict[str, pd.Timestamp] | None = None) -> pd.DataFrame:
@@ -30,8 +39,8 @@ def test_first_run_ids_are_derived_from_the_oldest_record():
         T0,
     )
     ids = ids_of(result)
-    assert ids["crm:C1"] == ids["crm:C2"] == new_golden_id("crm:C1")
-    assert ids["pos:K1"] == new_golden_id("pos:K1")
+    assert ids["crm:C1"] == ids["crm:C2"] == new_golden_id("crm:C1", KEY)
+    assert ids["pos:K1"] == new_golden_id("pos:K1", KEY)
     assert sorted(result.events["event"]) == ["create", "create"]
     assert set(result.registry["status"]) == {"active"}
 
@@ -96,3 +105,15 @@ def test_retired_when_all_records_gone():
     after = assign_golden_ids(clusters({"a": ["r1"]}), first.xref, first.registry, T1)
     assert after.registry.set_index("golden_id").loc[gone, "status"] == "retired"
     assert "retire" in set(after.events["event"])
+
+
+def test_golden_ids_cannot_be_computed_from_a_record_id_without_the_key():
+    """Golden ids were sha256(record_id)[:12]: a sequential CRM id gave away the person's golden id."""
+    result = assign_golden_ids(clusters({"a": ["crm:C0000001"]}), EMPTY_XREF, EMPTY_REG, T0)
+    [gid] = result.xref["golden_id"]
+    assert gid != "G" + hashlib.sha256(b"crm:C0000001").hexdigest()[:12].upper()
+    other = assign_golden_ids(clusters({"a": ["crm:C0000001"]}), EMPTY_XREF, EMPTY_REG, T0, key=b"o" * 32)
+    assert other.xref["golden_id"].iloc[0] != gid  # another warehouse's key: other ids
+    assert gid == assign_golden_ids(clusters({"a": ["crm:C0000001"]}), EMPTY_XREF, EMPTY_REG, T0).xref["golden_id"][0]
+    with pytest.raises(ValueError, match="at least 16 bytes"):
+        new_golden_id("crm:C0000001", b"")

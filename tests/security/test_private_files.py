@@ -99,7 +99,7 @@ def test_duckdb_cannot_write_an_encrypted_file_offline(tmp_path: Path) -> None:
     import duckdb
 
     con = duckdb.connect()
-    with pytest.raises(duckdb.Error, match="(?i)httpfs|read-only crypto"):
+    with pytest.raises(duckdb.Error, match=r"(?i)httpfs|read-only crypto"):
         con.execute(f"attach '{tmp_path / 'enc.duckdb'}' as enc (encryption_key 'k3y-for-a-test')")
         con.execute("create table enc.t as select 42 as x")
     con.close()

@@ -5,8 +5,11 @@ hold must not churn because of that. The rules:
 
 * **Same data, same ids.** A record keeps the golden id it had when its group is unchanged.
 * **New records join** the golden id of the group they fall into.
-* **A brand-new person** gets a new id derived from its oldest record (``G`` + 12 hex digits of
-  SHA-256 of ``source:source_id``), so a rebuild from scratch on the same data gives the same ids.
+* **A brand-new person** gets a new id derived from its oldest record: ``G`` + 12 hex digits of
+  an HMAC-SHA256 of ``source:source_id`` under a key derived from the warehouse's erasure salt
+  (:func:`customer_mdm.keys.golden_id_key`). A rebuild from scratch on the same data and the same
+  warehouse gives the same ids, but nobody without the key can compute a person's golden id from
+  a (sequential, guessable) CRM id, nor a CRM id from a golden id.
 * **Merge:** when one group now holds records of several golden ids, the *oldest* golden id
   (earliest ``created_at``, then the smallest id) survives; the others are retired as
   ``merged_into`` the survivor.
@@ -20,6 +23,7 @@ Every create, merge and split is returned as an event for ``mdm.golden_id_histor
 from __future__ import annotations
 
 import hashlib
+import hmac
 from dataclasses import dataclass
 
 import pandas as pd
@@ -30,8 +34,11 @@ def _isin(values: pd.Series, members: object) -> pd.Series:
     return values.astype(object).isin(set(members))  # type: ignore[call-overload]
 
 
-def new_golden_id(record_id: str) -> str:
-    return "G" + hashlib.sha256(record_id.encode("utf-8")).hexdigest()[:12].upper()
+def new_golden_id(record_id: str, key: bytes) -> str:
+    """``G`` + 12 upper-case hex digits of HMAC-SHA256(key, record_id)."""
+    if len(key) < 16:
+        raise ValueError("the golden id key must be at least 16 bytes (customer_mdm.keys.golden_id_key)")
+    return "G" + hmac.new(key, record_id.encode("utf-8"), hashlib.sha256).hexdigest()[:12].upper()
 
 
 @dataclass
@@ -47,6 +54,8 @@ def assign_golden_ids(
     registry: pd.DataFrame,
     now: pd.Timestamp,
     issued: set[str] | None = None,
+    *,
+    key: bytes,
 ) -> Assignment:
     """Give every cluster a golden id.
 
@@ -57,7 +66,7 @@ def assign_golden_ids(
     An incremental run passes only a *region*: its records, their previous ids, the registry
     rows of those ids, and in ``issued`` every id ever issued (an id is never reissued). Ids of
     the registry that no record of the region holds any more are retired, so the region must
-    hold every record of each of its previous ids.
+    hold every record of each of its previous ids. ``key`` keys new ids (:func:`new_golden_id`).
     """
     clusters = clusters[["record_id", "cluster_id", "first_seen_at"]].copy()
     clusters["cluster_id"] = clusters["cluster_id"].astype(str)
@@ -111,9 +120,9 @@ def assign_golden_ids(
     missing = cluster_ids[golden.isna().to_numpy()]
     fresh = []
     for record_id in oldest_record.reindex(missing).astype(str):
-        gid = new_golden_id(record_id)
+        gid = new_golden_id(record_id, key)
         while gid in taken or gid in never_again:  # practically never: an issued id is never reissued
-            gid = new_golden_id(gid)
+            gid = new_golden_id(gid, key)
         fresh.append(gid)
         taken.add(gid)
     golden.loc[missing] = fresh

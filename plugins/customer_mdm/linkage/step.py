@@ -191,10 +191,12 @@ def link(settings: Settings, run_id: str, full: bool = False) -> dict[str, Any]:
     (:func:`_link_incremental`). Full (``full``, a new model version, no state yet, or more than
     ``FULL_RESCORE_SHARE`` of the records changed): everything is rescored and rewritten.
     """
+    from customer_mdm.keys import golden_id_key
     from customer_mdm.linkage.model import LinkageError
 
     started = time.perf_counter()
     now = _now()
+    id_key = golden_id_key(settings)  # checks the warehouse's salt before anything is linked
     reason = "requested (--full)" if full else ""
     if not full:
         try:
@@ -204,21 +206,22 @@ def link(settings: Settings, run_id: str, full: bool = False) -> dict[str, Any]:
         else:
             with connect(settings) as wh:
                 ensure_tables(wh)
-                details = _link_incremental(settings, wh, model, version, run_id, now)
+                details = _link_incremental(settings, wh, model, version, run_id, now, id_key)
             if details.get("mode") == "incremental":
                 details["seconds"] = round(time.perf_counter() - started, 2)
                 log.info("linkage (incremental): %s", json.dumps(details, default=str))
                 return details
             reason = str(details["full_reason"])
-    details = _link_full(settings, run_id, now)
+    details = _link_full(settings, run_id, now, id_key)
     details["full_reason"] = reason
     details["seconds"] = round(time.perf_counter() - started, 2)
     log.info("linkage (full): %s", json.dumps(details, default=str))
     return details
 
 
-def _link_full(settings: Settings, run_id: str, now: datetime) -> dict[str, Any]:
-    """Score every record, cluster everything, rewrite every state table."""
+def _link_full(settings: Settings, run_id: str, now: datetime, id_key: bytes) -> dict[str, Any]:
+    """Score every record, cluster everything, rewrite every state table (``id_key``: the key of
+    new golden ids, :func:`customer_mdm.keys.golden_id_key`)."""
     from customer_mdm.linkage.ids import assign_golden_ids
     from customer_mdm.linkage.predict import DEFAULT_THRESHOLD, cluster, predict_pairs
 
@@ -250,7 +253,7 @@ def _link_full(settings: Settings, run_id: str, now: datetime) -> dict[str, Any]
     first_seen = known["first_seen_at"].reindex(records["record_key"]).to_numpy()
     first_seen = pd.Series(first_seen, index=records.index).fillna(pd.Timestamp(now))
     assignment = assign_golden_ids(
-        _cluster_frame(records, clusters, first_seen), previous_xref, registry, pd.Timestamp(now)
+        _cluster_frame(records, clusters, first_seen), previous_xref, registry, pd.Timestamp(now), key=id_key
     )
     xref = _xref(records, assignment.xref, pairs, must_link, run_id, now)
     queue = _review_queue(pairs, xref, must_link, cannot_link, run_id, now)
@@ -431,7 +434,7 @@ def _region(
 
 
 def _link_incremental(
-    settings: Settings, wh: Warehouse, model: Any, version: str, run_id: str, now: datetime
+    settings: Settings, wh: Warehouse, model: Any, version: str, run_id: str, now: datetime, id_key: bytes
 ) -> dict[str, Any]:
     """Score, cluster and rewrite only the neighbourhood of what changed.
 
@@ -559,8 +562,8 @@ def _link_incremental(
     # an id is never issued twice: the ids a new person of the region could get, already issued
     maybe: set[str] = set()
     for record_id in records["record_key"]:
-        gid = new_golden_id(record_id)
-        maybe.update((gid, new_golden_id(gid), new_golden_id(new_golden_id(gid))))
+        gid = new_golden_id(record_id, id_key)
+        maybe.update((gid, new_golden_id(gid, id_key), new_golden_id(new_golden_id(gid, id_key), id_key)))
     maybe_table = _keys_table(wh, "_link_maybe", maybe)
     issued = {
         r[0]
@@ -577,7 +580,12 @@ def _link_incremental(
     )
     first_seen = first_seen.fillna(pd.Timestamp(now))
     assignment = assign_golden_ids(
-        _cluster_frame(records, clusters, first_seen), region_previous, region_registry, pd.Timestamp(now), issued
+        _cluster_frame(records, clusters, first_seen),
+        region_previous,
+        region_registry,
+        pd.Timestamp(now),
+        issued,
+        key=id_key,
     )
     xref = _xref(records, assignment.xref, pairs, must_link, run_id, now)
     # the queue of every pair touching the region (the other end keeps its golden id)
