@@ -28,7 +28,7 @@ single user) the guarantee is the code's. One exception, erasure: :func:`forget_
 replaces an erased person's golden ids by their salted pseudonym (``golden_id`` and every mention
 in ``old_value`` / ``new_value`` / ``reason``); the trigger lets that one UPDATE through only inside
 a transaction that set ``mdm.forget_golden_ids``, and only when who, when and what stay as they were.
-``mdm audit --golden G...`` still finds the rows of an erased id by its pseudonym.
+``mdm audit --golden-id G...`` still finds the rows of an erased id by its pseudonym.
 """
 
 from __future__ import annotations
