@@ -21,8 +21,8 @@ saying what to do; a warehouse that has a fingerprint but no salt configured nev
 :func:`golden_id_key` derives the key of golden ids (``customer_mdm.linkage.ids``) from the salt:
 golden ids cannot be recomputed from a record id without it.
 
-The backup key (``MDM_BACKUP_KEY``) is any text of at least 16 characters (``mdm keys new``
-prints a random one); AES-256-GCM keys are derived from it with HKDF-SHA256
+The backup key (``MDM_BACKUP_KEY``) is any text of at least 16 characters (``openssl rand
+-hex 32`` makes a good one); AES-256-GCM keys are derived from it with HKDF-SHA256
 (:func:`backup_cipher_key`). Its *key id* (:func:`key_id`) names it in snapshots and error
 messages.
 """
