@@ -59,7 +59,7 @@ def test_a_new_home_against_the_same_warehouse_never_mints_a_new_salt(settings: 
     else:  # the same DuckDB file, its key file lost
         shutil.rmtree(keys.secrets_dir(settings))
         other = settings
-    with pytest.raises(ConfigError, match="was set up with an erasure_salt, but none is configured"):
+    with pytest.raises(ConfigError, match="none is configured here"):
         erasure_salt(other)
     assert not salt_file(other).exists()
 
@@ -101,3 +101,31 @@ def test_a_short_backup_key_is_refused(duckdb_settings: Settings) -> None:
     with pytest.raises(ConfigError, match="too short"):
         keys.backup_secret(duckdb_settings, {"MDM_BACKUP_KEY": "short"})
     assert keys.key_id(b"x" * 32) != keys.key_id(b"y" * 32) and len(keys.key_id(b"x" * 32)) == 16
+
+
+@pytest.mark.postgres
+def test_a_role_without_ops_neither_checks_nor_mints_a_salt(pg_dsn: str, tmp_path: Path) -> None:
+    """A steward's session (no access to schema ops) uses the configured salt; without one it
+    stops instead of making its own (its audit pseudonyms would match nothing)."""
+    import secrets
+
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    pipeline = Settings.from_env(env={}, home=tmp_path / "pipeline", landing=tmp_path, target="postgres", pg_dsn=pg_dsn)
+    salt = erasure_salt(pipeline)
+    role, password = f"keys_test_{secrets.token_hex(4)}", secrets.token_hex(12)
+    with connect(pipeline) as wh:
+        wh.execute(f"create role {role} login password '{password}'")  # pragma: allowlist secret
+        wh.execute(f"revoke create on database {conninfo_to_dict(pg_dsn)['dbname']} from public")
+        wh.execute("revoke create on schema public from public")
+    try:
+        dsn = make_conninfo(pg_dsn, user=role, password=password)
+        steward = Settings.from_env(env={}, home=tmp_path / "pipeline", landing=tmp_path, target="postgres", pg_dsn=dsn)
+        assert erasure_salt(steward) == salt  # the shared salt file: used, not re-recorded
+        elsewhere = Settings.from_env(env={}, home=tmp_path / "laptop", landing=tmp_path, target="postgres", pg_dsn=dsn)
+        with pytest.raises(ConfigError, match="none is configured here"):
+            erasure_salt(elsewhere)
+        assert not salt_file(elsewhere).exists()
+    finally:
+        with connect(pipeline) as wh:
+            wh.execute(f"drop role {role}")
