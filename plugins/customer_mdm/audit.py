@@ -22,13 +22,26 @@ streets, companies and record keys (``crm:C000123``) are stored as salted SHA-25
 crm:C000123`` finds a record's rows by computing its pseudonym. Codes (gender, tier, customer
 type, consent status, province, city, district) are stored as they are.
 
-**Append-only.** Nothing in the package updates or deletes these rows; on PostgreSQL a trigger
-rejects every UPDATE, DELETE and TRUNCATE (:func:`ensure_audit_table`). On DuckDB (embedded,
-single user) the guarantee is the code's.
+**Append-only, against every role but its owner.** Nothing in the package updates or deletes
+these rows. On PostgreSQL a separate ``NOLOGIN`` role, :data:`AUDIT_OWNER`, owns the ``audit``
+schema, the table, its triggers (which reject every UPDATE, DELETE and TRUNCATE) and
+:data:`APPEND_FUNCTION`, a ``SECURITY DEFINER`` function that is the only way in: the pipeline and
+the steward role may execute it and read the table, nothing else, so neither can alter, drop or
+disable the trigger, nor write a row by hand. The function validates every row (a known action,
+an actor kind that goes with it, a steward may write steward decisions only) and records
+``principal``, the authenticated login (``session_user``) of whoever called it; for steward rows
+the ``actor`` is that login too, whatever the caller passes. Installing it needs a role that can
+create roles (``mdm roles apply --admin-dsn``, or a pipeline connected as a superuser); a warehouse
+whose audit log the pipeline still owns is moved to the owner role then.
+
+On DuckDB (embedded, single user, no roles) ``principal`` and a steward's ``actor`` are the
+operating-system user running the command, and the append-only guarantee is the code's.
+``mdm review decide --by NAME`` is only a display note (kept in ``reason``), never the actor.
 """
 
 from __future__ import annotations
 
+import getpass
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -36,6 +49,7 @@ from typing import Any
 import pandas as pd
 
 from customer_mdm.config import Settings
+from customer_mdm.errors import MdmError
 from customer_mdm.schema import ensure_table
 from customer_mdm.warehouse import Warehouse
 
@@ -51,6 +65,7 @@ AUDIT_COLUMNS: dict[str, str] = {
     "new_value": "text",  # JSON
     "reason": "text",
     "run_id": "text",
+    "principal": "text",  # the authenticated login that wrote the row (PostgreSQL session_user, OS user)
 }
 ACTIONS = ("new", "merge", "split", "retire", "survivorship_change", "steward_decision", "erasure")
 
@@ -74,6 +89,18 @@ PERSONAL_FIELDS = frozenset({"name", "birth_date", "phone", "email", "street", "
 
 _HISTORY_ACTIONS = {"create": "new", "merge": "merge", "split": "split", "retire": "retire"}
 
+#: the NOLOGIN role that owns the audit schema, table, triggers and writer function (PostgreSQL)
+AUDIT_OWNER = "mdm_audit_owner"
+#: the only way to write audit rows on PostgreSQL (SECURITY DEFINER, owned by AUDIT_OWNER)
+APPEND_FUNCTION = "audit.append_changes"
+#: actor kinds and the actions each may write
+ACTOR_ACTIONS = {
+    "run": ("new", "merge", "split", "retire", "survivorship_change"),
+    "erasure": ("erasure",),
+    "steward": ("steward_decision",),
+}
+_PIPELINE_ROLE, _STEWARD_ROLE = "mdm_pipeline", "mdm_steward"
+
 _PG_GUARD = """
 create or replace function audit.reject_change() returns trigger language plpgsql as $$
 begin
@@ -89,20 +116,131 @@ create trigger golden_changes_no_truncate before truncate on audit.golden_change
 """
 
 
+def _member(role: str) -> str:
+    """SQL: whether the session's login is (a member of) ``role``; false when the role does not exist."""
+    return (
+        f"(exists (select 1 from pg_roles where rolname = '{role}') and pg_has_role(session_user, '{role}', 'MEMBER'))"
+    )
+
+
+_PG_APPEND = f"""
+create or replace function {APPEND_FUNCTION}(changes jsonb) returns integer
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+    r jsonb;
+    n integer := 0;
+    kind text;
+    act text;
+    who text := session_user;
+    is_super boolean := (select rolsuper from pg_roles where rolname = session_user);
+    is_pipeline boolean := {_member(_PIPELINE_ROLE)};
+    is_steward boolean := {_member(_STEWARD_ROLE)};
+begin
+    if jsonb_typeof(changes) <> 'array' then
+        raise exception 'audit rows must be a JSON array';
+    end if;
+    for r in select value from jsonb_array_elements(changes) loop
+        kind := r->>'actor_kind';
+        act := r->>'action';
+        if kind is null or act is null or not (
+            (kind = 'run' and act in ('new', 'merge', 'split', 'retire', 'survivorship_change'))
+            or (kind = 'erasure' and act = 'erasure')
+            or (kind = 'steward' and act = 'steward_decision')) then
+            raise exception 'invalid audit row: action % with actor kind %', act, kind;
+        end if;
+        if kind <> 'steward' and not (is_super or is_pipeline) then
+            raise exception 'only the pipeline writes % audit rows (login %)', kind, who;
+        end if;
+        if kind = 'steward' and not (is_super or is_pipeline or is_steward) then
+            raise exception 'login % is not a steward', who;
+        end if;
+        insert into audit.golden_changes (changed_at, actor, actor_kind, action, golden_id, field,
+                                          old_value, new_value, reason, run_id, principal)
+        values (coalesce((r->>'changed_at')::timestamp, (now() at time zone 'utc')),
+                case when kind = 'steward' then who else r->>'actor' end,
+                kind, act, r->>'golden_id', r->>'field', r->>'old_value', r->>'new_value',
+                r->>'reason', r->>'run_id', who);
+        n := n + 1;
+    end loop;
+    return n;
+end
+$$;
+"""
+
+
 def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def ensure_audit_table(wh: Warehouse) -> None:
-    """Create ``audit.golden_changes``; on PostgreSQL also the append-only trigger."""
-    ensure_table(wh, AUDIT_TABLE, AUDIT_COLUMNS)
-    if wh.target == "postgres":
-        exists = wh.scalar(
-            "select count(*) from pg_trigger where tgname = 'golden_changes_append_only' "
-            "and tgrelid = cast('audit.golden_changes' as regclass)"
+def os_principal() -> str:
+    """The operating-system user running this process (DuckDB's authenticated principal)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (a container with a bare uid)
+        import os
+
+        return f"uid:{os.getuid()}"
+
+
+def pg_installed(wh: Warehouse) -> bool:
+    """Whether the audit log is in place: table, append function, triggers, all owned by AUDIT_OWNER."""
+    row = wh.query(
+        "select pg_get_userbyid(c.relowner), "
+        "  (select count(*) from pg_proc p join pg_namespace n on n.oid = p.pronamespace "
+        "    where n.nspname = 'audit' and p.proname = 'append_changes' and p.prosecdef "
+        "    and pg_get_userbyid(p.proowner) = ?), "
+        "  (select count(*) from pg_trigger t where t.tgrelid = c.oid and not t.tgisinternal and t.tgenabled <> 'D'), "
+        "  (select count(*) from pg_attribute a where a.attrelid = c.oid and a.attname = 'principal') "
+        "from pg_class c join pg_namespace n on n.oid = c.relnamespace "
+        "where n.nspname = 'audit' and c.relname = 'golden_changes'",
+        [AUDIT_OWNER],
+    )
+    return bool(row) and row[0][0] == AUDIT_OWNER and row[0][1] == 1 and row[0][2] >= 2 and row[0][3] == 1
+
+
+def install_pg(wh: Warehouse) -> None:
+    """Create (or take over) the audit log on PostgreSQL as described in the module docstring.
+    Needs a superuser or CREATEROLE role; idempotent."""
+    can = wh.scalar("select rolsuper or rolcreaterole from pg_roles where rolname = current_user")
+    if not can:
+        raise MdmError(
+            "the audit log (audit.golden_changes) is not installed with its owner role: run "
+            "`mdm roles apply --admin-dsn ...` (or set MDM_PG_ADMIN_DSN) once as a superuser or CREATEROLE role"
         )
-        if not exists:
-            wh.execute(_PG_GUARD)
+    with wh.transaction():
+        wh.execute(  # roles are cluster-wide: another database's install may create it meanwhile
+            f"do $$ begin create role {AUDIT_OWNER} nologin; exception when duplicate_object then null; end $$"
+        )
+        me = str(wh.scalar("select current_user"))
+        if not wh.scalar("select rolsuper from pg_roles where rolname = current_user"):
+            wh.execute(f'grant {AUDIT_OWNER} to "{me}"')  # a CREATEROLE admin acts for the owner
+        wh.execute(f"create schema if not exists audit authorization {AUDIT_OWNER}")
+        wh.execute(f"alter schema audit owner to {AUDIT_OWNER}")
+        ensure_table(wh, AUDIT_TABLE, AUDIT_COLUMNS)
+        wh.execute(f"alter table {AUDIT_TABLE} owner to {AUDIT_OWNER}")
+        wh.execute(_PG_GUARD)
+        wh.execute(_PG_APPEND)
+        wh.execute(f"alter function audit.reject_change() owner to {AUDIT_OWNER}")
+        wh.execute(f"alter function {APPEND_FUNCTION}(jsonb) owner to {AUDIT_OWNER}")
+        wh.execute(f"revoke all on function {APPEND_FUNCTION}(jsonb) from public")
+        wh.execute(f"revoke all on {AUDIT_TABLE} from public")
+        for role in (_PIPELINE_ROLE, _STEWARD_ROLE):
+            if wh.scalar("select count(*) from pg_roles where rolname = ?", [role]):
+                wh.execute(f"revoke all on {AUDIT_TABLE} from {role}")
+                wh.execute(f"revoke create on schema audit from {role}")
+                wh.execute(f"grant usage on schema audit to {role}")
+                wh.execute(f"grant select on {AUDIT_TABLE} to {role}")
+                wh.execute(f"grant execute on function {APPEND_FUNCTION}(jsonb) to {role}")
+
+
+def ensure_audit_table(wh: Warehouse) -> None:
+    """Create ``audit.golden_changes``; on PostgreSQL the owner role, triggers and writer function
+    (:func:`install_pg`) unless they are in place."""
+    if wh.target == "postgres":
+        if not pg_installed(wh):
+            install_pg(wh)
+        return
+    ensure_table(wh, AUDIT_TABLE, AUDIT_COLUMNS)
 
 
 def append(wh: Warehouse, rows: list[dict[str, Any]] | pd.DataFrame) -> int:
@@ -118,6 +256,20 @@ def append(wh: Warehouse, rows: list[dict[str, Any]] | pd.DataFrame) -> int:
             frame[col] = None
     frame = frame[list(AUDIT_COLUMNS)].astype(object).where(frame[list(AUDIT_COLUMNS)].notna(), None)
     frame["changed_at"] = pd.to_datetime(frame["changed_at"])
+    bad = [
+        (a, k) for a, k in zip(frame["action"], frame["actor_kind"], strict=True) if a not in ACTOR_ACTIONS.get(k, ())
+    ]
+    if bad:
+        raise ValueError(f"invalid audit row(s): action with actor kind {sorted(set(map(str, bad)))}")
+    if wh.target == "postgres":  # through the owner's function: it records session_user
+        body = frame.drop(columns=["principal"]).assign(
+            changed_at=frame["changed_at"].map(lambda t: None if pd.isna(t) else t.isoformat())
+        )
+        payload = json.dumps(body.to_dict("records"), ensure_ascii=False, default=str)
+        return int(wh.scalar(f"select {APPEND_FUNCTION}(cast(? as jsonb))", [payload]))
+    frame["principal"] = os_principal()
+    steward = frame["actor_kind"] == "steward"
+    frame.loc[steward, "actor"] = frame.loc[steward, "principal"]
     return wh.insert_df(AUDIT_TABLE, frame)
 
 
@@ -274,6 +426,12 @@ def record_survivorship_changes(
     return append(wh, rows)
 
 
+def _steward_reason(decision: str, noted_by: str | None, note: str | None) -> str:
+    """The reason of a steward row: the note, and ``--by`` as a display note only (not the actor)."""
+    reason = note or f"steward decision: {decision}"
+    return f"{reason} (noted as: {noted_by})" if noted_by else reason
+
+
 def record_steward_decision(
     settings: Settings,
     wh: Warehouse,
@@ -287,7 +445,7 @@ def record_steward_decision(
     """One audit row per golden id the two records belong to (one row when they share it)."""
     from customer_mdm.privacy import pseudonym
 
-    if not wh.table_exists(AUDIT_TABLE):  # only when missing: a steward's role may insert, not run DDL
+    if wh.target != "postgres" or not pg_installed(wh):  # a steward's role may append, not run DDL
         ensure_audit_table(wh)
     ids: dict[str, str | None] = {left: None, right: None}
     if wh.table_exists("mdm.xref"):
@@ -304,14 +462,14 @@ def record_steward_decision(
         [
             {
                 "changed_at": decided_at,
-                "actor": decided_by,
+                "actor": None,  # the authenticated principal, set by append()
                 "actor_kind": "steward",
                 "action": "steward_decision",
                 "golden_id": gid,
                 "field": "match",
                 "old_value": None,
                 "new_value": to_json(body),
-                "reason": note or f"steward decision: {decision}",
+                "reason": _steward_reason(decision, decided_by, note),
                 "run_id": None,
             }
             for gid in golden_ids

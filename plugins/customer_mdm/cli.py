@@ -537,19 +537,24 @@ def review_list(ctx: click.Context, limit: int) -> None:
 @click.argument("left")
 @click.argument("right")
 @click.option("--match/--no-match", "is_match", required=True, help="Same person, or never merge them.")
-@click.option("--by", "decided_by", required=True, help="Who decides (recorded for the audit trail).")
+@click.option(
+    "--by",
+    "decided_by",
+    help="A display note naming who decides; the audit trail records the authenticated principal "
+    "(the PostgreSQL login, or the operating-system user on DuckDB), not this text.",
+)
 @click.option("--note", default=None, help="Why.")
 @click.pass_context
-def review_decide(ctx: click.Context, left: str, right: str, is_match: bool, decided_by: str, note: str | None) -> None:
-    """Record a steward decision on two records (source:source_id); later runs honour it."""
+def review_decide(
+    ctx: click.Context, left: str, right: str, is_match: bool, decided_by: str | None, note: str | None
+) -> None:
+    """Record a steward decision on two records (source:source_id); later runs honour it. The
+    decision is recorded under the authenticated principal (PostgreSQL login, or OS user on DuckDB)."""
     from customer_mdm.linkage.step import record_decision
 
     settings = _settings(ctx)
     record_decision(settings, left, right, "match" if is_match else "no_match", decided_by, note)
-    click.echo(
-        f"recorded: {left} {'MATCH' if is_match else 'NO MATCH'} {right} (by {decided_by}); "
-        "it takes effect on the next run"
-    )
+    click.echo(f"recorded: {left} {'MATCH' if is_match else 'NO MATCH'} {right}; it takes effect on the next run")
 
 
 @main.command()
