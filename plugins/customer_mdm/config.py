@@ -241,6 +241,9 @@ class Settings:
                     "MDM_PG_USER": params.get("user", os.environ.get("USER", "postgres")),
                     "MDM_PG_PASSWORD": params.get("password", ""),
                     "MDM_PG_DBNAME": params.get("dbname", "mdm"),
+                    # TLS (dbt's profile): verify-full with the CA's certificate in production
+                    "MDM_PG_SSLMODE": params.get("sslmode", ""),
+                    "MDM_PG_SSLROOTCERT": params.get("sslrootcert", ""),
                 }
             )
         return env

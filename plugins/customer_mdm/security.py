@@ -54,8 +54,8 @@ from pathlib import Path
 from typing import Any
 
 from customer_mdm.audit import AUDIT_OWNER
-from customer_mdm.audit import pg_installed as audit_installed
 from customer_mdm.audit import install_pg as install_audit
+from customer_mdm.audit import pg_installed as audit_installed
 from customer_mdm.config import Settings
 from customer_mdm.errors import MdmError
 from customer_mdm.schema import ensure_table
@@ -272,6 +272,28 @@ def ensure_bi_views(wh: Warehouse) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- roles
+def scram_verifier(password: str, iterations: int = 4096, salt: bytes | None = None) -> str:
+    """The SCRAM-SHA-256 verifier PostgreSQL stores for ``password`` (RFC 5802/7677, as psql's
+    ``\\password`` computes it on the client). ``alter role ... password '<verifier>'`` sets the
+    password without the password itself ever reaching the server: a statement log
+    (``log_statement``), an error's STATEMENT line or ``pg_stat_activity`` shows only the verifier."""
+    import base64
+    import hmac
+    import unicodedata
+
+    salt = salt if salt is not None else os.urandom(16)
+    normalised = unicodedata.normalize("NFKC", password)  # SASLprep's normalisation step
+    salted = hashlib.pbkdf2_hmac("sha256", normalised.encode("utf-8"), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+
+    def b64(raw: bytes) -> str:
+        return base64.b64encode(raw).decode("ascii")
+
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+
+
 def _literal(wh: PostgresWarehouse, value: str) -> str:
     from psycopg import sql
 
@@ -297,7 +319,8 @@ def ensure_roles(wh: PostgresWarehouse, env: Mapping[str, str], summary: dict[st
     can_create = _can_create_roles(wh)
     for role in ROLES:
         password = env.get(PASSWORD_ENV[role]) or None
-        login = f"login password {_literal(wh, password)}" if password else "nologin"
+        # the server gets the SCRAM verifier, never the password (statement logs, errors)
+        login = f"login password {_literal(wh, scram_verifier(password))}" if password else "nologin"
         if not _role_exists(wh, role):
             if not can_create:
                 summary["warnings"].append(

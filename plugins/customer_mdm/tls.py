@@ -6,7 +6,7 @@ talks to the real server (its name is in the certificate) over an encrypted chan
 ``pg-tls`` one-off service creates the files at the stack's first start::
 
     python -m customer_mdm.tls init --ca-dir /tls/ca --server-dir /tls/server \\
-        --hosts postgres,localhost --owner 999:999
+        --client-dir /tls/clients --hosts postgres,localhost --owner 999:999
 
 ``init`` is idempotent: it creates the CA (``ca.crt``, ``ca.key``, 10 years) when missing and
 (re)issues the server certificate (``server.crt``, ``server.key``, 1 year) when it is missing,
@@ -178,8 +178,10 @@ def init(
     renew: bool = False,
     new_ca: bool = False,
     owner: tuple[int, int] | None = None,
+    client_dir: Path | None = None,
 ) -> TlsFiles:
-    """Create what is missing or due (see the module docstring); returns the paths."""
+    """Create what is missing or due (see the module docstring); returns the paths. The clients'
+    copy of the CA certificate goes to ``client_dir`` (default: beside the server's files)."""
     if new_ca or not (ca_dir / "ca.crt").exists() or not (ca_dir / "ca.key").exists():
         make_ca(ca_dir)
         renew = True
@@ -188,9 +190,9 @@ def init(
     if owner is not None:
         for name in ("server.key", "server.crt"):
             os.chown(server_dir / name, *owner)
-    # the clients' copy of the CA certificate sits beside the server's files
-    _write(server_dir / "ca.crt", (ca_dir / "ca.crt").read_bytes(), 0o644)
-    return TlsFiles(server_dir / "ca.crt", server_dir / "server.crt", server_dir / "server.key")
+    client_dir = client_dir or server_dir
+    _write(client_dir / "ca.crt", (ca_dir / "ca.crt").read_bytes(), 0o644)
+    return TlsFiles(client_dir / "ca.crt", server_dir / "server.crt", server_dir / "server.key")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     cmd = sub.add_parser("init", help="create the CA and the server certificate when missing or due")
     cmd.add_argument("--ca-dir", type=Path, required=True)
     cmd.add_argument("--server-dir", type=Path, required=True)
+    cmd.add_argument("--client-dir", type=Path, help="where the clients' copy of ca.crt goes (default: --server-dir)")
     cmd.add_argument("--hosts", required=True, help="comma-separated host names / IP addresses of the server")
     cmd.add_argument("--owner", help="UID:GID to own the server's key and certificate (PostgreSQL's user)")
     cmd.add_argument("--renew", action="store_true", help="issue a new server certificate now")

@@ -24,7 +24,7 @@ from customer_mdm.schema import ensure_feed_table, ensure_schema
 from customer_mdm.sources import feed
 from customer_mdm.warehouse import connect
 
-SECRET = "TOP-SECRET-VALUE-4711"
+OUTSIDE = "OUTSIDE-THE-LANDING-ZONE-4711"
 CRM = "crm_id,name,mobile,email,updated_at\nC1,王伟,13812345678,a@qq.com,2026-11-20 13:05:00\n"
 
 
@@ -51,12 +51,12 @@ def _everything_recorded(settings: Settings) -> str:
 def test_symlinks_to_files_and_folders_are_recorded_never_followed(settings: Settings, tmp_path: Path):
     secret = tmp_path / "outside" / "salt.csv"
     secret.parent.mkdir()
-    secret.write_text(f"crm_id,name\n{SECRET},x\n")
+    secret.write_text(f"crm_id,name\n{OUTSIDE},x\n")
     _write(settings, "crm/crm_2026-11-20.csv", CRM.encode())
     (settings.landing / "crm" / "crm_2026-11-21.csv").symlink_to(secret)  # matches the feed
     (settings.landing / "crm" / "notes.txt").symlink_to(secret)  # matches no feed
     (settings.landing / "store_pos").symlink_to(secret.parent, target_is_directory=True)  # a linked folder
-    (secret.parent / "cards_2026-11-20.csv").write_text(f"card_no,name\n{SECRET},x\n")
+    (secret.parent / "cards_2026-11-20.csv").write_text(f"card_no,name\n{OUTSIDE},x\n")
 
     results = {r.feed: r for r in ingest_all(settings, "run-1")}
     assert results["crm"].count("ingested") == 1 and results["crm"].count("quarantined") == 2
@@ -66,9 +66,9 @@ def test_symlinks_to_files_and_folders_are_recorded_never_followed(settings: Set
         reason, raw, kept = quarantined[rel]
         assert "symbolic link" in reason and raw is None and kept is None
     recorded = _everything_recorded(settings)
-    assert SECRET not in recorded and str(secret.parent) not in recorded
+    assert OUTSIDE not in recorded and str(secret.parent) not in recorded
     qdir = settings.quarantine_dir
-    assert not qdir.exists() or all(SECRET not in p.read_text() for p in qdir.rglob("*") if p.is_file())
+    assert not qdir.exists() or all(OUTSIDE not in p.read_text() for p in qdir.rglob("*") if p.is_file())
     # recorded once: the next run skips the links
     again = {r.feed: r for r in ingest_all(settings, "run-2")}
     assert all(r.count("quarantined") == 0 for r in again.values())
@@ -77,7 +77,7 @@ def test_symlinks_to_files_and_folders_are_recorded_never_followed(settings: Set
 def test_a_file_swapped_for_a_link_after_listing_is_not_followed(duckdb_settings: Settings, tmp_path: Path):
     settings = duckdb_settings
     secret = tmp_path / "secret.csv"
-    secret.write_text(f"crm_id,name\n{SECRET},x\n")
+    secret.write_text(f"crm_id,name\n{OUTSIDE},x\n")
     path = _write(settings, "crm/crm_2026-11-20.csv", CRM.encode())
     with connect(settings) as wh:
         ensure_schema(wh)
@@ -88,7 +88,7 @@ def test_a_file_swapped_for_a_link_after_listing_is_not_followed(duckdb_settings
         with pytest.raises(OSError):  # O_NOFOLLOW: the read itself refuses the link
             ingestor._read(path)
         assert ingestor.ingest_file(path).status == "quarantined"
-    assert SECRET not in _everything_recorded(settings)
+    assert OUTSIDE not in _everything_recorded(settings)
 
 
 def _orders_parquet(amount: pa.Array) -> bytes:
@@ -143,7 +143,7 @@ def test_poison_files_are_recorded_and_the_run_goes_on(settings: Settings, monke
 
     def explode_on_one_file(data: bytes, target: object) -> object:
         if b"C2" in data:
-            raise RuntimeError(f"a parser bug quoting {SECRET}")
+            raise RuntimeError(f"a parser bug quoting {OUTSIDE}")
         return original(data, target)  # type: ignore[arg-type]
 
     monkeypatch.setitem(readers.READERS, "csv", explode_on_one_file)
@@ -153,7 +153,7 @@ def test_poison_files_are_recorded_and_the_run_goes_on(settings: Settings, monke
     crm = results["crm"]
     assert (crm.count("ingested"), crm.count("quarantined")) == (1, 1)
     reason, _, kept = _quarantine(settings)["crm/crm_2026-11-20.csv"]
-    assert "RuntimeError" in reason and SECRET not in reason and Path(kept).exists()
+    assert "RuntimeError" in reason and OUTSIDE not in reason and Path(kept).exists()
     # recorded: the next run does not fail on it or try it again
     assert ingest_feed(settings, "crm", "run-2").count("skipped") == 2
 
