@@ -216,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         renew=args.renew,
         new_ca=args.new_ca,
         owner=owner,  # type: ignore[arg-type]
+        client_dir=args.client_dir,
     )
     print(f"TLS files ready: {files.server_cert} (hosts {', '.join(hosts)}), clients use {files.ca_cert}")
     return 0

@@ -219,16 +219,17 @@ def test_steward_reads_personal_data_and_records_decisions_only(wh: Warehouse):
 
 
 def test_tables_created_later_are_covered_schema_wide(wh: Warehouse):
-    # e.g. the audit trail (audit.golden_changes) and a new marts table, created by the pipeline
-    # after the roles were applied: default privileges grant them at creation, no re-apply needed
+    # e.g. a new mdm table and a new marts table, created by the pipeline after the roles were
+    # applied: default privileges grant them at creation, no re-apply needed (the audit schema is
+    # not the pipeline's: test_the_audit_log_is_append_only_for_every_role_but_its_nologin_owner)
     with as_role(wh, PIPELINE_ROLE) as con:
-        con.execute("create table audit.golden_changes_probe (golden_id text, what text)")
-        con.execute("insert into audit.golden_changes_probe values ('G1', 'merge')")
+        con.execute("create table mdm.golden_changes_probe (golden_id text, what text)")
+        con.execute("insert into mdm.golden_changes_probe values ('G1', 'merge')")
         con.execute("create table marts.new_mart_probe as select 1 as x")
-    assert fetch(wh, STEWARD_ROLE, "select what from audit.golden_changes_probe") == [("merge",)]
+    assert fetch(wh, STEWARD_ROLE, "select what from mdm.golden_changes_probe") == [("merge",)]
     assert fetch(wh, STEWARD_ROLE, "select x from marts.new_mart_probe") == [(1,)]
-    assert denied(wh, STEWARD_ROLE, "insert into audit.golden_changes_probe values ('G2', 'forged')")
-    assert denied(wh, BI_ROLE, "select * from audit.golden_changes_probe")
+    assert denied(wh, STEWARD_ROLE, "insert into mdm.golden_changes_probe values ('G2', 'forged')")
+    assert denied(wh, BI_ROLE, "select * from mdm.golden_changes_probe")
     assert denied(wh, BI_ROLE, "select * from marts.new_mart_probe")
 
 
