@@ -438,7 +438,7 @@ def record_steward_decision(
     left: str,
     right: str,
     decision: str,
-    decided_by: str,
+    decided_by: str | None,
     note: str | None,
     decided_at: datetime,
 ) -> int:
