@@ -113,13 +113,12 @@ def _held_for(settings: Settings) -> str | None:
 
 
 def _pid_alive(pid: int) -> bool:
+    import psutil
+
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _holder_gone(settings: Settings, wh: Warehouse, row: tuple[Any, ...], run_id: str) -> bool:
