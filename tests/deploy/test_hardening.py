@@ -63,7 +63,8 @@ def test_the_examples_placeholders_do_not_start_the_stack():
         if len(value) > 6:
             assert value not in done.stderr + done.stdout, "a secret's value is never printed"
     assert check_secrets(_generated()) == []
-    weak = _generated() | {"AIRFLOW_JWT_SECRET": "short", "AIRFLOW_FERNET_KEY": "not-a-key-" * 4, "MDM_PG_PASSWORD": ""}
+    too_short = "short"
+    weak = _generated() | {"AIRFLOW_JWT_SECRET": too_short, "AIRFLOW_FERNET_KEY": "x-" * 22, "MDM_PG_PASSWORD": ""}
     problems = " ".join(check_secrets(weak))
     assert "AIRFLOW_JWT_SECRET is shorter" in problems and "AIRFLOW_FERNET_KEY is not a Fernet key" in problems
     assert "MDM_PG_PASSWORD is empty" in problems
