@@ -507,7 +507,8 @@ def list_changes(
         where.append("(old_value like ? or new_value like ?)")
         token = f"%{pseudonym(settings, 'record', record)}%"
         params += [token, token]
-    sql = f"select {', '.join(AUDIT_COLUMNS)} from {AUDIT_TABLE}"
+    present = set(wh.columns_of(AUDIT_TABLE))  # a log written before a column was added
+    sql = f"select {', '.join(c for c in AUDIT_COLUMNS if c in present)} from {AUDIT_TABLE}"
     if where:
         sql += " where " + " and ".join(where)
     sql += " order by changed_at desc, golden_id, field"
