@@ -131,3 +131,22 @@ def test_deadline_alert_runs_through_airflows_callback_trigger(webhook, monkeypa
     assert alert["dag_id"] == "mdm_daily" and alert["run_id"] == "scheduled__2026-12-03T03:00"
     assert alert["deadline"] == "2026-12-03T01:00:00+00:00"
     assert "marts.dim_customer" in alert["message"]
+
+
+def test_the_webhook_url_never_reaches_the_log(webhook, monkeypatch, caplog):
+    # incoming-webhook URLs carry their credential in the path or the query
+    token = "T0KEN-in-the-path-9f8e7d"  # pragma: allowlist secret
+    webhook.status = 403
+    monkeypatch.setenv(WEBHOOK_ENV, f"{webhook.url}services/{token}?key={token}")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}/hooks/{token}"
+    with caplog.at_level(logging.DEBUG, logger="customer_mdm.alerts"):
+        MdmAlertNotifier(TASK_FAILED)(failed_task_context())
+        monkeypatch.setenv(WEBHOOK_ENV, dead)
+        MdmAlertNotifier(TASK_FAILED)(failed_task_context())
+        monkeypatch.setenv(WEBHOOK_ENV, f"htp:/{token}")  # malformed: its error quotes the URL
+        MdmAlertNotifier(TASK_FAILED)(failed_task_context())
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("answered HTTP 403" in m for m in messages) and any("unreachable" in m for m in messages)
+    assert not [m for m in messages if token in m]

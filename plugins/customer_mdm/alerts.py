@@ -107,6 +107,28 @@ def post_json(url: str, payload: Mapping[str, Any], timeout: float = WEBHOOK_TIM
         return int(response.status)
 
 
+def redact_url(url: str) -> str:
+    """A webhook URL as it may be logged: scheme and host only. Incoming-webhook URLs carry their
+    credential in the path or query (``/services/T0/B0/XXXX``, ``?token=``), so neither is shown."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:
+        return "<malformed URL>"
+    if not parts.scheme or not host:
+        return "<malformed URL>"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}/***"
+
+
+def _reason(exc: BaseException, url: str) -> str:
+    """Why a delivery failed, without the URL (a malformed-URL error quotes it)."""
+    text = str(getattr(exc, "reason", None) or exc)
+    return text.replace(url, redact_url(url)) if url else text
+
+
 def send_alert(payload: Mapping[str, Any], webhook: str | None = None) -> bool:
     """Log the alert; POST it to the webhook if one is configured. True if it was delivered there."""
     log.error("%s", payload.get("message"), extra={"mdm_alert": dict(payload)})
@@ -116,10 +138,12 @@ def send_alert(payload: Mapping[str, Any], webhook: str | None = None) -> bool:
     try:
         status = post_json(url, payload)
     except urllib.error.HTTPError as exc:
-        log.error("alert webhook %s answered HTTP %s; the alert is only in this log", url, exc.code)
+        log.error("alert webhook %s answered HTTP %s; the alert is only in this log", redact_url(url), exc.code)
         return False
     except (OSError, ValueError) as exc:  # URLError, timeouts, refused connections, a malformed URL
-        log.error("alert webhook %s unreachable (%s); the alert is only in this log", url, exc)
+        log.error(
+            "alert webhook %s unreachable (%s); the alert is only in this log", redact_url(url), _reason(exc, url)
+        )
         return False
     log.info("alert %s delivered to the webhook (HTTP %s)", payload.get("event"), status)
     return True

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from customer_mdm.config import Settings
-from customer_mdm.errors import MdmError
+from customer_mdm.errors import MdmError, RunLocked
 
 
 def _settings(ctx: click.Context, **overrides: Any) -> Settings:
@@ -136,6 +136,28 @@ def print_summary(summary: dict[str, Any]) -> None:
             click.echo(f"  {q['file']}: {q['reason']}")
 
 
+def _dags_runs(settings: Settings, run_id: str, full: bool, quiet: bool, no_governance: bool) -> int:
+    """The daily DAG, then the governance DAG, through ``airflow dags test``; the exit code."""
+    from customer_mdm.airflow_runner import dags_test
+
+    code = dags_test(
+        settings,
+        "mdm_daily",
+        conf={"mdm_run_id": run_id, "full": full},
+        extra_env={"MDM_TASK_RETRIES": "0"},
+        stream=not quiet,
+    )
+    if code == 0 and not no_governance:  # the scheduler runs it on the golden asset; `dags test` does not
+        code = dags_test(
+            settings,
+            "mdm_governance",
+            conf={"mdm_run_id": run_id},
+            extra_env={"MDM_TASK_RETRIES": "0"},
+            stream=not quiet,
+        )
+    return code
+
+
 @main.command()
 @click.option("--landing", type=click.Path(path_type=Path), help="Landing zone (default: $MDM_LANDING).")
 @click.option("--no-airflow", is_flag=True, help="Run the steps in this process instead of through Airflow.")
@@ -148,6 +170,12 @@ def print_summary(summary: dict[str, Any]) -> None:
     "that the scheduler runs after each publication.",
 )
 @click.option("--full", is_flag=True, help="Rescore every record instead of only new and changed ones.")
+@click.option(
+    "--wait",
+    "wait_seconds",
+    type=click.FloatRange(min=0),
+    help="Seconds to wait for another run's lock before giving up (default $MDM_RUN_LOCK_WAIT or 0: refuse at once).",
+)
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -157,13 +185,14 @@ def run(
     as_json: bool,
     no_governance: bool,
     full: bool,
+    wait_seconds: float | None,
 ) -> None:
     """Run the daily pipeline (through Airflow's `dags test`) and print the run summary."""
     from customer_mdm.ingest.loader import check_landing
     from customer_mdm.pipeline import new_run_id, run_summary
     from customer_mdm.warehouse import connect
 
-    settings = _settings(ctx, landing=landing)
+    settings = _settings(ctx, landing=landing, run_lock_wait=wait_seconds)
     check_landing(settings)
     settings.ensure_dirs()
     with connect(settings):  # fail early and clearly on an unreachable warehouse
@@ -175,26 +204,15 @@ def run(
 
         try:
             run_inline(settings, run_id, full=full, governance=not no_governance)
+        except RunLocked:
+            raise
         except MdmError as exc:
             click.secho(str(exc), fg="red", err=True)
     else:
-        from customer_mdm.airflow_runner import dags_test
+        from customer_mdm.runlock import holding
 
-        code = dags_test(
-            settings,
-            "mdm_daily",
-            conf={"mdm_run_id": run_id, "full": full},
-            extra_env={"MDM_TASK_RETRIES": "0"},
-            stream=not quiet,
-        )
-        if code == 0 and not no_governance:  # the scheduler runs it on the golden asset; `dags test` does not
-            code = dags_test(
-                settings,
-                "mdm_governance",
-                conf={"mdm_run_id": run_id},
-                extra_env={"MDM_TASK_RETRIES": "0"},
-                stream=not quiet,
-            )
+        with holding(settings, run_id):  # the DAG's start task finds the lock taken for this run id
+            code = _dags_runs(settings, run_id, full, quiet, no_governance)
         if code != 0:
             click.secho(
                 f"airflow dags test exited with {code}; log: {settings.airflow_home / 'logs' / 'mdm_daily-last.log'}",
@@ -519,19 +537,24 @@ def review_list(ctx: click.Context, limit: int) -> None:
 @click.argument("left")
 @click.argument("right")
 @click.option("--match/--no-match", "is_match", required=True, help="Same person, or never merge them.")
-@click.option("--by", "decided_by", required=True, help="Who decides (recorded for the audit trail).")
+@click.option(
+    "--by",
+    "decided_by",
+    help="A display note naming who decides; the audit trail records the authenticated principal "
+    "(the PostgreSQL login, or the operating-system user on DuckDB), not this text.",
+)
 @click.option("--note", default=None, help="Why.")
 @click.pass_context
-def review_decide(ctx: click.Context, left: str, right: str, is_match: bool, decided_by: str, note: str | None) -> None:
-    """Record a steward decision on two records (source:source_id); later runs honour it."""
+def review_decide(
+    ctx: click.Context, left: str, right: str, is_match: bool, decided_by: str | None, note: str | None
+) -> None:
+    """Record a steward decision on two records (source:source_id); later runs honour it. The
+    decision is recorded under the authenticated principal (PostgreSQL login, or OS user on DuckDB)."""
     from customer_mdm.linkage.step import record_decision
 
     settings = _settings(ctx)
     record_decision(settings, left, right, "match" if is_match else "no_match", decided_by, note)
-    click.echo(
-        f"recorded: {left} {'MATCH' if is_match else 'NO MATCH'} {right} (by {decided_by}); "
-        "it takes effect on the next run"
-    )
+    click.echo(f"recorded: {left} {'MATCH' if is_match else 'NO MATCH'} {right}; it takes effect on the next run")
 
 
 @main.command()

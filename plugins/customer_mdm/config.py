@@ -19,6 +19,8 @@ Environment variables (all optional except ``MDM_PG_DSN`` when the target is pos
 ``MDM_SPARK_DRIVER_MEMORY``  Spark driver memory (default ``2g``)
 ``MDM_LINKAGE_MEMORY_LIMIT`` memory DuckDB may hold while Splink scores and trains on the ``duckdb``
                              engine, beyond which it spills to ``$MDM_HOME/tmp`` (default ``2GB``)
+``MDM_MAX_FILE_MB``  a landing file larger than this many MiB is quarantined unread (default 2048)
+``MDM_RUN_LOCK_WAIT`` seconds a run waits for another run's lock before it gives up (default 0: fail at once)
 """
 
 from __future__ import annotations
@@ -69,6 +71,19 @@ def _airflow_dsn(value: str | None) -> str | None:
     return f"postgresql://{auth}{conn.get('host') or 'localhost'}{port}/{quote(str(conn.get('schema') or ''), safe='')}"
 
 
+def _number(name: str, value: object, default: float) -> float:
+    """A non-negative number from a setting (``None`` or empty: the default)."""
+    if value is None or str(value).strip() == "":
+        return float(default)
+    try:
+        number = float(str(value))
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} is not a number") from None
+    if number < 0 or number != number:
+        raise ConfigError(f"{name}={value!r} must be zero or more")
+    return number
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -83,6 +98,10 @@ class Settings:
     spark_driver_memory: str = "2g"
     #: DuckDB memory_limit of Splink's connections (duckdb engine)
     linkage_memory_limit: str = "2GB"
+    #: landing files above this size (MiB) are quarantined without being read
+    max_file_mb: float = 2048.0
+    #: seconds a run waits for the run lock another run holds (0: refuse at once)
+    run_lock_wait: float = 0.0
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -99,6 +118,10 @@ class Settings:
         spark_master = str(overrides.pop("spark_master", None) or env.get("MDM_SPARK_MASTER") or "local[2]")
         driver_memory = str(overrides.pop("spark_driver_memory", None) or env.get("MDM_SPARK_DRIVER_MEMORY") or "2g")
         memory_limit = str(overrides.pop("linkage_memory_limit", None) or env.get("MDM_LINKAGE_MEMORY_LIMIT") or "2GB")
+        max_file_mb = _number("MDM_MAX_FILE_MB", overrides.pop("max_file_mb", None) or env.get("MDM_MAX_FILE_MB"), 2048)
+        lock_wait = _number(
+            "MDM_RUN_LOCK_WAIT", overrides.pop("run_lock_wait", None) or env.get("MDM_RUN_LOCK_WAIT"), 0
+        )
         if overrides:
             raise TypeError(f"unknown settings: {sorted(overrides)}")
         if env.get("MDM_WAREHOUSE_KEY"):
@@ -116,6 +139,8 @@ class Settings:
             spark_master=spark_master,
             spark_driver_memory=driver_memory,
             linkage_memory_limit=memory_limit,
+            max_file_mb=max_file_mb,
+            run_lock_wait=lock_wait,
         )
         settings.validate()
         return settings
@@ -213,6 +238,8 @@ class Settings:
             "MDM_SPARK_MASTER": self.spark_master,
             "MDM_SPARK_DRIVER_MEMORY": self.spark_driver_memory,
             "MDM_LINKAGE_MEMORY_LIMIT": self.linkage_memory_limit,
+            "MDM_MAX_FILE_MB": f"{self.max_file_mb:g}",
+            "MDM_RUN_LOCK_WAIT": f"{self.run_lock_wait:g}",
         }
         if self.pg_dsn:
             env["MDM_PG_DSN"] = self.pg_dsn
@@ -224,6 +251,9 @@ class Settings:
                     "MDM_PG_USER": params.get("user", os.environ.get("USER", "postgres")),
                     "MDM_PG_PASSWORD": params.get("password", ""),
                     "MDM_PG_DBNAME": params.get("dbname", "mdm"),
+                    # TLS (dbt's profile): verify-full with the CA's certificate in production
+                    "MDM_PG_SSLMODE": params.get("sslmode", ""),
+                    "MDM_PG_SSLROOTCERT": params.get("sslrootcert", ""),
                 }
             )
         return env

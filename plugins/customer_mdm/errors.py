@@ -25,3 +25,7 @@ class FileRejected(MdmError):
 
 class PipelineFailed(MdmError):
     """A pipeline run finished in a failed state."""
+
+
+class RunLocked(MdmError):
+    """Another pipeline run holds the run lock: two runs never interleave."""

@@ -3,6 +3,9 @@
 Every step records itself in ``ops.run_steps`` (status, timing, JSON details) so a run's summary
 can be rebuilt from the warehouse alone, whoever ran it (Airflow scheduler, ``airflow dags test``
 or the CLI). A step that fails records the error before re-raising it.
+
+One run at a time: ``start_run`` takes the run lock (:mod:`customer_mdm.runlock`), every daily
+step renews it and refuses to run while another run holds it, ``finish_run`` releases it.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from customer_mdm import runlock
 from customer_mdm.config import Settings
 from customer_mdm.schema import ensure_schema
 from customer_mdm.sources import FEEDS
@@ -44,6 +48,9 @@ def expected_steps() -> list[str]:
     ]
 
 
+#: the daily steps that run under the run lock (``start`` takes it)
+_DAILY_STEPS = frozenset(expected_steps()) - {"start"}
+
 #: Steps of the governance outputs (the mdm_governance DAG, after each publication)
 GOVERNANCE_STEPS = ["dbt_governance", "scorecard"]
 
@@ -70,6 +77,8 @@ def step(settings: Settings, run_id: str, name: str) -> Iterator[StepRecord]:
     t0 = time.perf_counter()
     status, error = "success", None
     with kept_open(settings):
+        if name in _DAILY_STEPS:  # never beside another run: refused before anything is recorded
+            runlock.renew(settings, run_id)
         try:
             yield record
         except BaseException as exc:
@@ -93,10 +102,15 @@ def step(settings: Settings, run_id: str, name: str) -> Iterator[StepRecord]:
 
 # ----------------------------------------------------------------------------- steps
 def start_run(settings: Settings, run_id: str, dag_run_id: str | None = None) -> str:
-    """Create the warehouse schemas and tables if needed and open the run's record."""
+    """Create the warehouse schemas and tables if needed, take the run lock (RunLocked when another
+    run holds it) and open the run's record. ``dag_run_id``: an Airflow DAG run, whose lease
+    ``finish`` releases (or which expires)."""
     settings.ensure_dirs()
+    with kept_open(settings):
+        with connect(settings) as wh:
+            ensure_schema(wh)
+        runlock.acquire(settings, run_id, "lease" if dag_run_id else "pid")
     with connect(settings) as wh:
-        ensure_schema(wh)
         wh.execute("delete from ops.runs where run_id = ?", [run_id])
         wh.execute(
             "insert into ops.runs (run_id, dag_run_id, target, landing, status, started_at) "
@@ -115,12 +129,14 @@ def ingest_steps(settings: Settings, run_id: str) -> dict[str, str]:
     """Every feed's ingest step, as the DAG runs them: a feed that fails (its folder unreadable, a
     share that is down) is recorded as a failed step and the others go on; ``finish_run`` then
     marks the run failed, after the golden tables were built from what did arrive."""
-    from customer_mdm.errors import MdmError
+    from customer_mdm.errors import MdmError, RunLocked
 
     failed = {}
     for f in FEEDS:
         try:
             ingest_step(settings, run_id, f.name)
+        except RunLocked:
+            raise
         except (MdmError, OSError) as exc:
             log.error("ingest_%s failed, the other feeds go on: %s", f.name, exc)
             failed[f.name] = str(exc)
@@ -497,6 +513,7 @@ def finish_run(settings: Settings, run_id: str) -> dict[str, Any]:
             "update ops.runs set status = ?, finished_at = ?, summary = ? where run_id = ?",
             [status, _now(), json.dumps(summary, default=str, ensure_ascii=False), run_id],
         )
+    runlock.release_at_finish(settings, run_id)
     if status != "success":
         from customer_mdm.errors import PipelineFailed
 
@@ -603,21 +620,22 @@ def run_inline(
     """Run every step in this process, without Airflow (benchmarks, debugging): the daily
     pipeline, then (``governance``) what the mdm_governance DAG does after a publication."""
     run_id = run_id or new_run_id()
-    start_run(settings, run_id)
-    ingest_steps(settings, run_id)
-    validate_raw_step(settings, run_id, full=full)
-    dbt_staging_step(settings, run_id, full=full)
-    standardize_step(settings, run_id)
-    dbt_build_step(settings, run_id, full=full)
-    validate_standardised_step(settings, run_id, full=full)
-    link_step(settings, run_id, full=full)
-    erasure_step(settings, run_id)
-    dbt_golden_step(settings, run_id, full=full)
-    publish_step(settings, run_id)
-    summary = finish_run(settings, run_id)
-    if governance:
-        run_governance(settings, run_id)
-        summary = run_summary(settings, run_id)
+    with runlock.holding(settings, run_id):
+        start_run(settings, run_id)
+        ingest_steps(settings, run_id)
+        validate_raw_step(settings, run_id, full=full)
+        dbt_staging_step(settings, run_id, full=full)
+        standardize_step(settings, run_id)
+        dbt_build_step(settings, run_id, full=full)
+        validate_standardised_step(settings, run_id, full=full)
+        link_step(settings, run_id, full=full)
+        erasure_step(settings, run_id)
+        dbt_golden_step(settings, run_id, full=full)
+        publish_step(settings, run_id)
+        summary = finish_run(settings, run_id)
+        if governance:
+            run_governance(settings, run_id)
+            summary = run_summary(settings, run_id)
     return summary
 
 

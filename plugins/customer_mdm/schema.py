@@ -5,6 +5,7 @@
 ``ops.quarantine``  rejected files and rows, with the reason and the raw record
 ``ops.runs``        one row per pipeline run with its JSON summary
 ``ops.run_steps``   one row per step (task) of a run
+``ops.run_lock``    the run lock's lease: which run holds it, until when (``customer_mdm.runlock``)
 ``ops.dbt_window``  per dbt layer (staging, build, golden): ``since``, the newest ``_ingested_at``
                     of the layer's inputs at its previous successful build (NULL: full rebuild);
                     written before dbt runs, read by the dbt project (scoped staging tests,
@@ -77,6 +78,15 @@ OPS_TABLES: dict[str, dict[str, str]] = {
         "started_at": "timestamp",
         "finished_at": "timestamp",
         "details": "text",
+    },
+    "ops.run_lock": {
+        "lock_name": "text primary key",  # one row: 'pipeline'
+        "run_id": "text",  # the run holding the lock; NULL when free
+        "kind": "text",  # process (a process holds the OS/session lock for the run) | lease (an Airflow run)
+        "host": "text",
+        "pid": "integer",
+        "acquired_at": "timestamp",
+        "expires_at": "timestamp",  # renewed at every step; past it the lock is free
     },
     "ops.dbt_window": {
         "layer": "text",  # staging | build | golden

@@ -9,8 +9,14 @@ their grants):
 ``mdm_steward``   reads personal data -- the golden tables (``marts``), the cross-reference, the
                   review queue and link state (``mdm``), the unified records (``intermediate``),
                   governance outputs, the audit trail (``audit``) -- and may *insert* steward
-                  decisions (``mdm.steward_decisions``, what ``mdm review decide`` writes). Nothing
-                  else: no update, delete, DDL, no raw, staging or ops data.
+                  decisions (``mdm.steward_decisions``, what ``mdm review decide`` writes) and append
+                  its audit row through the audit log's function. Nothing else: no update, delete,
+                  DDL, no raw, staging or ops data.
+
+The audit schema is the exception to "mdm_pipeline owns every platform schema": a fourth,
+``NOLOGIN`` role, ``mdm_audit_owner`` (:data:`customer_mdm.audit.AUDIT_OWNER`), owns it, its table,
+triggers and its ``SECURITY DEFINER`` writer function; the pipeline and the steward may only read
+the table and execute the function (:func:`customer_mdm.audit.install_pg`, run by :func:`apply`).
 ``bi_reader``     reads only the masked views of schema ``bi`` (:data:`BI_VIEWS`). PostgreSQL checks
                   a view's base tables with its *owner's* privileges, so bi_reader reads masked
                   values through the views and gets "permission denied" on every other table.
@@ -47,6 +53,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from customer_mdm.audit import AUDIT_OWNER
+from customer_mdm.audit import install_pg as install_audit
+from customer_mdm.audit import pg_installed as audit_installed
 from customer_mdm.config import Settings
 from customer_mdm.errors import MdmError
 from customer_mdm.schema import ensure_table
@@ -84,6 +93,8 @@ PLATFORM_SCHEMAS = (
     "audit",
     BI_SCHEMA,
 )
+#: the schema mdm_audit_owner owns: mdm_pipeline gets no ownership, CREATE or write grant there
+AUDIT_SCHEMA = "audit"
 #: schemas each reader role may read (every table and view in them, now and later)
 READS: dict[str, tuple[str, ...]] = {
     STEWARD_ROLE: ("intermediate", "mdm", "marts", "governance", "audit", BI_SCHEMA),
@@ -92,7 +103,8 @@ READS: dict[str, tuple[str, ...]] = {
 #: the only writes of a reader role: table -> privileges
 WRITES: dict[str, dict[str, tuple[str, ...]]] = {
     # a decision and its audit row are written in one transaction (linkage.step.record_decision)
-    STEWARD_ROLE: {"mdm.steward_decisions": ("insert",), "audit.golden_changes": ("insert",)},
+    # (its audit row goes through audit.append_changes, see customer_mdm.audit)
+    STEWARD_ROLE: {"mdm.steward_decisions": ("insert",)},
     BI_ROLE: {},
 }
 #: which BI view SQL is installed (sha256 of its definition), so unchanged views are left alone
@@ -260,6 +272,28 @@ def ensure_bi_views(wh: Warehouse) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- roles
+def scram_verifier(password: str, iterations: int = 4096, salt: bytes | None = None) -> str:
+    """The SCRAM-SHA-256 verifier PostgreSQL stores for ``password`` (RFC 5802/7677, as psql's
+    ``\\password`` computes it on the client). ``alter role ... password '<verifier>'`` sets the
+    password without the password itself ever reaching the server: a statement log
+    (``log_statement``), an error's STATEMENT line or ``pg_stat_activity`` shows only the verifier."""
+    import base64
+    import hmac
+    import unicodedata
+
+    salt = salt if salt is not None else os.urandom(16)
+    normalised = unicodedata.normalize("NFKC", password)  # SASLprep's normalisation step
+    salted = hashlib.pbkdf2_hmac("sha256", normalised.encode("utf-8"), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+
+    def b64(raw: bytes) -> str:
+        return base64.b64encode(raw).decode("ascii")
+
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+
+
 def _literal(wh: PostgresWarehouse, value: str) -> str:
     from psycopg import sql
 
@@ -285,7 +319,8 @@ def ensure_roles(wh: PostgresWarehouse, env: Mapping[str, str], summary: dict[st
     can_create = _can_create_roles(wh)
     for role in ROLES:
         password = env.get(PASSWORD_ENV[role]) or None
-        login = f"login password {_literal(wh, password)}" if password else "nologin"
+        # the server gets the SCRAM verifier, never the password (statement logs, errors)
+        login = f"login password {_literal(wh, scram_verifier(password))}" if password else "nologin"
         if not _role_exists(wh, role):
             if not can_create:
                 summary["warnings"].append(
@@ -336,7 +371,7 @@ def reassign_ownership(wh: PostgresWarehouse) -> list[str]:
     schemas = wh.query(
         "select n.nspname from pg_namespace n join pg_roles r on r.oid = n.nspowner "
         "where n.nspname = any(?) and r.rolname <> ?",
-        [list(PLATFORM_SCHEMAS), PIPELINE_ROLE],
+        [[s for s in PLATFORM_SCHEMAS if s != AUDIT_SCHEMA], PIPELINE_ROLE],
     )
     for (schema,) in schemas:
         wh.execute(f"alter schema {schema} owner to {PIPELINE_ROLE}")
@@ -352,7 +387,7 @@ def reassign_ownership(wh: PostgresWarehouse) -> list[str]:
               select 1 from pg_depend d where d.objid = c.oid and d.deptype in ('a', 'i')))
         order by n.nspname, c.relname
         """,
-        [list(PLATFORM_SCHEMAS), PIPELINE_ROLE],
+        [[s for s in PLATFORM_SCHEMAS if s != AUDIT_SCHEMA], PIPELINE_ROLE],
     )
     kinds = {"r": "table", "p": "table", "v": "view", "m": "materialized view", "S": "sequence"}
     for schema, name, kind in relations:
@@ -380,7 +415,8 @@ def apply_grants(wh: PostgresWarehouse, summary: dict[str, Any]) -> None:
     can_create = _one(wh, "select has_database_privilege(current_database(), 'CREATE')")
     if can_create:
         for schema in PLATFORM_SCHEMAS:
-            wh.execute(f"create schema if not exists {schema}{owner}")
+            if schema != AUDIT_SCHEMA:  # created by customer_mdm.audit.install_pg, owned by its own role
+                wh.execute(f"create schema if not exists {schema}{owner}")
     schemas = [
         str(r[0]) for r in wh.query("select nspname from pg_namespace where nspname = any(?)", [list(PLATFORM_SCHEMAS)])
     ]
@@ -391,7 +427,7 @@ def apply_grants(wh: PostgresWarehouse, summary: dict[str, Any]) -> None:
         def defaults(creator: str, action: str, schema: str = schema) -> str:
             return f'alter default privileges for role "{creator}" in schema {schema} {action}'
 
-        if PIPELINE_ROLE in existing and me != PIPELINE_ROLE:
+        if PIPELINE_ROLE in existing and me != PIPELINE_ROLE and schema != AUDIT_SCHEMA:
             statements += [
                 f"grant usage, create on schema {schema} to {PIPELINE_ROLE}",
                 f"grant all on all tables in schema {schema} to {PIPELINE_ROLE}",
@@ -450,6 +486,8 @@ def apply(
                 grant_database(admin, summary)
                 if reassign:
                     summary["reassigned"] = reassign_ownership(admin)
+                install_audit(admin)
+                summary["audit_owner"] = AUDIT_OWNER
             finally:
                 admin.close()
         with connect(settings) as wh:
@@ -458,6 +496,14 @@ def apply(
             if not admin_dsn:
                 ensure_roles(wh, env, summary)
                 grant_database(wh, summary)
+                if _can_create_roles(wh):
+                    install_audit(wh)
+                    summary["audit_owner"] = AUDIT_OWNER
+                elif not audit_installed(wh):
+                    summary["warnings"].append(
+                        f"the audit log is not owned by {AUDIT_OWNER}: run `mdm roles apply --admin-dsn ...` "
+                        "as a superuser or CREATEROLE role"
+                    )
             with wh.transaction():  # the views and their grants together: never a view without its grants
                 summary["views"] = ensure_bi_views(wh)
                 apply_grants(wh, summary)

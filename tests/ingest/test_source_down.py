@@ -48,14 +48,14 @@ def _make_unreadable(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
         monkeypatch.setattr(Path, "iterdir", iterdir)
     else:
-        real_read = Path.read_bytes
+        real_open = os.open
 
-        def read_bytes(self: Path) -> bytes:
-            if self == path:
+        def open_(file: object, flags: int, *args: object, **kwargs: object) -> int:
+            if Path(str(file)) == path:
                 raise denied
-            return real_read(self)
+            return real_open(file, flags, *args, **kwargs)  # type: ignore[arg-type]
 
-        monkeypatch.setattr(Path, "read_bytes", read_bytes)
+        monkeypatch.setattr(os, "open", open_)  # the loader opens landing files with os.open (O_NOFOLLOW)
 
 
 def _restore(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

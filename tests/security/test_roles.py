@@ -19,6 +19,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from customer_mdm.audit import AUDIT_OWNER
 from customer_mdm.config import Settings
 from customer_mdm.devtools.pgserver import LocalPostgres
 from customer_mdm.generate import generate_landing
@@ -137,7 +138,7 @@ def test_the_pipeline_owns_what_it_built_and_can_write(wh: Warehouse):
     with as_role(wh, PIPELINE_ROLE) as con, con.transaction(force_rollback=True):
         con.execute("insert into marts.dim_customer (golden_id) values ('G-test')")
         con.execute("delete from raw.crm")
-        con.execute("create table audit.pipeline_probe (x int)")
+        con.execute("create table governance.pipeline_probe (x int)")
         con.execute("drop table marts.customer_xref cascade")
 
 
@@ -190,7 +191,13 @@ def test_steward_reads_personal_data_and_records_decisions_only(wh: Warehouse):
     before = fetch(wh, None, "select count(*) from mdm.steward_decisions")[0][0]
     record_decision(wh.settings[STEWARD_ROLE], left, right, "no_match", "steward-test", "not the same person")
     assert fetch(wh, None, "select count(*) from mdm.steward_decisions")[0][0] == before + 1
-    assert fetch(wh, STEWARD_ROLE, "select decided_by from mdm.steward_decisions") == [("steward-test",)]
+    # who decided is the authenticated login, not the free text (only a display note)
+    assert fetch(wh, STEWARD_ROLE, "select decided_by, note from mdm.steward_decisions") == [
+        (STEWARD_ROLE, "not the same person (noted as: steward-test)")
+    ]
+    assert fetch(
+        wh, STEWARD_ROLE, "select distinct actor, principal from audit.golden_changes where action = 'steward_decision'"
+    ) == [(STEWARD_ROLE, STEWARD_ROLE)]
 
     for table in PIPELINE_ONLY_TABLES:
         assert denied(wh, STEWARD_ROLE, f"select 1 from {table} limit 1"), table
@@ -212,16 +219,17 @@ def test_steward_reads_personal_data_and_records_decisions_only(wh: Warehouse):
 
 
 def test_tables_created_later_are_covered_schema_wide(wh: Warehouse):
-    # e.g. the audit trail (audit.golden_changes) and a new marts table, created by the pipeline
-    # after the roles were applied: default privileges grant them at creation, no re-apply needed
+    # e.g. a new mdm table and a new marts table, created by the pipeline after the roles were
+    # applied: default privileges grant them at creation, no re-apply needed (the audit schema is
+    # not the pipeline's: test_the_audit_log_is_append_only_for_every_role_but_its_nologin_owner)
     with as_role(wh, PIPELINE_ROLE) as con:
-        con.execute("create table audit.golden_changes_probe (golden_id text, what text)")
-        con.execute("insert into audit.golden_changes_probe values ('G1', 'merge')")
+        con.execute("create table mdm.golden_changes_probe (golden_id text, what text)")
+        con.execute("insert into mdm.golden_changes_probe values ('G1', 'merge')")
         con.execute("create table marts.new_mart_probe as select 1 as x")
-    assert fetch(wh, STEWARD_ROLE, "select what from audit.golden_changes_probe") == [("merge",)]
+    assert fetch(wh, STEWARD_ROLE, "select what from mdm.golden_changes_probe") == [("merge",)]
     assert fetch(wh, STEWARD_ROLE, "select x from marts.new_mart_probe") == [(1,)]
-    assert denied(wh, STEWARD_ROLE, "insert into audit.golden_changes_probe values ('G2', 'forged')")
-    assert denied(wh, BI_ROLE, "select * from audit.golden_changes_probe")
+    assert denied(wh, STEWARD_ROLE, "insert into mdm.golden_changes_probe values ('G2', 'forged')")
+    assert denied(wh, BI_ROLE, "select * from mdm.golden_changes_probe")
     assert denied(wh, BI_ROLE, "select * from marts.new_mart_probe")
 
 
@@ -285,3 +293,46 @@ def test_no_role_without_grants_sees_platform_data(wh: Warehouse, tmp_path: Path
     finally:
         with as_role(wh, None) as con:
             con.execute(f"drop role {name}")  # type: ignore[arg-type]
+
+
+def test_the_audit_log_is_append_only_for_every_role_but_its_nologin_owner(wh: Warehouse):
+    owners = fetch(
+        wh,
+        None,
+        "select (select pg_get_userbyid(nspowner) from pg_namespace where nspname = 'audit'), "
+        "(select tableowner from pg_tables where schemaname = 'audit' and tablename = 'golden_changes'), "
+        "(select pg_get_userbyid(proowner) from pg_proc where proname = 'append_changes' and prosecdef), "
+        "(select rolcanlogin from pg_roles where rolname = 'mdm_audit_owner')",
+    )
+    assert owners == [(AUDIT_OWNER, AUDIT_OWNER, AUDIT_OWNER, False)]
+    rows = fetch(
+        wh, None, "select count(*), count(distinct principal) from audit.golden_changes where actor_kind = 'run'"
+    )
+    assert rows[0][0] > 0 and fetch(
+        wh, None, "select distinct principal from audit.golden_changes where actor_kind = 'run'"
+    ) == [(PIPELINE_ROLE,)]
+    for role in (PIPELINE_ROLE, STEWARD_ROLE):
+        for statement in (
+            "insert into audit.golden_changes (actor, actor_kind, action) values ('someone', 'steward', 'steward_decision')",
+            "update audit.golden_changes set reason = 'x'",
+            "delete from audit.golden_changes",
+            "truncate audit.golden_changes",
+            "drop trigger golden_changes_append_only on audit.golden_changes",
+            "alter table audit.golden_changes disable trigger all",
+            "drop table audit.golden_changes",
+            "create table audit.forged (x int)",
+            "create or replace function audit.append_changes(changes jsonb) returns integer language sql as 'select 0'",
+            "set role mdm_audit_owner",
+        ):
+            assert denied(wh, role, statement), (role, statement)
+    forged_run = '[{"actor": "r1", "actor_kind": "run", "action": "merge", "golden_id": "G-x"}]'
+    bad_kind = '[{"actor": "r1", "actor_kind": "steward", "action": "merge"}]'
+    spoofed = '[{"actor": "the-boss", "actor_kind": "steward", "action": "steward_decision", "golden_id": "G-y"}]'
+    with as_role(wh, STEWARD_ROLE) as con:
+        for payload in (forged_run, bad_kind):
+            with pytest.raises(psycopg.errors.RaiseException):
+                con.execute("select audit.append_changes(%s::jsonb)", [payload])
+        con.execute("select audit.append_changes(%s::jsonb)", [spoofed])
+    assert fetch(wh, None, "select actor, principal from audit.golden_changes where golden_id = 'G-y'") == [
+        (STEWARD_ROLE, STEWARD_ROLE)
+    ]

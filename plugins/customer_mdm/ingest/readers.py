@@ -127,6 +127,20 @@ def _check_header(feed: Feed, header: list[str]) -> list[str]:
     return [f"optional column {c} missing: loaded as NULL" for c in feed.optional if c not in header]
 
 
+def _json_default(value: Any) -> Any:
+    """Text for the values a nested Parquet or JSON value may hold that JSON has no type for
+    (dates in a ``list<date>``, decimals, binary, durations)."""
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
+
+
+class _Unconvertible(ValueError):
+    """A value that cannot become text (nested too deep, a type with no text form)."""
+
+
 def _to_text(value: Any) -> str | None:
     if value is None:
         return None
@@ -140,8 +154,12 @@ def _to_text(value: Any) -> str | None:
         return repr(value) if value == value else None  # NaN -> NULL
     if isinstance(value, (datetime, date)):
         return value.isoformat()
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    if isinstance(value, (dict, list, tuple)):
+        try:
+            return json.dumps(value, ensure_ascii=False, sort_keys=True, default=_json_default)
+        except (RecursionError, TypeError, ValueError) as exc:
+            # the message names no value: RecursionError for deep nesting, TypeError for mixed keys
+            raise _Unconvertible(f"a nested value cannot be written as text ({type(exc).__name__})") from None
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
     return str(value)
@@ -292,7 +310,11 @@ def read_jsonl(data: bytes, feed: Feed) -> ParsedFile:
         if not isinstance(obj, dict):
             collector.reject(line_no, f"JSON line is a {type(obj).__name__}, not an object", line)
             continue
-        record = {unicodedata.normalize("NFKC", str(k)).strip().lower(): _to_text(v) for k, v in obj.items()}
+        try:
+            record = {unicodedata.normalize("NFKC", str(k)).strip().lower(): _to_text(v) for k, v in obj.items()}
+        except _Unconvertible as exc:
+            collector.reject(line_no, str(exc), line)
+            continue
         seen_keys.update(record)
         missing = [c for c in feed.required if record.get(c) is None]
         if missing:
@@ -307,21 +329,55 @@ def read_jsonl(data: bytes, feed: Feed) -> ParsedFile:
     return ParsedFile(encoding, sorted(seen_keys), collector.frame(), collector.rejected, warnings)
 
 
+def _parquet_column(values: list[Any]) -> tuple[list[str | None], dict[int, str]]:
+    """A Parquet column as text, and the problems of the values that have no text form (by row)."""
+    texts: list[str | None] = []
+    problems: dict[int, str] = {}
+    for idx, value in enumerate(values):
+        try:
+            texts.append(_to_text(value))
+        except _Unconvertible as exc:
+            texts.append(None)
+            problems[idx] = str(exc)
+    return texts, problems
+
+
 def read_parquet(data: bytes, feed: Feed) -> ParsedFile:
+    """Read a Parquet file one row group at a time (the Arrow table of the whole file is never
+    held beside its Python text)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(io.BytesIO(data))
+        parquet = pq.ParquetFile(pa.BufferReader(data))
+        header = _normalise_header(parquet.schema_arrow.names)
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise FileRejected(f"unreadable Parquet file (truncated or corrupt): {exc}") from exc
-    header = _normalise_header(table.column_names)
     warnings = _check_header(feed, header)
     collector = _Collector(feed)
-    columns = [[_to_text(v) for v in table.column(i).to_pylist()] for i in range(table.num_columns)]
-    for idx in range(table.num_rows):
-        record = {name: col[idx] for name, col in zip(header, columns, strict=True)}
-        collector.add(idx + 1, record, json.dumps(record, ensure_ascii=False))
+    row_number = 0
+    try:
+        for group in range(parquet.num_row_groups):
+            table = parquet.read_row_group(group)
+            converted = [_parquet_column(table.column(i).to_pylist()) for i in range(table.num_columns)]
+            for idx in range(table.num_rows):
+                row_number += 1
+                record = {name: col[0][idx] for name, col in zip(header, converted, strict=True)}
+                problem = next(
+                    (
+                        f"column {name}: {col[1][idx]}"
+                        for name, col in zip(header, converted, strict=True)
+                        if idx in col[1]
+                    ),
+                    None,
+                )
+                raw = json.dumps(record, ensure_ascii=False)
+                if problem:
+                    collector.reject(row_number, problem, raw)
+                else:
+                    collector.add(row_number, record, raw)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise FileRejected(f"unreadable Parquet file (a row group cannot be decoded): {exc}") from exc
     return ParsedFile("parquet", header, collector.frame(), collector.rejected, warnings)
 
 

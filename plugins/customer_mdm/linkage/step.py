@@ -709,9 +709,11 @@ def _review_queue(
 
 
 def record_decision(
-    settings: Settings, left: str, right: str, decision: str, decided_by: str, note: str | None = None
+    settings: Settings, left: str, right: str, decision: str, decided_by: str | None = None, note: str | None = None
 ) -> None:
-    """Store a steward decision on a pair of records (``source:source_id``)."""
+    """Store a steward decision on a pair of records (``source:source_id``). Who decided is the
+    authenticated principal (the PostgreSQL login, the operating-system user on DuckDB);
+    ``decided_by`` is only a display note kept with ``note``."""
     from customer_mdm.errors import MdmError
 
     if decision not in ("match", "no_match"):
@@ -728,13 +730,16 @@ def record_decision(
         missing = [r for r in (left, right) if r not in known]
         if missing:
             raise MdmError(f"unknown record(s) {', '.join(missing)}: use source:source_id as in `mdm review list`")
-        from customer_mdm.audit import record_steward_decision
+        from customer_mdm.audit import os_principal, record_steward_decision
 
         decided_at = _now()
+        principal = str(wh.scalar("select session_user")) if wh.target == "postgres" else os_principal()
+        if decided_by:  # a display note, never the actor
+            note = f"{note} (noted as: {decided_by})" if note else f"noted as: {decided_by}"
         with wh.transaction():
             wh.execute(
                 "insert into mdm.steward_decisions (record_id_l, record_id_r, decision, decided_by, decided_at, note) "
                 "values (?, ?, ?, ?, ?, ?)",
-                [left, right, decision, decided_by, decided_at, note],
+                [left, right, decision, principal, decided_at, note],
             )
-            record_steward_decision(settings, wh, left, right, decision, decided_by, note, decided_at)
+            record_steward_decision(settings, wh, left, right, decision, None, note, decided_at)
