@@ -311,7 +311,9 @@ def record_steward_decision(
                 "field": "match",
                 "old_value": None,
                 "new_value": to_json(body),
-                "reason": note or f"steward decision: {decision}",
+                # never the note itself: free text may quote a person, and this log is append-only
+                # (erasure cannot scrub it); the note stays in mdm.steward_decisions (scrubbed there)
+                "reason": f"steward decision: {decision}" + (" (note in mdm.steward_decisions)" if note else ""),
                 "run_id": None,
             }
             for gid in golden_ids

@@ -83,6 +83,11 @@ class Settings:
     spark_driver_memory: str = "2g"
     #: DuckDB memory_limit of Splink's connections (duckdb engine)
     linkage_memory_limit: str = "2GB"
+    #: retention (customer_mdm.privacy.apply_retention): years without a source seeing the person
+    #: and without an order after which a golden id is flagged, then erased; None: off (default)
+    retention_years: float | None = None
+    #: days between the flag and the erasure (a person seen again meanwhile is kept)
+    retention_grace_days: int = 30
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -99,8 +104,18 @@ class Settings:
         spark_master = str(overrides.pop("spark_master", None) or env.get("MDM_SPARK_MASTER") or "local[2]")
         driver_memory = str(overrides.pop("spark_driver_memory", None) or env.get("MDM_SPARK_DRIVER_MEMORY") or "2g")
         memory_limit = str(overrides.pop("linkage_memory_limit", None) or env.get("MDM_LINKAGE_MEMORY_LIMIT") or "2GB")
+        retention = overrides.pop("retention_years", None) or env.get("MDM_RETENTION_YEARS") or None
+        grace = overrides.pop("retention_grace_days", None) or env.get("MDM_RETENTION_GRACE_DAYS") or 30
         if overrides:
             raise TypeError(f"unknown settings: {sorted(overrides)}")
+        try:
+            retention_years = float(str(retention)) if retention is not None else None
+            grace_days = int(str(grace))
+        except ValueError as exc:
+            raise ConfigError(
+                "MDM_RETENTION_YEARS must be a number of years (e.g. 3) and MDM_RETENTION_GRACE_DAYS a whole "
+                "number of days"
+            ) from exc
         settings = cls(
             home=home,
             landing=Path(str(landing)).expanduser().resolve(),
@@ -112,11 +127,17 @@ class Settings:
             spark_master=spark_master,
             spark_driver_memory=driver_memory,
             linkage_memory_limit=memory_limit,
+            retention_years=retention_years,
+            retention_grace_days=grace_days,
         )
         settings.validate()
         return settings
 
     def validate(self) -> None:
+        if self.retention_years is not None and self.retention_years <= 0:
+            raise ConfigError("MDM_RETENTION_YEARS must be more than 0 (leave it unset to keep the policy off)")
+        if self.retention_grace_days < 0:
+            raise ConfigError("MDM_RETENTION_GRACE_DAYS must be 0 or more")
         if self.target not in TARGETS:
             raise ConfigError(
                 f"unknown warehouse target {self.target!r}: set MDM_TARGET to one of {', '.join(TARGETS)}"
@@ -203,7 +224,10 @@ class Settings:
             "MDM_SPARK_MASTER": self.spark_master,
             "MDM_SPARK_DRIVER_MEMORY": self.spark_driver_memory,
             "MDM_LINKAGE_MEMORY_LIMIT": self.linkage_memory_limit,
+            "MDM_RETENTION_GRACE_DAYS": str(self.retention_grace_days),
         }
+        if self.retention_years is not None:
+            env["MDM_RETENTION_YEARS"] = str(self.retention_years)
         if self.pg_dsn:
             env["MDM_PG_DSN"] = self.pg_dsn
             params = self.pg_params()

@@ -132,7 +132,8 @@ def _check_header(feed: Feed, header: list[str]) -> list[str]:
     dupes = sorted({h for h in header if header.count(h) > 1})
     if dupes:
         named = [h for h in dupes if h in feed.columns]
-        what = ", ".join(named) if len(named) == len(dupes) else f"{len(dupes)} name(s) ({_describe_header(feed, header)})"
+        described = f"{len(dupes)} name(s) ({_describe_header(feed, header)})"
+        what = ", ".join(named) if len(named) == len(dupes) else described
         raise FileRejected(f"duplicate column(s) in header: {what}")
     missing = [c for c in feed.required if c not in header]
     if missing:
