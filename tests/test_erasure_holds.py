@@ -320,5 +320,6 @@ def test_retention_flags_then_erases_with_tombstones_and_audit(world: World) -> 
     assert set(requests["request_id"]) == {f"retention-{g}" for g in r["expired"]}
     assert set(requests["status"]) == {"erased"}
     assert set(r["stones"]["request_id"]) == set(requests["request_id"])
-    assert set(r["stones"]["identifier_kind"]) >= {"request", "record"}
+    assert "request" in set(r["stones"]["identifier_kind"])  # the first record (others as record, phone, email)
+    assert len(r["stones"]) >= len(requests)
     assert set(r["audit"]["golden_id"]) >= r["expired"] and set(r["audit"]["action"]) == {"erasure"}

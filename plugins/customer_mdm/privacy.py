@@ -598,15 +598,21 @@ def _scrub_tombstoned_text(settings: Settings, wh: Warehouse, stones: dict[str, 
     """Replace the phones and e-mails in free text (:data:`FREE_TEXT`) whose pseudonym is a
     tombstone: after a restore, the rows put back may quote an erased person whose values are
     known only as hashes (a steward's note naming a phone)."""
+    if not stones.get("phone") and not stones.get("email"):
+        return {}
     digest = _hasher(settings)
     rid = _row_id(wh)
     key = "cast(? as tid)" if wh.target == "postgres" else "?"
     candidates = "[0-9]{7}|@"  # on the normalised text: separators between digits are gone
     changed: dict[str, int] = {}
 
+    seen: dict[str, bool] = {}
+
     def hashed(token: str) -> bool:
-        kind = "email" if "@" in token else "phone"
-        return digest(kind, normalise(kind, token)) in stones.get(kind, set())
+        if token not in seen:  # run ids and timestamps repeat in every step's details
+            kind = "email" if "@" in token else "phone"
+            seen[token] = digest(kind, normalise(kind, token)) in stones.get(kind, set())
+        return seen[token]
 
     for table, columns in FREE_TEXT.items():
         if not wh.table_exists(table):
