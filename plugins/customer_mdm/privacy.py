@@ -24,8 +24,20 @@ handles every request not handled yet:
    ``not_found``), to the run summary and to ``audit.golden_changes`` (action ``erasure``).
 4. **Keep them out.** :func:`apply_tombstones` deletes, the same way, every record whose hashed
    identifiers match a tombstone. The erasure task runs it on each run's new rows, so an old
-   export that still contains the person is dropped (and counted) before the golden build; a restore from
-   a backup taken before an erasure must call it on everything (``apply_tombstones(settings)``).
+   export that still contains the person is dropped (and counted) before the golden build; a
+   restore (``customer_mdm.backup.restore``) calls it on everything (``since=None``), which also
+   matches the record ids the restored ``mdm.*`` / ``marts.*`` tables name and golden rows whose
+   phone or e-mail is tombstoned. A record-id request is tombstoned as the matcher keys records
+   (``crm:C7777777``), so a request that matched nobody blocks the record when it arrives.
+5. **Scrub** what belongs to nobody in particular but quotes the person (:data:`FREE_TEXT`: run
+   details, reasons, steward notes; the files under ``MDM_HOME``: quarantine copies, reports,
+   Data Docs, logs): their values are replaced by ``[erased]``. Erased raw rows are counted in
+   ``ops.manifest.rows_erased`` (the raw gate's row counts hold on a full rebuild), and a
+   handled request delivered again loses its row.
+
+:func:`apply_retention` (``MDM_RETENTION_YEARS``, off by default) erases the same way people no
+source has seen for years. ``mdm privacy check`` (:mod:`customer_mdm.privacy_search`) lists every
+table and file still naming someone. See docs/privacy.md.
 
 Phones are tombstoned only when they are mobile numbers: a landline (a household's, a
 company's) would otherwise keep other people out. Identifiers are matched after the same
