@@ -122,3 +122,107 @@ def test_forget_golden_ids_pseudonymises_an_erased_persons_ids(settings: Setting
     if settings.target == "postgres":  # the exception is only for forget_golden_ids' transaction
         with connect(settings) as wh, pytest.raises(psycopg.errors.RaiseException, match="append-only"):
             wh.execute(f"update {AUDIT_TABLE} set golden_id = ? where golden_id = ?", ["G0", kept])
+
+
+# ----------------------------------------------------------------------------- erasure, check, scrub
+def test_quarantine_rows_and_raw_rows_erased_by_normalised_value_and_counted_in_the_manifest(
+    settings: Settings,
+) -> None:
+    """Quarantined rows quoting a formatted phone or an upper-case e-mail are the person's too;
+    an erased raw row is counted in its file's manifest entry (the raw gate's row count)."""
+    import pandas as pd
+
+    from customer_mdm.privacy import Person, _erase_rows
+    from customer_mdm.schema import ensure_schema
+
+    with connect(settings) as wh:
+        ensure_schema(wh)
+        wh.insert_df(
+            "ops.quarantine",
+            pd.DataFrame(
+                {
+                    "run_id": "r1",
+                    "feed": "crm",
+                    "kind": "row",
+                    "raw_record": [
+                        '{"mobile": "+86 138-1234 5678"}',
+                        '{"email": "LI.HAO@QQ.COM"}',
+                        '{"mobile": "１３８１２３４５６７８"}',
+                        '{"mobile": "13812345679", "email": "li.hao@qq.com.other"}',
+                    ],
+                }
+            ),
+        )
+        wh.insert_df(
+            "raw.crm",
+            pd.DataFrame({"crm_id": ["C000123", "C000124"], "_batch_id": "crm:f.csv:abc", "_row_number": [1, 2]}),
+        )
+        wh.insert_df(
+            "ops.manifest",
+            pd.DataFrame({"feed": ["crm"], "batch_id": ["crm:f.csv:abc"], "status": ["ingested"], "rows_loaded": [2]}),
+        )
+        person = Person(records={"crm:C000123"}, all_phones={"+8613812345678"}, emails={"li.hao@qq.com"})
+        with wh.transaction():
+            counts = _erase_rows(wh, [person])[0]
+        assert counts["ops.quarantine"] == 3 and counts["raw.crm"] == 1
+        assert wh.scalar("select count(*) from ops.quarantine") == 1  # another number, another address
+        assert wh.query("select rows_loaded, rows_erased from ops.manifest") == [(2, 1)]
+
+
+def test_privacy_check_finds_normalised_values_in_tables_and_files(settings: Settings) -> None:
+    from customer_mdm.privacy_search import check, scrub_files
+
+    with connect(settings) as wh:
+        wh.execute("create schema if not exists mdm")
+        wh.execute("create table mdm.steward_decisions (note text, decided_by text)")
+        wh.execute(
+            "insert into mdm.steward_decisions values ('rang (+86) 138 1234 5678', 'a'), ('mail LI.HAO@qq.com', 'b'), "
+            "('ticket C0001234 and 913812345678', 'c')"
+        )
+    reports = settings.home / "reports"
+    reports.mkdir(parents=True, exist_ok=True)
+    (reports / "worklist.csv").write_text("golden_id,phone\nG1,+86 138-1234-5678\nG2,13900000000\n", encoding="utf-8")
+    (reports / "gb.csv").write_bytes("姓名,电话\n王伟,13812345678\n".encode("gb18030"))
+    ids = [("mobile", "13812345678"), ("email", "li.hao@qq.com"), ("crm_id", "C000123")]
+    hits = check(settings, ids)
+    assert hits.places == {
+        "mdm.steward_decisions.note": 2,
+        "file:reports/worklist.csv": 1,
+        "file:reports/gb.csv": 1,
+    }
+    from customer_mdm.privacy_search import needles, pattern
+
+    changed = scrub_files(settings, pattern(needles(ids)))
+    assert changed == {"reports/worklist.csv": 1, "reports/gb.csv": 1}
+    assert (reports / "worklist.csv").read_text() == "golden_id,phone\nG1,[erased]\nG2,13900000000\n"
+    assert (reports / "gb.csv").read_bytes().decode("gb18030") == "姓名,电话\n王伟,[erased]\n"
+    assert set(check(settings, ids).places) == {"mdm.steward_decisions.note"}
+
+
+def test_region_lookup_keeps_only_combinations_in_use(settings: Settings) -> None:
+    """std.region_lookup (keyed by three raw columns) loses the combinations no staging row uses."""
+    import pandas as pd
+
+    from customer_mdm.privacy import _Deleter, _erase_std, _temp
+    from customer_mdm.standardize.step import LOOKUPS
+
+    region = next(lookup for lookup in LOOKUPS if lookup.table == "std.region_lookup")
+    with connect(settings) as wh:
+        for schema in ("std", "staging"):
+            wh.execute(f"create schema if not exists {schema}")
+        wh.execute("create table std.region_lookup (province_raw text, city_raw text, district_raw text, x text)")
+        wh.execute(
+            "insert into std.region_lookup values ('沪', '上海', null, 'kept'), ('苏', '昆山', '玉山镇', 'gone')"
+        )
+        for table in {t for t in __import__("re").findall(r"staging\.\w+", region.source_sql)}:
+            cols = "province_raw text, city_raw text, district_raw text, store_city_raw text, new_value_raw text, field text"
+            wh.execute(f"create table {table} ({cols})")
+        wh.execute("insert into staging.stg_crm__customers (province_raw, city_raw) values ('沪', '上海')")
+        with wh.transaction():
+            values = _temp(
+                wh, "_erase_raw_values", {"seq": "bigint", "value": "text"}, pd.DataFrame({"seq": [0], "value": ["x"]})
+            )
+            deleter = _Deleter(wh)
+            _erase_std(wh, deleter, values)
+        assert wh.query("select x from std.region_lookup") == [("kept",)]
+        assert deleter.counts[0]["std.region_lookup"] == 1

@@ -499,8 +499,10 @@ def record_survivorship_changes(
 
 
 def _steward_reason(decision: str, noted_by: str | None, note: str | None) -> str:
-    """The reason of a steward row: the note, and ``--by`` as a display note only (not the actor)."""
-    reason = note or f"steward decision: {decision}"
+    """The reason of a steward row: the decision, and ``--by`` as a display note only (not the actor).
+    Never the note itself: free text may quote a person, and this log is append-only (erasure
+    cannot scrub it); the note stays in mdm.steward_decisions (scrubbed there)."""
+    reason = f"steward decision: {decision}" + (" (note in mdm.steward_decisions)" if note else "")
     return f"{reason} (noted as: {noted_by})" if noted_by else reason
 
 

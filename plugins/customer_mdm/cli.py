@@ -349,6 +349,30 @@ def erasures(ctx: click.Context) -> None:
         )
 
 
+@main.group()
+def privacy() -> None:
+    """Where a person still is (check) and the retention policy (retention)."""
+
+
+@privacy.command("check")
+@click.argument("identifiers", nargs=-1, required=True)
+@click.pass_context
+def privacy_check(ctx: click.Context, identifiers: tuple[str, ...]) -> None:
+    """Search every table and every file under MDM_HOME for IDENTIFIERS (TYPE=VALUE, TYPE one of
+    mobile, email, crm_id, member_id, card_no; normalised like the matcher). Prints the places
+    and counts, never the values; exits 1 when anything is found."""
+    from customer_mdm.privacy_search import check, parse_identifiers
+
+    hits = check(_settings(ctx), parse_identifiers(identifiers))
+    for place, n in sorted(hits.places.items()):
+        click.echo(f"  {place}: {n}")
+    for place in hits.not_searched:
+        click.echo(f"  not searched: {place}")
+    click.echo(f"{hits.total} hit(s) in {len(hits.places)} place(s)")
+    if hits.places:
+        ctx.exit(1)
+
+
 @main.command()
 @click.option("--feed", "feed_names", multiple=True, help="Only these feeds (default: all).")
 @click.pass_context

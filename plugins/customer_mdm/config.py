@@ -102,6 +102,11 @@ class Settings:
     max_file_mb: float = 2048.0
     #: seconds a run waits for the run lock another run holds (0: refuse at once)
     run_lock_wait: float = 0.0
+    #: retention (customer_mdm.privacy.apply_retention): years without a source seeing the person
+    #: and without an order after which a golden id is flagged, then erased; None: off (default)
+    retention_years: float | None = None
+    #: days between the flag and the erasure (a person seen again meanwhile is kept)
+    retention_grace_days: int = 30
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -122,12 +127,22 @@ class Settings:
         lock_wait = _number(
             "MDM_RUN_LOCK_WAIT", overrides.pop("run_lock_wait", None) or env.get("MDM_RUN_LOCK_WAIT"), 0
         )
-        if overrides:
-            raise TypeError(f"unknown settings: {sorted(overrides)}")
         if env.get("MDM_WAREHOUSE_KEY"):
             from customer_mdm.keys import refuse_warehouse_key
 
             refuse_warehouse_key(env)
+        retention = overrides.pop("retention_years", None) or env.get("MDM_RETENTION_YEARS") or None
+        grace = overrides.pop("retention_grace_days", None) or env.get("MDM_RETENTION_GRACE_DAYS") or 30
+        if overrides:
+            raise TypeError(f"unknown settings: {sorted(overrides)}")
+        try:
+            retention_years = float(str(retention)) if retention is not None else None
+            grace_days = int(str(grace))
+        except ValueError as exc:
+            raise ConfigError(
+                "MDM_RETENTION_YEARS must be a number of years (e.g. 3) and MDM_RETENTION_GRACE_DAYS a whole "
+                "number of days"
+            ) from exc
         settings = cls(
             home=home,
             landing=Path(str(landing)).expanduser().resolve(),
@@ -141,11 +156,17 @@ class Settings:
             linkage_memory_limit=memory_limit,
             max_file_mb=max_file_mb,
             run_lock_wait=lock_wait,
+            retention_years=retention_years,
+            retention_grace_days=grace_days,
         )
         settings.validate()
         return settings
 
     def validate(self) -> None:
+        if self.retention_years is not None and self.retention_years <= 0:
+            raise ConfigError("MDM_RETENTION_YEARS must be more than 0 (leave it unset to keep the policy off)")
+        if self.retention_grace_days < 0:
+            raise ConfigError("MDM_RETENTION_GRACE_DAYS must be 0 or more")
         if self.target not in TARGETS:
             raise ConfigError(
                 f"unknown warehouse target {self.target!r}: set MDM_TARGET to one of {', '.join(TARGETS)}"
@@ -240,7 +261,10 @@ class Settings:
             "MDM_LINKAGE_MEMORY_LIMIT": self.linkage_memory_limit,
             "MDM_MAX_FILE_MB": f"{self.max_file_mb:g}",
             "MDM_RUN_LOCK_WAIT": f"{self.run_lock_wait:g}",
+            "MDM_RETENTION_GRACE_DAYS": str(self.retention_grace_days),
         }
+        if self.retention_years is not None:
+            env["MDM_RETENTION_YEARS"] = str(self.retention_years)
         if self.pg_dsn:
             env["MDM_PG_DSN"] = self.pg_dsn
             params = self.pg_params()

@@ -10,8 +10,7 @@ handles every request not handled yet:
    and every source record of those golden ids (records not linked yet count too).
 2. **Tombstone** (``ops.erasure_tombstones``): the request's identifier and every identifier of
    every erased record (source record keys, E.164 mobile numbers, e-mails), each stored only as
-   a salted SHA-256 (:func:`pseudonym`; the salt is ``MDM_ERASURE_SALT`` or a random salt
-   generated once in ``$MDM_HOME/secrets/erasure_salt``). A request that matches nobody is
+   a salted SHA-256 (:func:`pseudonym`; the salt is the warehouse's, docs/security.md). A request that matches nobody is
    tombstoned too, with status ``not_found``.
 3. **Delete** the person's rows from every layer in one transaction: ``raw.*`` (by the lineage of
    their staging rows and by record id), ``staging.*``, ``intermediate.*`` (records, self-service
@@ -24,8 +23,20 @@ handles every request not handled yet:
    ``not_found``), to the run summary and to ``audit.golden_changes`` (action ``erasure``).
 4. **Keep them out.** :func:`apply_tombstones` deletes, the same way, every record whose hashed
    identifiers match a tombstone. The erasure task runs it on each run's new rows, so an old
-   export that still contains the person is dropped (and counted) before the golden build; a restore from
-   a backup taken before an erasure must call it on everything (``apply_tombstones(settings)``).
+   export that still contains the person is dropped (and counted) before the golden build; a
+   restore (``customer_mdm.backup.restore``) calls it on everything (``since=None``), which also
+   matches the record ids the restored ``mdm.*`` / ``marts.*`` tables name and golden rows whose
+   phone or e-mail is tombstoned. A record-id request is tombstoned as the matcher keys records
+   (``crm:C7777777``), so a request that matched nobody blocks the record when it arrives.
+5. **Scrub** what belongs to nobody in particular but quotes the person (:data:`FREE_TEXT`: run
+   details, reasons, steward notes; the files under ``MDM_HOME``: quarantine copies, reports,
+   Data Docs, logs): their values are replaced by ``[erased]``. Erased raw rows are counted in
+   ``ops.manifest.rows_erased`` (the raw gate's row counts hold on a full rebuild), and a
+   handled request delivered again loses its row.
+
+:func:`apply_retention` (``MDM_RETENTION_YEARS``, off by default) erases the same way people no
+source has seen for years. ``mdm privacy check`` (:mod:`customer_mdm.privacy_search`) lists every
+table and file still naming someone. See docs/privacy.md.
 
 Phones are tombstoned only when they are mobile numbers: a landline (a household's, a
 company's) would otherwise keep other people out. Identifiers are matched after the same
@@ -40,7 +51,7 @@ import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +59,15 @@ import pandas as pd
 
 from customer_mdm.config import Settings
 from customer_mdm.errors import MdmError
+from customer_mdm.privacy_search import (
+    needles,
+    normalise,
+    pattern,
+    scrub_files,
+    scrub_text,
+    sql_matches,
+    sql_matches_expr,
+)
 from customer_mdm.schema import ensure_table
 from customer_mdm.warehouse import Warehouse, connect
 
@@ -140,18 +160,6 @@ def pseudonym(settings: Settings, kind: str, value: str) -> str:
     return str(_hasher(settings)(kind, normalise(kind, value)))
 
 
-def normalise(kind: str, value: str) -> str:
-    value = str(value).strip()
-    if kind == "email":
-        return value.lower()
-    if kind == "phone" and not re.fullmatch(r"\+[0-9]{6,15}", value):
-        from customer_mdm.standardize.phones import standardize_phones
-
-        e164 = standardize_phones(pd.Series([value]))["phone_e164"].iloc[0]
-        return str(e164) if isinstance(e164, str) else value
-    return value
-
-
 # ----------------------------------------------------------------------------- tables
 def ensure_privacy_tables(wh: Warehouse) -> None:
     ensure_table(wh, TOMBSTONES, TOMBSTONE_COLUMNS)
@@ -171,6 +179,8 @@ class Person:
     phones: set[str] = field(default_factory=set)  # E.164 mobiles
     all_phones: set[str] = field(default_factory=set)  # every E.164 (contact events, std)
     emails: set[str] = field(default_factory=set)
+    #: rows (by golden id) of golden tables whose phone or e-mail is tombstoned (restored rows)
+    golden_rows: dict[str, set[str]] = field(default_factory=dict)
 
 
 def _in(values: Iterable[str]) -> tuple[str, list[str]]:
@@ -323,6 +333,9 @@ class _Deleter:
         if not joins:
             return None
         keep = list(keep)
+        raw = table.startswith("raw.")  # each deleted raw row is counted in its file's manifest entry
+        if raw and "_batch_id" not in keep:
+            keep.append("_batch_id")
         cols = "".join(f", t.{c}" for c in keep)
         union = " union all ".join(f"select t.{self.rid} as r, k.seq{cols} from {table} as t {j}" for j in joins)
         aggs = "".join(f", min({c}) as {c}" for c in keep)
@@ -333,6 +346,8 @@ class _Deleter:
         hits = self.wh.query(f"select seq, count(*) from {self.HIT} group by seq")
         if hits:
             self.wh.execute(f"delete from {table} where {self.rid} in (select r from {self.HIT})")
+            if raw:
+                _count_erased_rows(self.wh, self.HIT)
             for seq, n in hits:
                 per = self.counts.setdefault(int(seq), {})
                 per[table] = per.get(table, 0) + int(n)
@@ -340,6 +355,21 @@ class _Deleter:
 
     def drop(self) -> None:
         self.wh.execute(f"drop table if exists {self.HIT}")
+
+
+def _count_erased_rows(wh: Warehouse, hit: str) -> None:
+    """Add the raw rows just deleted (``hit``: their ``_batch_id``) to ``ops.manifest.rows_erased``
+    of their file: the raw gate's row count check then still holds on a full rebuild."""
+    if not wh.table_exists("ops.manifest"):
+        return
+    from customer_mdm.schema import OPS_TABLES
+
+    ensure_table(wh, "ops.manifest", OPS_TABLES["ops.manifest"])  # rows_erased on an older warehouse
+    wh.execute(
+        "update ops.manifest set rows_erased = coalesce(rows_erased, 0) + h.n "
+        f"from (select _batch_id, count(*) as n from {hit} group by _batch_id) as h "
+        "where ops.manifest.batch_id = h._batch_id and ops.manifest.status = 'ingested'"
+    )
 
 
 def _tables(wh: Warehouse, schemas: Iterable[str]) -> list[tuple[str, set[str]]]:
@@ -422,6 +452,8 @@ def _erase_rows(
     by_lineage = f"join {lineage} as k on t._batch_id = k._batch_id and t._row_number = k._row_number"
     skip = {TOMBSTONES, REQUESTS, "staging.stg_erasure__requests"}
     tables = [(t, cols) for t, cols in _tables(wh, _SCHEMAS) if t not in skip]
+    if wh.table_exists(RETENTION_FLAGS):  # a flagged golden id erased meanwhile
+        tables.append((RETENTION_FLAGS, set(wh.columns_of(RETENTION_FLAGS))))
     derived = [(t, c) for t, c in tables if not t.startswith("staging.")]
     staging = [(t, c) for t, c in tables if t.startswith("staging.")]
     for table, cols in [*derived, *staging]:
@@ -450,21 +482,19 @@ def _erase_rows(
             joins.append(f"join {rk} as k on trim(t.source_system) = k.source and trim(t.source_id) = k.source_id")
         deleter.delete(raw_table, joins)
     _erase_std(wh, deleter, raw_values)
-    # quarantined rows quoting the persons' ids, phones or e-mails
+    # quarantined rows quoting the persons' ids, phones or e-mails (normalised: a formatted phone,
+    # an upper-case e-mail match too)
     if wh.table_exists("ops.quarantine"):
-        needles = []
-        for i, p in enumerate(persons):
-            mine = {r.split(":", 1)[1] for r in p.records} | p.emails
-            mine |= {ph[3:] if ph.startswith("+86") else ph for ph in p.all_phones}
-            needles += [(i, n) for n in sorted(mine) if len(n) >= 5]
-        if needles:
+        regexes = [(i, rx) for i, p in enumerate(persons) if (rx := person_pattern(p))]
+        if regexes:
             nd = _temp(
                 wh,
                 "_erase_needles",
-                {"seq": "bigint", "needle": "text"},
-                pd.DataFrame(needles, columns=["seq", "needle"]),
+                {"seq": "bigint", "regex": "text"},
+                pd.DataFrame(regexes, columns=["seq", "regex"]),
             )
-            deleter.delete("ops.quarantine", [f"join {nd} as k on strpos(t.raw_record, k.needle) > 0"])
+            match = sql_matches_expr(wh, "t.raw_record", "k.regex")
+            deleter.delete("ops.quarantine", [f"join {nd} as k on t.raw_record is not null and {match}"])
             wh.execute(f"drop table if exists {nd}")
     deleter.drop()
     for t in (rk, cv, gi, lineage, raw_values):
@@ -474,16 +504,139 @@ def _erase_rows(
 
 def _erase_std(wh: Warehouse, deleter: _Deleter, raw_values: str) -> None:
     """Delete the std lookup rows of the persons' delivered values that no remaining staging row
-    uses (a value another record still carries stays: it is that record's too)."""
+    uses (a value another record still carries stays: it is that record's too). Anti-joins (a
+    left join to the values in use, kept where none), not ``not in``: PostgreSQL plans
+    ``not in (subquery)`` as a nested loop over the lookup. Lookups keyed by several columns
+    (``std.region_lookup``) lose every key combination no staging row uses any more."""
     from customer_mdm.standardize.step import LOOKUPS
 
+    if not wh.scalar(f"select count(*) from {raw_values}"):
+        return
     for lookup in LOOKUPS:
-        if lookup.keys != ("raw",) or not wh.table_exists(lookup.table):
+        if not wh.table_exists(lookup.table):
             continue
         if not all(wh.table_exists(t) for t in set(re.findall(r"staging\.\w+", lookup.source_sql))):
             continue  # a staging table the lookup reads is missing (not built yet)
-        used = f"select raw from ({lookup.source_sql}) as used where raw is not null"
-        deleter.delete(lookup.table, [f"join {raw_values} as k on t.raw = k.value where t.raw not in ({used})"])
+        if lookup.keys == ("raw",):
+            join = (
+                f"join {raw_values} as k on t.raw = k.value "
+                f"left join (select distinct raw from ({lookup.source_sql}) as s) as u on u.raw = t.raw "
+                "where u.raw is null"
+            )
+        else:
+            keys = list(lookup.keys)
+            used = ", ".join(f"coalesce({c}, chr(1)) as {c}" for c in keys)
+            on = " and ".join(f"u.{c} = coalesce(t.{c}, chr(1))" for c in keys)
+            join = (
+                f"cross join (select min(seq) as seq from {raw_values}) as k "
+                f"left join (select distinct {used} from ({lookup.source_sql}) as s) as u on {on} "
+                f"where u.{keys[0]} is null"
+            )
+        deleter.delete(lookup.table, [join])
+
+
+# ----------------------------------------------------------------------------- free text, files
+#: free-text columns of rows that are not a person's own but may quote one (a rejected file's
+#: reason, a run's details, a steward's note): the person's values are replaced by ``[erased]``
+FREE_TEXT: dict[str, tuple[str, ...]] = {
+    "ops.manifest": ("reason",),
+    "ops.quarantine": ("reason", "raw_record"),
+    "ops.run_steps": ("details",),
+    "ops.runs": ("summary",),
+    "ops.publications": ("details",),
+    "mdm.steward_decisions": ("note",),
+    "mdm.golden_id_history": ("detail",),
+}
+
+
+def person_pattern(person: Person) -> str | None:
+    """The pattern (:mod:`customer_mdm.privacy_search`) of a person's phones, e-mails and source
+    record ids (ids shorter than 5 characters are left out: they would match other text)."""
+    ids = [("mobile", p) for p in sorted(person.all_phones)] + [("email", e) for e in sorted(person.emails)]
+    ids += [("crm_id", sid) for _, sid in sorted(map(_split, person.records)) if len(sid) >= 5]
+    return pattern(needles(ids)) if ids else None
+
+
+def _scrub(settings: Settings, wh: Warehouse, persons: list[Person]) -> dict[str, int]:
+    """Replace the persons' values in free text (:data:`FREE_TEXT`) and in the files under
+    MDM_HOME (quarantine copies, reports, dbt and GX artefacts, logs): what row deletes cannot
+    reach. Returns place -> rows or lines changed (a file deleted: -1)."""
+    alternatives = [a for p in persons if (rx := person_pattern(p)) for a in [rx]]
+    if not alternatives:
+        return {}
+    regex = pattern(alternatives)
+    compiled = re.compile(regex)
+    rid = _row_id(wh)
+    key = "cast(? as tid)" if wh.target == "postgres" else "?"
+    changed: dict[str, int] = {}
+    for table, columns in FREE_TEXT.items():
+        if not wh.table_exists(table):
+            continue
+        have = set(wh.columns_of(table))
+        for column in (c for c in columns if c in have):
+            rows = wh.query(
+                f"select {rid}, {column} from {table} where {column} is not null and {sql_matches(wh, column, regex)}"
+            )
+            for row_id, value in rows:
+                wh.execute(
+                    f"update {table} set {column} = ? where {rid} = {key}",
+                    [scrub_text(str(value), compiled), str(row_id) if wh.target == "postgres" else row_id],
+                )
+            if rows:
+                changed[f"{table}.{column}"] = len(rows)
+    changed.update({f"file:{k}": v for k, v in scrub_files(settings, regex).items()})
+    return changed
+
+
+#: a phone number or an e-mail address in free text
+_CONTACT_TOKEN = re.compile(
+    r"[+0-9\uff0b\uff10-\uff19][0-9\uff10-\uff19 ().\-]{5,}[0-9\uff10-\uff19]"
+    r"|[^\s\"',;:<>|{}\[\]=()]+@[^\s\"',;:<>|{}\[\]=()]+"
+)
+
+
+def _scrub_tombstoned_text(settings: Settings, wh: Warehouse, stones: dict[str, set[str]]) -> dict[str, int]:
+    """Replace the phones and e-mails in free text (:data:`FREE_TEXT`) whose pseudonym is a
+    tombstone: after a restore, the rows put back may quote an erased person whose values are
+    known only as hashes (a steward's note naming a phone)."""
+    if not stones.get("phone") and not stones.get("email"):
+        return {}
+    digest = _hasher(settings)
+    rid = _row_id(wh)
+    key = "cast(? as tid)" if wh.target == "postgres" else "?"
+    candidates = "[0-9]{7}|@"  # on the normalised text: separators between digits are gone
+    changed: dict[str, int] = {}
+
+    seen: dict[str, bool] = {}
+
+    def hashed(token: str) -> bool:
+        if token not in seen:  # run ids and timestamps repeat in every step's details
+            kind = "email" if "@" in token else "phone"
+            seen[token] = digest(kind, normalise(kind, token)) in stones.get(kind, set())
+        return seen[token]
+
+    for table, columns in FREE_TEXT.items():
+        if not wh.table_exists(table):
+            continue
+        have = set(wh.columns_of(table))
+        for column in (c for c in columns if c in have):
+            rows = wh.query(
+                f"select {rid}, {column} from {table} where {column} is not null "
+                f"and {sql_matches(wh, column, candidates)}"
+            )
+            n = 0
+            for row_id, value in rows:
+                text = str(value)
+                new = _CONTACT_TOKEN.sub(lambda m: "[erased]" if hashed(m.group(0)) else m.group(0), text)
+                if new != text:
+                    wh.execute(
+                        f"update {table} set {column} = ? where {rid} = {key}",
+                        [new, str(row_id) if wh.target == "postgres" else row_id],
+                    )
+                    n += 1
+            if n:
+                changed[f"{table}.{column}"] = n
+    return changed
 
 
 # ----------------------------------------------------------------------------- tombstones
@@ -604,9 +757,52 @@ def _matching_records(settings: Settings, wh: Warehouse, since: datetime | None)
             (person.all_phones if channel == "phone" else person.emails).add(str(value))
         if found:
             matched["contact_values"] = len(found)
+    if since is None:  # everything: the layers a restore fills too (mdm.*, marts.*, golden_build.*)
+        _match_restored(wh, person, matched, stoned)
     for t in (st, "_erase_salt"):
         wh.execute(f"drop table if exists {t}")
     return person, matched
+
+
+#: columns naming a source record (``source:source_id``) in the linkage state and golden tables
+_RECORD_COLUMNS = ("record_id", "record_id_l", "record_id_r")
+#: the layers a snapshot restores (besides raw and intermediate, which the records match)
+_RESTORED_SCHEMAS = ("mdm", "marts", "golden_build", "governance")
+
+
+def _match_restored(wh: Warehouse, person: Person, matched: dict[str, int], stoned: Any) -> None:
+    """Tombstone matches in what a restore writes back: every record id the linkage state and
+    the golden tables name (xref, link state, pairs, review queue, steward decisions, the
+    ``*_source_record`` columns of dim_customer), and golden rows whose phone or e-mail is
+    tombstoned (``person.golden_rows``: deleted by golden id from those tables only)."""
+    tables = _tables(wh, _RESTORED_SCHEMAS)
+    keys = [
+        f"select {c} as key from {t}"
+        for t, cols in tables
+        for c in sorted(cols)
+        if c in _RECORD_COLUMNS or c.endswith("source_record")
+    ]
+    if keys:
+        found = wh.query(
+            f"select key from (select distinct key from ({' union '.join(keys)}) as u where key is not null) as r "
+            f"where {stoned('record', 'key')}"
+        )
+        new = {str(k) for (k,) in found} - person.records
+        person.records |= new
+        if new:
+            matched["restored_records"] = len(new)
+    for table, cols in tables:
+        if "golden_id" not in cols or not {"phone", "email"} & cols:
+            continue
+        conditions = []
+        if "phone" in cols:
+            conditions.append(f"(phone is not null and {stoned('phone', 'phone')})")
+        if "email" in cols:
+            conditions.append(f"(email is not null and {stoned('email', 'lower(email)')})")
+        ids = {str(g) for (g,) in wh.query(f"select distinct golden_id from {table} where {' or '.join(conditions)}")}
+        if ids:
+            person.golden_rows[table] = ids
+            matched[f"{table} contacts"] = len(ids)
 
 
 def apply_tombstones(
@@ -622,32 +818,51 @@ def apply_tombstones(
     ensure_privacy_tables(wh)
     with wh.transaction():
         person, matched = _matching_records(settings, wh, since)
-        if not person.records and not person.all_phones and not person.emails:
-            return {"matched": matched, "rows_deleted": {}}
+        # everything (a restore): restored free text naming an erased person's phone or e-mail
+        quoted = _scrub_tombstoned_text(settings, wh, _tombstoned(wh)) if since is None else {}
+        if not person.records and not person.all_phones and not person.emails and not person.golden_rows:
+            return {"matched": matched, "rows_deleted": {}, "scrubbed": quoted}
         # the matched records only: their golden ids lose them (rebuilt by dbt_golden); a
         # golden id left without records is removed with them
         golden: set[str] = set()
-        if wh.table_exists("mdm.xref") and person.records:
+        xrefs = [t for t in _XREFS if wh.table_exists(t)]
+        if xrefs and person.records:
             marks, vals = _in(person.records)
-            golden = {
-                str(r[0])
-                for r in wh.query(f"select distinct golden_id from mdm.xref where record_id in ({marks})", vals)
-            }
-        person = _emptied(wh, person, golden)
+            for xref in xrefs:
+                golden |= {
+                    str(r[0])
+                    for r in wh.query(f"select distinct golden_id from {xref} where record_id in ({marks})", vals)
+                }
+        person = _emptied(wh, person, golden, xrefs)
         counts = _erase_rows(wh, [person])[0]
+        for table, ids in sorted(person.golden_rows.items()):
+            if wh.table_exists(table):
+                marks, vals = _in(ids)
+                before = int(wh.scalar(f"select count(*) from {table}"))
+                wh.execute(f"delete from {table} where golden_id in ({marks})", vals)
+                gone = before - int(wh.scalar(f"select count(*) from {table}"))
+                if gone:
+                    counts[table] = counts.get(table, 0) + gone
+                golden |= ids
         _mark_dirty(wh, golden, run_id, "tombstone")
-    log.info("tombstones matched %s; deleted %s", matched, counts)
-    return {"matched": matched, "rows_deleted": counts}
+        scrubbed = {**quoted, **_scrub(settings, wh, [person])}
+    log.info("tombstones matched %s; deleted %s; scrubbed %s", matched, counts, scrubbed)
+    return {"matched": matched, "rows_deleted": counts, "scrubbed": scrubbed}
 
 
-def _emptied(wh: Warehouse, person: Person, golden: set[str]) -> Person:
+#: the cross-references: the linkage state's and the published one (a restore writes both)
+_XREFS = ("mdm.xref", "marts.customer_xref")
+
+
+def _emptied(wh: Warehouse, person: Person, golden: set[str], xrefs: list[str]) -> Person:
     """Keep in ``person.golden_ids`` only the golden ids all of whose records are being erased."""
     if not golden:
         return person
     marks, vals = _in(golden)
     members: dict[str, set[str]] = {g: set() for g in golden}
-    for gid, record_id in wh.query(f"select golden_id, record_id from mdm.xref where golden_id in ({marks})", vals):
-        members[str(gid)].add(str(record_id))
+    for xref in xrefs:
+        for gid, record_id in wh.query(f"select golden_id, record_id from {xref} where golden_id in ({marks})", vals):
+            members[str(gid)].add(str(record_id))
     person.golden_ids |= {g for g, m in members.items() if m <= person.records}
     return person
 
@@ -667,7 +882,7 @@ def _pending(wh: Warehouse) -> pd.DataFrame:
         return pd.DataFrame(columns=["request_id", "identifier_type", "identifier_value_raw", "requested_at_utc"])
     return wh.query_df(
         f"select request_id, identifier_type, identifier_value_raw, requested_at_utc from {table} "
-        f"where is_latest and request_id not in (select request_id from {REQUESTS} where request_id is not null) "
+        f"as s where is_latest and not exists (select 1 from {REQUESTS} as d where d.request_id = s.request_id) "
         "order by requested_at_utc, request_id"
     )
 
@@ -678,12 +893,13 @@ def erase_pending(settings: Settings, run_id: str, since: datetime | None = None
     transaction, one delete per table for all of them; each deleted row is counted for the first
     request (oldest) whose person it belongs to. Returns the step details: per request its status
     and rows deleted per table, and the tombstone matches."""
-    from customer_mdm.audit import append, ensure_audit_table, to_json
+    from customer_mdm.audit import ensure_audit_table
 
-    requests: list[dict[str, Any]] = []
     with connect(settings) as wh:
         ensure_privacy_tables(wh)
         ensure_audit_table(wh)
+        with wh.transaction():
+            redelivered = _drop_redelivered(wh)
         pending = _pending(wh)
         entries: list[dict[str, Any]] = []
         valid: list[tuple[int, str, str, str | None]] = []
@@ -705,95 +921,258 @@ def erase_pending(settings: Settings, run_id: str, since: datetime | None = None
             else:
                 kind, source = IDENTIFIER_TYPES[itype]
                 value = normalise(kind, raw_value)
-                entry["kind"], entry["value"] = kind, value
+                # a record id is tombstoned as the matcher keys it (``crm:C7777777``): a request
+                # that arrives before its record still blocks the record when it arrives
+                entry["kind"], entry["value"] = kind, f"{source}:{value}" if source else value
                 valid.append((seq, kind, value, source))
             entries.append(entry)
-        if not entries:
-            return _erasure_details([], apply_tombstones(settings, run_id, since=since, wh=wh))
-        resolved = _resolve(wh, valid)
-        persons = [resolved.get(seq, Person()) for seq in range(len(entries))]
-        now = _now()
-        with wh.transaction():
-            # the request itself quotes the identifier in clear
-            ids = pd.DataFrame([(i, e["request_id"]) for i, e in enumerate(entries)], columns=["seq", "request_id"])
-            rq = _temp(wh, "_erase_request_ids", {"seq": "bigint", "request_id": "text"}, ids)
-            own = _Deleter(wh)
-            for table in ("raw.erasure", "staging.stg_erasure__requests"):
-                if wh.table_exists(table):
-                    own.delete(table, [f"join {rq} as k on trim(t.request_id) = k.request_id"])
-            own.drop()
-            wh.execute(f"drop table if exists {rq}")
-            erased = _erase_rows(wh, persons, [[e["raw_value"]] if e["raw_value"] else [] for e in entries])
-            stones: list[dict[str, Any]] = []
-            request_rows: list[dict[str, Any]] = []
-            audit_rows: list[dict[str, Any]] = []
-            dirty: set[str] = set()
-            for seq, (entry, person) in enumerate(zip(entries, persons, strict=True)):
-                counts = dict(own.counts.get(seq, {}))
-                for table, n in erased[seq].items():
-                    counts[table] = counts.get(table, 0) + n
-                request_id, itype = entry["request_id"], entry["itype"]
-                if "invalid" in entry:
-                    status, reason = "invalid", entry["invalid"]
-                else:
-                    status = "erased" if person.records else "not_found"
-                    reason = f"erasure request ({itype})" + ("" if person.records else ": no record matches")
-                stones += _tombstone_rows(settings, request_id, itype, entry["kind"], entry["value"], person, run_id)
-                dirty |= person.golden_ids
-                request_rows.append(
-                    {
-                        "request_id": request_id,
-                        "status": status,
-                        "identifier_type": itype,
-                        "requested_at": entry["requested_at"],
-                        "processed_at": now,
-                        "persons": len(person.golden_ids),
-                        "records": len(person.records),
-                        "rows_deleted": json.dumps(counts, sort_keys=True),
-                        "run_id": run_id,
-                    }
-                )
-                body = {
+        requests, scrubbed = _handle_requests(settings, wh, entries, valid, run_id) if entries else ([], {})
+        retention = apply_retention(settings, run_id, wh=wh)
+        matched = apply_tombstones(settings, run_id, since=since, wh=wh)
+    for place, n in scrubbed.items():
+        matched["scrubbed"][place] = matched["scrubbed"].get(place, 0) + n
+    details = _erasure_details(requests, matched, redelivered)
+    details["retention"] = retention
+    return details
+
+
+def _handle_requests(
+    settings: Settings,
+    wh: Warehouse,
+    entries: list[dict[str, Any]],
+    valid: list[tuple[int, str, str, str | None]],
+    run_id: str,
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Resolve and erase the requests (``entries``: request_id, itype, raw_value, requested_at,
+    kind, value and, for a request that cannot be handled, ``invalid``), in one transaction:
+    rows deleted, tombstones, ``ops.erasure_requests`` and audit rows, free text and files
+    scrubbed. Returns per request its outcome, and the places scrubbed."""
+    from customer_mdm.audit import append, forget_golden_ids, to_json
+
+    requests: list[dict[str, Any]] = []
+    resolved = _resolve(wh, valid)
+    persons = [resolved.get(seq, Person()) for seq in range(len(entries))]
+    now = _now()
+    with wh.transaction():
+        # the request itself quotes the identifier in clear
+        ids = pd.DataFrame([(i, e["request_id"]) for i, e in enumerate(entries)], columns=["seq", "request_id"])
+        rq = _temp(wh, "_erase_request_ids", {"seq": "bigint", "request_id": "text"}, ids)
+        own = _Deleter(wh)
+        for table in ("raw.erasure", "staging.stg_erasure__requests"):
+            if wh.table_exists(table):
+                own.delete(table, [f"join {rq} as k on trim(t.request_id) = k.request_id"])
+        own.drop()
+        wh.execute(f"drop table if exists {rq}")
+        erased = _erase_rows(wh, persons, [[e["raw_value"]] if e["raw_value"] else [] for e in entries])
+        stones: list[dict[str, Any]] = []
+        request_rows: list[dict[str, Any]] = []
+        audit_rows: list[dict[str, Any]] = []
+        dirty: set[str] = set()
+        for seq, (entry, person) in enumerate(zip(entries, persons, strict=True)):
+            counts = dict(own.counts.get(seq, {}))
+            for table, n in erased[seq].items():
+                counts[table] = counts.get(table, 0) + n
+            request_id, itype = entry["request_id"], entry["itype"]
+            if "invalid" in entry:
+                status, reason = "invalid", entry["invalid"]
+            else:
+                status = "erased" if person.records else "not_found"
+                reason = f"erasure request ({itype})" + ("" if person.records else ": no record matches")
+            stones += _tombstone_rows(settings, request_id, itype, entry["kind"], entry["value"], person, run_id)
+            dirty |= person.golden_ids
+            request_rows.append(
+                {
                     "request_id": request_id,
                     "status": status,
+                    "identifier_type": itype,
+                    "requested_at": entry["requested_at"],
+                    "processed_at": now,
+                    "persons": len(person.golden_ids),
+                    "records": len(person.records),
+                    "rows_deleted": json.dumps(counts, sort_keys=True),
+                    "run_id": run_id,
+                }
+            )
+            body = {
+                "request_id": request_id,
+                "status": status,
+                "records": len(person.records),
+                "rows_deleted": counts,
+            }
+            audit_rows += [
+                {
+                    "changed_at": now,
+                    "actor": request_id,
+                    "actor_kind": "erasure",
+                    "action": "erasure",
+                    "golden_id": gid,
+                    "field": "*",
+                    "old_value": None,
+                    "new_value": to_json(body),
+                    "reason": reason,
+                    "run_id": run_id,
+                }
+                for gid in _ids_or_none(person.golden_ids)
+            ]
+            requests.append(
+                {
+                    "request_id": request_id,
+                    "status": status,
+                    "persons": len(person.golden_ids),
                     "records": len(person.records),
                     "rows_deleted": counts,
                 }
-                audit_rows += [
-                    {
-                        "changed_at": now,
-                        "actor": request_id,
-                        "actor_kind": "erasure",
-                        "action": "erasure",
-                        "golden_id": gid,
-                        "field": "*",
-                        "old_value": None,
-                        "new_value": to_json(body),
-                        "reason": reason,
-                        "run_id": run_id,
-                    }
-                    for gid in _ids_or_none(person.golden_ids)
-                ]
-                requests.append(
-                    {
-                        "request_id": request_id,
-                        "status": status,
-                        "persons": len(person.golden_ids),
-                        "records": len(person.records),
-                        "rows_deleted": counts,
-                    }
+            )
+            log.info("erasure request %s: %s (%d records)", request_id, status, len(person.records))
+        if stones:
+            wh.insert_df(TOMBSTONES, pd.DataFrame(stones))
+        _mark_dirty(wh, dirty, run_id, "erasure")
+        wh.insert_df(REQUESTS, pd.DataFrame(request_rows))
+        append(wh, audit_rows)
+        forget_golden_ids(settings, wh, dirty)  # the audit log keeps who/when/what, not the ids
+        scrubbed = _scrub(settings, wh, persons)
+    return requests, scrubbed
+
+
+# ----------------------------------------------------------------------------- retention
+RETENTION_FLAGS = "ops.retention_flags"
+RETENTION_COLUMNS: dict[str, str] = {
+    "golden_id": "text",
+    "last_seen_at": "timestamp",  # newest source update of the person's records
+    "last_order_at": "timestamp",
+    "flagged_at": "timestamp",
+    "run_id": "text",
+}
+
+
+def _expired(wh: Warehouse, cutoff: datetime) -> pd.DataFrame:
+    """Golden ids no source has updated since ``cutoff`` and without an order since then."""
+    if not all(wh.table_exists(t) for t in ("marts.dim_customer", "marts.customer_xref")):
+        return pd.DataFrame(columns=["golden_id", "last_seen_at", "last_order_at"])
+    orders = (
+        "select x.golden_id, max(o.ordered_at_utc) as last_order_at from marts.customer_xref as x "
+        "join marts.fct_orders as o on x.source = 'ecommerce' and cast(o.member_id as text) = x.source_id "
+        "group by x.golden_id"
+        if wh.table_exists("marts.fct_orders")
+        else "select cast(null as text) as golden_id, cast(null as timestamp) as last_order_at"
+    )
+    return wh.query_df(
+        f"select d.golden_id, d.last_updated_at_utc as last_seen_at, o.last_order_at "
+        f"from marts.dim_customer as d left join ({orders}) as o on o.golden_id = d.golden_id "
+        "where d.last_updated_at_utc < ? and (o.last_order_at is null or o.last_order_at < ?) order by 1",
+        [cutoff, cutoff],
+    )
+
+
+def apply_retention(
+    settings: Settings, run_id: str, now: datetime | None = None, wh: Warehouse | None = None
+) -> dict[str, Any]:
+    """The retention policy (PIPL art. 19: kept no longer than necessary), off unless
+    ``MDM_RETENTION_YEARS`` is set: a golden id that no source has updated for that many years and
+    that has no order since is flagged (``ops.retention_flags``); still expired
+    ``MDM_RETENTION_GRACE_DAYS`` after its flag (default 30), it is erased like a request
+    (request id ``retention-<golden id>``: tombstones, ``ops.erasure_requests``, audit rows). A
+    flagged person seen again (a new update, an order) loses the flag."""
+    years = settings.retention_years
+    if years is None:
+        return {"enabled": False}
+    if wh is None:
+        with connect(settings) as own:
+            return apply_retention(settings, run_id, now, own)
+    now = now or _now()
+    cutoff = now - timedelta(days=365.25 * years)
+    ensure_table(wh, RETENTION_FLAGS, RETENTION_COLUMNS)
+    expired = _expired(wh, cutoff)
+    with wh.transaction():
+        ex = _temp(wh, "_retention_expired", {"golden_id": "text"}, expired[["golden_id"]])
+        lifted = int(
+            wh.scalar(
+                f"select count(*) from {RETENTION_FLAGS} as f where not exists "
+                f"(select 1 from {ex} as e where e.golden_id = f.golden_id)"
+            )
+        )
+        wh.execute(
+            f"delete from {RETENTION_FLAGS} where not exists "
+            f"(select 1 from {ex} as e where e.golden_id = {RETENTION_FLAGS}.golden_id)"
+        )
+        flagged = {str(g) for (g,) in wh.query(f"select golden_id from {RETENTION_FLAGS}")}
+        new = expired[~expired["golden_id"].isin(flagged)].assign(flagged_at=now, run_id=run_id)
+        if not new.empty:
+            wh.insert_df(RETENTION_FLAGS, new[list(RETENTION_COLUMNS)])
+        wh.execute(f"drop table if exists {ex}")
+    due_before = now - timedelta(days=settings.retention_grace_days)
+    due = [
+        str(g)
+        for (g,) in wh.query(f"select golden_id from {RETENTION_FLAGS} where flagged_at <= ? order by 1", [due_before])
+    ]
+    erased: list[dict[str, Any]] = []
+    if due:
+        marks, vals = _in(due)
+        first = dict(
+            wh.query(f"select golden_id, min(record_id) from mdm.xref where golden_id in ({marks}) group by 1", vals)
+        )
+        entries: list[dict[str, Any]] = []
+        valid: list[tuple[int, str, str, str | None]] = []
+        for gid in due:
+            record = first.get(gid)
+            entry = {
+                "request_id": f"retention-{gid}",
+                "itype": "retention",
+                "raw_value": None,
+                "requested_at": now,
+                "kind": "record",
+                "value": str(record) if record else None,
+            }
+            if record:
+                source, source_id = _split(str(record))
+                valid.append((len(entries), "record", source_id, source))
+            else:
+                entry["invalid"] = "no record of the golden id in mdm.xref"
+            entries.append(entry)
+        erased, _ = _handle_requests(settings, wh, entries, valid, run_id)
+        wh.execute(f"delete from {RETENTION_FLAGS} where golden_id in ({marks})", vals)
+    log.info("retention: %d newly flagged, %d flags lifted, %d erased", len(new), lifted, len(erased))
+    return {
+        "enabled": True,
+        "cutoff": cutoff.isoformat(sep=" "),
+        "flagged": len(new),
+        "flags_lifted": lifted,
+        "erased": sum(1 for r in erased if r["status"] == "erased"),
+        "requests": erased,
+    }
+
+
+def _drop_redelivered(wh: Warehouse) -> dict[str, int]:
+    """Delete the rows of requests handled before that an erasure file delivers again (they quote
+    the identifier in clear; the request is not handled twice) and the std lookup values only
+    they used."""
+    if not wh.table_exists(REQUESTS):
+        return {}
+    deleter = _Deleter(wh)
+    raw_values = _temp(wh, "_erase_raw_values", {"seq": "bigint", "value": "text"}, pd.DataFrame())
+    done = (
+        f"join (select distinct request_id from {REQUESTS} where request_id is not null) as d "
+        "on trim(t.request_id) = d.request_id cross join (select 0 as seq) as k"
+    )
+    for table, column in (
+        ("staging.stg_erasure__requests", "identifier_value_raw"),
+        ("raw.erasure", "identifier_value"),
+    ):
+        if wh.table_exists(table) and column in wh.columns_of(table):
+            hit = deleter.delete(table, [done], keep=[column])
+            if hit is not None:
+                wh.execute(
+                    f"insert into {raw_values} (seq, value) select seq, {column} from {hit} where {column} is not null"
                 )
-                log.info("erasure request %s: %s (%d records)", request_id, status, len(person.records))
-            if stones:
-                wh.insert_df(TOMBSTONES, pd.DataFrame(stones))
-            _mark_dirty(wh, dirty, run_id, "erasure")
-            wh.insert_df(REQUESTS, pd.DataFrame(request_rows))
-            append(wh, audit_rows)
-        matched = apply_tombstones(settings, run_id, since=since, wh=wh)
-    return _erasure_details(requests, matched)
+    _erase_std(wh, deleter, raw_values)
+    deleter.drop()
+    wh.execute(f"drop table if exists {raw_values}")
+    return deleter.counts.get(0, {})
 
 
-def _erasure_details(requests: list[dict[str, Any]], matched: dict[str, Any]) -> dict[str, Any]:
+def _erasure_details(
+    requests: list[dict[str, Any]], matched: dict[str, Any], redelivered: dict[str, int] | None = None
+) -> dict[str, Any]:
     return {
         "requests": requests,
         "erased": sum(1 for r in requests if r["status"] == "erased"),
@@ -801,6 +1180,8 @@ def _erasure_details(requests: list[dict[str, Any]], matched: dict[str, Any]) ->
         "invalid": sum(1 for r in requests if r["status"] == "invalid"),
         "tombstone_matches": matched["matched"],
         "tombstone_rows_deleted": matched["rows_deleted"],
+        "scrubbed": matched["scrubbed"],  # free text and files under MDM_HOME that quoted the persons
+        "redelivered_rows_deleted": redelivered or {},
     }
 
 

@@ -48,6 +48,9 @@ OPS_TABLES: dict[str, dict[str, str]] = {
         "reason": "text",
         "run_id": "text",
         "recorded_at": "timestamp",
+        # rows of the file deleted since by an erasure (customer_mdm.privacy): the raw gate
+        # expects rows_loaded - rows_erased rows of the batch in raw
+        "rows_erased": "bigint",
     },
     "ops.quarantine": {
         "run_id": "text",

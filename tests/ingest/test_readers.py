@@ -87,6 +87,19 @@ def test_bad_csv_files_rejected_with_reason(data, reason):
         read_file(data, CRM, "crm.csv")
 
 
+def test_a_file_without_header_is_rejected_without_quoting_its_first_row():
+    # the first row of a header-less export is a person's: the reason (stored in ops.quarantine and
+    # ops.manifest, logged) describes the header instead of quoting it
+    row_dup = CRM_ROW.replace("上海市", "上海")  # two equal values in the "header"
+    for data in (crm_csv(CRM_ROW, header=CRM_ROW), crm_csv(CRM_ROW, header=row_dup)):
+        with pytest.raises(FileRejected) as info:
+            read_file(data.encode(), CRM, "crm.csv")
+        reason = str(info.value)
+        assert "header has 16 column(s)" in reason or "duplicate column(s) in header: 1 name(s)" in reason
+        for value in ("C000123", "王伟", "138 1234 5678", "wang@qq", "Wang@QQ", "上海", "莘庄"):
+            assert value not in reason
+
+
 def test_latin1_export_is_not_mistaken_for_gb18030():
     # Windows-1252 bytes that happen to be valid GB18030 decode into rare GBK characters
     words = "Müller Gößmann Françoise Élodie Søren Björk".split()

@@ -31,7 +31,6 @@ import errno
 import hashlib
 import logging
 import os
-import shutil
 import stat
 import time
 from dataclasses import asdict, dataclass, field

@@ -115,15 +115,29 @@ def _normalise_header(names: Iterable[str]) -> list[str]:
     return [unicodedata.normalize("NFKC", n).strip().lstrip("\ufeff").strip().lower() for n in names]
 
 
+def _describe_header(feed: Feed, header: list[str]) -> str:
+    """The header described without quoting it: a file without a header row has a person's
+    values there, and a reason is stored and logged (only the feed's own column names are named)."""
+    known = [h for h in header if h in feed.columns]
+    unknown = len(header) - len(known)
+    parts = [f"{len(header)} column(s)"]
+    if known:
+        parts.append(f"known: {', '.join(known)}")
+    if unknown:
+        parts.append(f"{unknown} not a column of the {feed.name} feed (no header row?)")
+    return "header has " + "; ".join(parts)
+
+
 def _check_header(feed: Feed, header: list[str]) -> list[str]:
     dupes = sorted({h for h in header if header.count(h) > 1})
     if dupes:
-        raise FileRejected(f"duplicate column(s) in header: {', '.join(dupes)}")
+        named = [h for h in dupes if h in feed.columns]
+        described = f"{len(dupes)} name(s) ({_describe_header(feed, header)})"
+        what = ", ".join(named) if len(named) == len(dupes) else described
+        raise FileRejected(f"duplicate column(s) in header: {what}")
     missing = [c for c in feed.required if c not in header]
     if missing:
-        raise FileRejected(
-            f"missing required column(s): {', '.join(missing)} (header has: {', '.join(header) or 'nothing'})"
-        )
+        raise FileRejected(f"missing required column(s): {', '.join(missing)} ({_describe_header(feed, header)})")
     return [f"optional column {c} missing: loaded as NULL" for c in feed.optional if c not in header]
 
 

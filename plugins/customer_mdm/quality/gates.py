@@ -68,8 +68,10 @@ log = logging.getLogger(__name__)
 
 #: Failing rows quarantined per expectation at most.
 QUARANTINE_CAP = 10_000
-#: Unexpected values kept per expectation in the result (and shown in Data Docs: 20).
-SAMPLE_SIZE = 5
+#: Failing values are never copied out of the validation: an expectation's outcome (in
+#: ops.run_steps, ops.runs.summary, XCom, task logs and alerts) keeps counts and the expectation's
+#: name only, since a sample value can be a person's phone or e-mail. The failing rows themselves
+#: are in ops.quarantine (erasure covers it) and in Data Docs under MDM_HOME (scrubbed by erasure).
 DOCS_SITE = "mdm_data_docs"
 #: The Data Docs index lists (and rebuilds from) the newest validation results only.
 DOCS_INDEX_LIMIT = 100
@@ -112,7 +114,6 @@ class ExpectationOutcome:
     unexpected_count: int | None = None
     unexpected_percent: float | None = None
     observed_value: Any = None
-    sample_values: list[Any] = field(default_factory=list)
     error: str | None = None
     quarantined_rows: int = 0
     quarantine_truncated: bool = False
@@ -141,8 +142,6 @@ class ExpectationOutcome:
             mostly = f", allowed {100 * (1 - self.mostly):.2f} %" if self.mostly is not None else ""
             of = f" of {self.element_count:,}" if self.element_count is not None else ""
             detail = f"{self.unexpected_count:,}{of} rows unexpected{pct}{mostly}"
-            if self.sample_values:
-                detail += ", e.g. " + ", ".join(_short(v) for v in self.sample_values[:3])
         else:
             detail = f"observed {_short(self.observed_value)}"
         if self.quarantine_truncated:
@@ -162,7 +161,6 @@ class ExpectationOutcome:
             "unexpected_count": self.unexpected_count,
             "unexpected_percent": self.unexpected_percent,
             "observed_value": self.observed_value,
-            "sample_values": self.sample_values,
             "error": self.error,
             "quarantined_rows": self.quarantined_rows,
             "quarantine_truncated": self.quarantine_truncated,
@@ -552,7 +550,6 @@ def _outcome(suite_name: str, r: ExpectationValidationResult) -> ExpectationOutc
         unexpected_count=_jsonable(res.get("unexpected_count")),
         unexpected_percent=_jsonable(res.get("unexpected_percent")),
         observed_value=_jsonable(res.get("observed_value")),
-        sample_values=_jsonable(list(res.get("partial_unexpected_list") or [])[:SAMPLE_SIZE]),
         error=_exception_message(r.exception_info),
     )
 

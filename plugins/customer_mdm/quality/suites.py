@@ -70,7 +70,9 @@ class DerivedDataset:
 
 
 def _manifest_row_counts(spec: SuiteSpec, table: str, since: datetime | None) -> tuple[str, list[Any]]:
-    """Per batch: rows in ``raw.<feed>`` and the row count ``ops.manifest`` recorded for the file.
+    """Per batch: rows in ``raw.<feed>`` and the row count ``ops.manifest`` recorded for the file,
+    less the rows an erasure deleted since (``rows_erased``): a full rebuild after an erasure
+    passes, a row lost any other way still fails the gate.
 
     With ``since`` only the batches ingested (or recorded) since then are compared, each in full.
     """
@@ -90,7 +92,8 @@ def _manifest_row_counts(spec: SuiteSpec, table: str, since: datetime | None) ->
             group by _batch_id
         ),
         manifest_counts as (
-            select batch_id, min(file_path) as source_file, sum(rows_loaded) as manifest_rows
+            select batch_id, min(file_path) as source_file,
+                sum(rows_loaded) - sum(coalesce(rows_erased, 0)) as manifest_rows
             from ops.manifest
             where feed = ? and status = 'ingested' and batch_id in (select batch_id from batches)
             group by batch_id
