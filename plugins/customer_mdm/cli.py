@@ -594,5 +594,11 @@ def restore(ctx: click.Context, snapshot: str, force: bool) -> None:
     click.echo("erasure tombstones re-applied" if result.tombstones_applied else "no erasure tombstones to re-apply")
 
 
+# ----------------------------------------------------------------------------- hub (mdm serve, api-token, ...)
+from customer_mdm.hub.cli import register as _register_hub  # noqa: E402
+
+_register_hub(main)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
