@@ -52,7 +52,16 @@ AUDIT_COLUMNS: dict[str, str] = {
     "reason": "text",
     "run_id": "text",
 }
-ACTIONS = ("new", "merge", "split", "retire", "survivorship_change", "steward_decision", "erasure")
+ACTIONS = (
+    "new",
+    "merge",
+    "split",
+    "retire",
+    "survivorship_change",
+    "steward_decision",
+    "steward_correction",
+    "erasure",
+)
 
 #: golden fields compared at publication: column -> its source-record column; personal ones pseudonymised
 SURVIVORSHIP_FIELDS: dict[str, str] = {

@@ -30,7 +30,7 @@ import pandas as pd
 
 from customer_mdm.config import Settings
 from customer_mdm.linkage.engines import make_engine
-from customer_mdm.schema import GOLDEN_DIRTY, ensure_table
+from customer_mdm.schema import GOLDEN_DIRTY, STEWARD_CORRECTIONS, ensure_table
 from customer_mdm.warehouse import Warehouse, connect
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,7 @@ TABLES: dict[str, dict[str, str]] = {
     },
     "mdm.link_runs": {"run_id": "text", "mode": "text", "linked_at": "timestamp"},
     "mdm.golden_dirty": GOLDEN_DIRTY,  # read by the incremental golden build (dbt)
+    "mdm.steward_corrections": STEWARD_CORRECTIONS,  # read by int_golden_candidates (dbt)
     "mdm.steward_decisions": {
         "record_id_l": "text",
         "record_id_r": "text",
@@ -704,6 +705,15 @@ def record_decision(
     settings: Settings, left: str, right: str, decision: str, decided_by: str, note: str | None = None
 ) -> None:
     """Store a steward decision on a pair of records (``source:source_id``)."""
+    with connect(settings) as wh:
+        insert_decision(settings, wh, left, right, decision, decided_by, note)
+
+
+def insert_decision(
+    settings: Settings, wh: Warehouse, left: str, right: str, decision: str, decided_by: str, note: str | None = None
+) -> None:
+    """:func:`record_decision` on an open warehouse: the one path of every steward decision
+    (``mdm review decide`` and the console's decisions, applied by the next run)."""
     from customer_mdm.errors import MdmError
 
     if decision not in ("match", "no_match"):
@@ -711,22 +721,19 @@ def record_decision(
     if left == right:
         raise MdmError("a decision needs two different records")
     left, right = sorted((left, right))
-    with connect(settings) as wh:
-        if not (wh.table_exists("mdm.steward_decisions") and wh.table_exists("mdm.link_state")):
-            ensure_tables(wh)  # only when missing: a steward's role may insert decisions, not run DDL
-        known = {
-            r[0] for r in wh.query("select record_id from mdm.link_state where record_id in (?, ?)", [left, right])
-        }
-        missing = [r for r in (left, right) if r not in known]
-        if missing:
-            raise MdmError(f"unknown record(s) {', '.join(missing)}: use source:source_id as in `mdm review list`")
-        from customer_mdm.audit import record_steward_decision
+    if not (wh.table_exists("mdm.steward_decisions") and wh.table_exists("mdm.link_state")):
+        ensure_tables(wh)  # only when missing: a steward's role may insert decisions, not run DDL
+    known = {r[0] for r in wh.query("select record_id from mdm.link_state where record_id in (?, ?)", [left, right])}
+    missing = [r for r in (left, right) if r not in known]
+    if missing:
+        raise MdmError(f"unknown record(s) {', '.join(missing)}: use source:source_id as in `mdm review list`")
+    from customer_mdm.audit import record_steward_decision
 
-        decided_at = _now()
-        with wh.transaction():
-            wh.execute(
-                "insert into mdm.steward_decisions (record_id_l, record_id_r, decision, decided_by, decided_at, note) "
-                "values (?, ?, ?, ?, ?, ?)",
-                [left, right, decision, decided_by, decided_at, note],
-            )
-            record_steward_decision(settings, wh, left, right, decision, decided_by, note, decided_at)
+    decided_at = _now()
+    with wh.transaction():
+        wh.execute(
+            "insert into mdm.steward_decisions (record_id_l, record_id_r, decision, decided_by, decided_at, note) "
+            "values (?, ?, ?, ?, ?, ?)",
+            [left, right, decision, decided_by, decided_at, note],
+        )
+        record_steward_decision(settings, wh, left, right, decision, decided_by, note, decided_at)
