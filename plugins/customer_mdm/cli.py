@@ -599,6 +599,10 @@ from customer_mdm.hub.cli import register as _register_hub  # noqa: E402
 
 _register_hub(main)
 
+from customer_mdm.console.cli import user as _console_user  # noqa: E402
+
+main.add_command(_console_user)
+
 
 if __name__ == "__main__":  # pragma: no cover
     main()

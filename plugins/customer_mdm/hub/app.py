@@ -183,7 +183,9 @@ def create_app(settings: Settings) -> FastAPI:
         api = None  # type: ignore[assignment]
     if api is not None:
         app.include_router(api.router)
-    # CONSOLE's one line goes here: customer_mdm.console.mount(app, settings)
+    from customer_mdm.console import mount as mount_console  # CONSOLE's hook
+
+    mount_console(app, settings)
 
     app.add_middleware(BodyLimit, limit=max_body)
     return app
