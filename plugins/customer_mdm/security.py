@@ -1,6 +1,6 @@
 """Least privilege on PostgreSQL and the masked BI views (both warehouses).
 
-Three database roles, created idempotently by :func:`apply` (``mdm roles apply``, and again after
+Four database roles, created idempotently by :func:`apply` (``mdm roles apply``, and again after
 every publication and governance build, so that tables dbt or the publish step recreate keep
 their grants):
 
@@ -11,6 +11,9 @@ their grants):
                   governance outputs, the audit trail (``audit``) -- and may *insert* steward
                   decisions (``mdm.steward_decisions``, what ``mdm review decide`` writes). Nothing
                   else: no update, delete, DDL, no raw, staging or ops data.
+``mdm_api``       the hub server (``mdm serve``): reads the serving tables (``serving``, rebuilt at
+                  every publication) and reads and writes only the hub store (schema ``hub``:
+                  tokens, intake of self-service changes and erasure requests, the access log).
 ``bi_reader``     reads only the masked views of schema ``bi`` (:data:`BI_VIEWS`). PostgreSQL checks
                   a view's base tables with its *owner's* privileges, so bi_reader reads masked
                   values through the views and gets "permission denied" on every other table.
@@ -57,13 +60,15 @@ log = logging.getLogger(__name__)
 PIPELINE_ROLE = "mdm_pipeline"
 STEWARD_ROLE = "mdm_steward"
 BI_ROLE = "bi_reader"
-ROLES = (PIPELINE_ROLE, STEWARD_ROLE, BI_ROLE)
+API_ROLE = "mdm_api"
+ROLES = (PIPELINE_ROLE, STEWARD_ROLE, BI_ROLE, API_ROLE)
 
 #: environment variable holding each role's password (unset: NOLOGIN when created, else unchanged)
 PASSWORD_ENV: dict[str, str] = {
     PIPELINE_ROLE: "MDM_PG_PIPELINE_PASSWORD",
     STEWARD_ROLE: "MDM_PG_STEWARD_PASSWORD",
     BI_ROLE: "MDM_PG_BI_PASSWORD",
+    API_ROLE: "MDM_PG_API_PASSWORD",
 }
 #: DSN of a role allowed to create roles (superuser or CREATEROLE), for `mdm roles apply`
 ADMIN_DSN_ENV = "MDM_PG_ADMIN_DSN"
@@ -83,18 +88,24 @@ PLATFORM_SCHEMAS = (
     "governance",
     "audit",
     BI_SCHEMA,
+    "serving",  # the hub's read side (customer_mdm.hub.serving), rebuilt at each publication
+    "hub",  # the hub store (customer_mdm.hub.store): what the server writes
 )
 #: schemas each reader role may read (every table and view in them, now and later)
 READS: dict[str, tuple[str, ...]] = {
     STEWARD_ROLE: ("intermediate", "mdm", "marts", "governance", "audit", BI_SCHEMA),
     BI_ROLE: (BI_SCHEMA,),
+    API_ROLE: ("serving",),
 }
 #: the only writes of a reader role: table -> privileges
 WRITES: dict[str, dict[str, tuple[str, ...]]] = {
     # a decision and its audit row are written in one transaction (linkage.step.record_decision)
     STEWARD_ROLE: {"mdm.steward_decisions": ("insert",), "audit.golden_changes": ("insert",)},
     BI_ROLE: {},
+    API_ROLE: {},
 }
+#: schemas a reader role may write (every table in them, now and later: select, insert, update, delete)
+SCHEMA_WRITES: dict[str, tuple[str, ...]] = {API_ROLE: ("hub",)}
 #: which BI view SQL is installed (sha256 of its definition), so unchanged views are left alone
 BI_VIEW_STATE = "ops.bi_views"
 BI_VIEW_STATE_COLUMNS = {"view_name": "text", "sql_sha256": "text", "created_at": "timestamp"}
@@ -317,7 +328,12 @@ def grant_database(wh: PostgresWarehouse, summary: dict[str, Any]) -> None:
     import psycopg
 
     db = _one(wh, "select current_database()")
-    privileges = {PIPELINE_ROLE: "connect, create, temporary", STEWARD_ROLE: "connect", BI_ROLE: "connect"}
+    privileges = {
+        PIPELINE_ROLE: "connect, create, temporary",
+        STEWARD_ROLE: "connect",
+        BI_ROLE: "connect",
+        API_ROLE: "connect",
+    }
     for role, privilege in privileges.items():
         if not _role_exists(wh, role):
             continue
@@ -413,6 +429,21 @@ def apply_grants(wh: PostgresWarehouse, summary: dict[str, Any]) -> None:
                 statements += [defaults(creator, f"grant select on tables to {role}") for creator in creators]
             else:
                 statements.append(f"revoke all on schema {schema} from {role}")
+    for role, write_schemas in SCHEMA_WRITES.items():
+        if role not in existing:
+            continue
+        for schema in write_schemas:
+            if schema not in schemas:
+                continue
+            dml = "select, insert, update, delete"
+            statements += [
+                f"grant usage on schema {schema} to {role}",
+                f"grant {dml} on all tables in schema {schema} to {role}",
+            ]
+            statements += [
+                f'alter default privileges for role "{creator}" in schema {schema} grant {dml} on tables to {role}'
+                for creator in creators
+            ]
     for role, tables in WRITES.items():
         if role not in existing:
             continue
@@ -452,6 +483,9 @@ def apply(
                     summary["reassigned"] = reassign_ownership(admin)
             finally:
                 admin.close()
+        from customer_mdm.hub.store import ensure_store
+
+        ensure_store(settings, dsn=settings.pg_dsn)  # the hub store's tables exist before their grants
         with connect(settings) as wh:
             assert isinstance(wh, PostgresWarehouse)
             summary["connected_as"] = str(_one(wh, "select current_user"))

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -25,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from customer_mdm.config import Settings
 from customer_mdm.hub.errors import ApiError
+from customer_mdm.hub.store import Store
 
 log = logging.getLogger("customer_mdm.hub")
 
@@ -119,8 +123,20 @@ def create_app(settings: Settings) -> FastAPI:
     Errors answer with the contract's body; unhandled exceptions are 500 with no detail (the log
     gets the exception's class and the route template, not its message, which may quote data)."""
     from customer_mdm.hub import serving
+    from customer_mdm.hub.auth import RateLimiter
+    from customer_mdm.hub.intake import RunTrigger
+    from customer_mdm.hub.store import ensure_store
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.trigger.start()  # the background check for changes waiting too long
+        try:
+            yield
+        finally:
+            app.state.trigger.stop()
 
     app = FastAPI(
+        lifespan=lifespan,
         title="customer-mdm hub",
         version="1",
         docs_url="/docs",
@@ -129,6 +145,10 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.reader = serving.ServingReader(settings)
+    app.state.limiter = RateLimiter.from_env()
+    app.state.trigger = RunTrigger.from_env(settings)
+    app.state.stores = threading.local()
+    ensure_store(settings)
     max_body = int(os.environ.get("MDM_HUB_MAX_BODY") or DEFAULT_MAX_BODY)
 
     @app.exception_handler(ApiError)
@@ -146,7 +166,8 @@ def create_app(settings: Settings) -> FastAPI:
         # the message names the field and pydantic's reason; never the input value
         first = exc.errors()[0] if exc.errors() else {}
         field = _field_name(first.get("loc", ()))
-        reason = str(first.get("type", "invalid")).replace("_", " ")
+        # pydantic's msg states the rule ("Input should be 'mobile', 'email', ..."), not the input
+        reason = str(first.get("msg") or first.get("type") or "invalid")
         if first.get("type") == "json_invalid":
             return error_response(400, "bad_request", "the body is not valid JSON")
         return error_response(422, "invalid", f"{field}: {reason}")
@@ -177,18 +198,27 @@ def create_app(settings: Settings) -> FastAPI:
         status = app.state.reader.status()
         return {"status": "ok", **status}
 
-    try:
-        from customer_mdm.hub import api
-    except ImportError:  # pragma: no cover - the skeleton before the routes exist
-        api = None  # type: ignore[assignment]
-    if api is not None:
-        app.include_router(api.router)
+    from customer_mdm.hub import api
+
+    app.include_router(api.router)
     from customer_mdm.console import mount as mount_console  # CONSOLE's hook
 
     mount_console(app, settings)
 
     app.add_middleware(BodyLimit, limit=max_body)
     return app
+
+
+def thread_store(app: FastAPI) -> Store:
+    """This thread's connection to the hub store (opened on first use; FastAPI's thread pool
+    threads live as long as the server)."""
+    local = app.state.stores
+    store = getattr(local, "store", None)
+    if store is None:
+        from customer_mdm.hub.store import open_store
+
+        store = local.store = open_store(app.state.settings)
+    return store  # type: ignore[no-any-return]
 
 
 def app_from_env() -> FastAPI:

@@ -60,15 +60,19 @@ SERVING_TABLES: dict[str, str] = {
     ),
     "orders": (
         "select x.golden_id, o.* from marts.fct_orders as o "
-        "inner join mdm.xref as x on x.record_id = o.member_record_id"
+        "inner join mdm.xref as x on x.source = 'ecommerce' and x.source_id = o.member_id"
+    ),
+    "self_service_changes": (
+        "select x.golden_id, c.* from intermediate.int_self_service_changes as c "
+        "inner join mdm.xref as x on x.source = c.source_system and x.source_id = c.source_record_id"
     ),
     "survivorship_rules": "select * from reference.ref_survivorship_rules",
-    "field_freshness": "select * from marts.governance_field_freshness",
+    "field_freshness": "select * from governance.governance_field_freshness",
 }
 
 #: tables a refresh may find missing (built by a later step, e.g. governance after publish):
 #: they are created empty-less (skipped) and the reader treats them as holding no rows
-OPTIONAL_TABLES = {"field_freshness", "orders"}
+OPTIONAL_TABLES = {"field_freshness", "orders", "self_service_changes"}
 
 
 def serving_tables() -> dict[str, str]:
@@ -241,9 +245,9 @@ def scrub(settings: Settings, golden_ids: Sequence[str]) -> dict[str, int]:
         for name in names:
             con.execute(f"create table {SCHEMA}.{_ident(name)} as select * from old_snapshot.{SCHEMA}.{name}")
         con.execute("detach old_snapshot")
-        wh = _DuckCon(con)
-        for table in _person_tables(wh, SCHEMA):
-            removed[table] = _delete_person_rows(wh, f"{SCHEMA}.{table}", ids, _columns(wh, SCHEMA, table))
+        duck = _DuckCon(con)
+        for table in _person_tables(duck, SCHEMA):
+            removed[table] = _delete_person_rows(duck, f"{SCHEMA}.{table}", ids, _columns(duck, SCHEMA, table))
     finally:
         con.close()
     os.replace(tmp, path)

@@ -93,6 +93,8 @@ STORE_TABLES: dict[str, dict[str, str]] = {
         "sent_at": "text not null",
         "export_file": "text",
     },
+    # incremental runs the server started because intake waited (customer_mdm.hub.intake)
+    "run_triggers": {"at": "text not null", "mode": "text not null", "ref": "text"},
 }
 
 #: table -> the columns that name a person (golden ids) or hold their personal values
@@ -266,18 +268,27 @@ def ensure_store(settings: Settings, dsn: str | None = None) -> None:
         if key in _ENSURED and (settings.target == "postgres" or store_path(settings).exists()):
             return
         with open_store(settings, dsn) as store:
-            if settings.target == "postgres":
+            if settings.target == "postgres" and not store.scalar(
+                "select count(*) from information_schema.schemata where schema_name = ?", [SCHEMA]
+            ):
                 store.execute(f"create schema if not exists {SCHEMA}")
             for name, columns in STORE_TABLES.items():
-                body = ", ".join(f"{col} {ddl}" for col, ddl in columns.items())
-                store.execute(f"create table if not exists {SCHEMA}.{name} ({body})")
                 existing = _columns(store, name)
+                if not existing:  # (create ... if not exists needs CREATE on the schema even when it exists)
+                    body = ", ".join(f"{col} {ddl}" for col, ddl in columns.items())
+                    store.execute(f"create table if not exists {SCHEMA}.{name} ({body})")
+                    existing = _columns(store, name)
                 for col, ddl in columns.items():
                     if col not in existing:
                         plain = ddl.replace("primary key", "").replace("not null", "").replace("unique", "")
                         store.execute(f"alter table {SCHEMA}.{name} add column {col} {plain}")
             for statement in _INDEXES:
                 if settings.target == "postgres":
+                    index = statement.split(" on ")[0].rsplit(" ", 1)[-1].format(s="")
+                    if store.scalar(
+                        "select count(*) from pg_indexes where schemaname = ? and indexname = ?", [SCHEMA, index]
+                    ):
+                        continue
                     store.execute(statement.format(s="", t=f"{SCHEMA}."))
                 else:
                     store.execute(statement.format(s=f"{SCHEMA}.", t=""))
