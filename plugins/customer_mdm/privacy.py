@@ -800,6 +800,9 @@ def erase_pending(settings: Settings, run_id: str, since: datetime | None = None
             wh.insert_df(REQUESTS, pd.DataFrame(request_rows))
             append(wh, audit_rows)
         matched = apply_tombstones(settings, run_id, since=since, wh=wh)
+    from customer_mdm.hub.erasure import erase_persons  # the hub store and the serving snapshot files
+
+    erase_persons(settings, persons, entries)
     return _erasure_details(requests, matched)
 
 

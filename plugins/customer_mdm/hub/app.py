@@ -223,4 +223,6 @@ def thread_store(app: FastAPI) -> Store:
 
 def app_from_env() -> FastAPI:
     """uvicorn factory for ``mdm serve --workers N`` (each worker builds its app from the environment)."""
+    if not logging.getLogger().handlers:  # a worker process: log like `mdm` does
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return create_app(Settings.from_env())
