@@ -562,72 +562,91 @@ def my_actions(request: Request, *, user: UserDep, store: StoreDep) -> HTMLRespo
 
 
 # ----------------------------------------------------------------------------- worklist
-def _worklist(rd: Any, store: Store, args: dict[str, str], week: bool) -> list[dict[str, Any]]:
+#: customers a team of stewards can re-verify in a week (the worklist's default view)
+WEEKLY_CAPACITY = 150
+#: the priority of a customer's worklist item: tier weight x (1 + customer value from the RFM
+#: scores, 0..1) x urgency of the worst reason (priority_rank 1 = high) x log of the days overdue
+PRIORITY_SQL = (
+    "round(cast((case max(tier) when 'vip' then 3 when 'regular' then 1.5 else 1 end) "
+    "* (1 + greatest(max(rfm_points) - 3, 0) / 12.0) * (4 - min(priority_rank)) "
+    "* ln(10 + greatest(max(days_overdue), 0)) as numeric), 1)"
+)
+
+
+def _store_states(store: Store) -> dict[str, dict[str, Any]]:
+    cols = ["item_key", "assignee", "status", "note", "updated_by", "updated_at"]
+    found = rows(store, f"select {', '.join(cols)} from {t('console_worklist')} where status <> 'closed'", (), cols)
+    return {r["item_key"]: r for r in found}
+
+
+def _worklist(
+    rd: Any, store: Store, args: dict[str, str], week: bool, limit: int = 500
+) -> tuple[list[dict[str, Any]], int]:
+    """Worklist items, one per customer (all their due fields together: one contact re-verifies
+    them), highest priority first; the week's view leaves out what is done or won't be fixed and
+    stops at what a team can do in a week."""
+    states = _store_states(store)
     where, params = ["1 = 1"], []
     for col in ("reason_code", "tier", "source"):
         if args.get(col):
             where.append(f"{col} = ?")
             params.append(args[col])
-    items = rd.query_dicts(
-        "select golden_id, field, reason_code, reason, source_record, source, tier, days_overdue, priority, "
-        "rfm_score, rfm_segment, monetary_net_cny from serving.console_worklist "
-        f"where {' and '.join(where)}",
-        params,
-    )
-    states = {
-        r["item_key"]: r
-        for r in rows(
-            store,
-            f"select item_key, assignee, status, note, updated_by, updated_at from {t('console_worklist')}",
-            (),
-            ["item_key", "assignee", "status", "note", "updated_by", "updated_at"],
-        )
-    }
-    tier_weight = {"vip": 3.0, "regular": 1.5, "prospect": 1.0}
-    for it in items:
-        it["item_key"] = f"{it['golden_id']}|{it['field']}"
-        st = states.get(it["item_key"], {})
-        it.update({k: st.get(k) for k in ("assignee", "status", "note", "updated_by", "updated_at")})
-        it["status"] = it["status"] or "open"
-        rfm = float(it.get("rfm_score") or 0)
-        overdue = float(it.get("days_overdue") or 0)
-        it["score"] = round(
-            tier_weight.get(str(it.get("tier")), 1.0) * (1 + rfm / 5) * math.log1p(max(overdue, 0) + 1), 2
-        )
+    keep: set[str] | None = None
     if args.get("assignee"):
-        items = [i for i in items if (i.get("assignee") or "") == args["assignee"]]
-    if args.get("status"):
-        items = [i for i in items if i["status"] == args["status"]]
-    items.sort(key=lambda i: (-i["score"], i["golden_id"], i["field"]))
-    if week:
-        # what a small team can do this week: the open and in-progress items of the highest priority
-        items = [i for i in items if i["status"] in ("open", "in_progress")][:WEEKLY_CAPACITY]
-    return items
-
-
-#: items a team of stewards can handle in a week (the worklist's default view)
-WEEKLY_CAPACITY = 150
+        keep = {k for k, st in states.items() if (st.get("assignee") or "") == args["assignee"]}
+    if args.get("status") and args["status"] != "open":
+        chosen = {k for k, st in states.items() if st["status"] == args["status"]}
+        keep = chosen if keep is None else keep & chosen
+    if keep is not None:
+        if not keep:
+            return [], 0
+        where.append(f"golden_id in ({', '.join('?' * len(keep))})")
+        params += sorted(keep)
+    hidden = {k for k, st in states.items() if st["status"] in ("done", "wont_fix")}
+    if (week or args.get("status") == "open") and hidden:
+        where.append(f"golden_id not in ({', '.join('?' * len(hidden))})")
+        params += sorted(hidden)
+    grouped = (
+        "select golden_id, max(tier) as tier, count(*) as fields, "
+        "string_agg(field, ', ' order by field) as field_list, "
+        "string_agg(distinct reason_code, ', ') as reasons, max(days_overdue) as days_overdue, "
+        f"min(priority_rank) as priority_rank, max(rfm_segment) as rfm_segment, {PRIORITY_SQL} as score "
+        f"from serving.console_worklist where {' and '.join(where)} group by golden_id"
+    )
+    total = rd.query(f"select count(*) from ({grouped}) as g", params)
+    cap = min(limit, WEEKLY_CAPACITY) if week else limit
+    items = rd.query_dicts(f"{grouped} order by score desc, golden_id limit {int(cap)}", params)
+    for it in items:
+        st = states.get(it["golden_id"], {})
+        it.update({k: st.get(k) for k in ("assignee", "note", "updated_by", "updated_at")})
+        it["status"] = st.get("status") or "open"
+    count = int(total[0][0]) if total else 0
+    return items, min(count, WEEKLY_CAPACITY) if week else count
 
 
 def _closed(rd: Any, store: Store) -> list[dict[str, Any]]:
-    """Assigned items whose cause is gone after a run: not in the worklist any more."""
-    current = {f"{g}|{f}" for g, f in rd.query("select golden_id, field from serving.console_worklist")}
-    found = rows(
-        store,
-        f"select item_key, golden_id, field, assignee, status, note from {t('console_worklist')} "
-        "where status <> 'closed'",
-        (),
-        ["item_key", "golden_id", "field", "assignee", "status", "note"],
-    )
-    gone = [r for r in found if r["item_key"] not in current]
-    if gone and current:
-        version = rd.version()
-        for r in gone:
-            store.execute(
-                f"update {t('console_worklist')} set status = 'closed', closed_run_id = ?, updated_at = ? "
-                "where item_key = ?",
-                [version, now(), r["item_key"]],
-            )
+    """Items someone worked on whose cause is gone after a run (the customer is not in the
+    worklist any more): closed by themselves, with the serving version that saw it."""
+    states = _store_states(store)
+    if not states:
+        return []
+    marks = ", ".join("?" * len(states))
+    present = {
+        r[0]
+        for r in rd.query(
+            f"select distinct golden_id from serving.console_worklist where golden_id in ({marks})", sorted(states)
+        )
+    }
+    if not rd.query("select 1 from serving.console_worklist limit 1"):
+        return []  # no worklist built yet: nothing can be judged gone
+    gone = [st for key, st in states.items() if key not in present]
+    version = rd.version()
+    for st in gone:
+        store.execute(
+            f"update {t('console_worklist')} set status = 'closed', closed_run_id = ?, updated_at = ? "
+            "where item_key = ?",
+            [version, now(), st["item_key"]],
+        )
     return gone
 
 
@@ -647,7 +666,7 @@ def worklist(
         if k in ("reason_code", "tier", "source", "assignee", "status") and v
     }
     closed = _closed(rd, store)
-    items = _worklist(rd, store, args, view == "week")
+    items, count = _worklist(rd, store, args, view == "week", limit=100_000 if fmt == "csv" else 500)
     if fmt == "csv":
         import pandas as pd
 
@@ -655,14 +674,13 @@ def worklist(
 
         cols = [
             "golden_id",
-            "field",
-            "reason_code",
-            "reason",
             "tier",
-            "source",
-            "days_overdue",
-            "rfm_score",
             "score",
+            "fields",
+            "field_list",
+            "reasons",
+            "days_overdue",
+            "rfm_segment",
             "assignee",
             "status",
             "note",
@@ -682,8 +700,8 @@ def worklist(
         request,
         user,
         "worklist.html",
-        items=items[:500],
-        count=len(items),
+        items=items,
+        count=count,
         view=view,
         args=args,
         reasons=reasons,
@@ -698,7 +716,7 @@ def worklist(
 def worklist_update(
     request: Request,
     *,
-    item_key: Annotated[str, Form()],
+    golden_id: Annotated[str, Form()],
     status: Annotated[str, Form()] = "open",
     assignee: Annotated[str, Form()] = "",
     note: Annotated[str, Form()] = "",
@@ -708,16 +726,15 @@ def worklist_update(
 ) -> Response:
     if (bad := _steward_post(request, user, csrf_token)) is not None:
         return bad
-    if status not in WORKLIST_STATUSES or "|" not in item_key:
+    if status not in WORKLIST_STATUSES or not golden_id or len(assignee) > 64 or len(note) > 500:
         return render(request, user, "error.html", 400, message_key="forbidden")
-    golden_id, field = item_key.split("|", 1)
     with store.transaction():
-        store.execute(f"delete from {t('console_worklist')} where item_key = ?", [item_key])
+        store.execute(f"delete from {t('console_worklist')} where item_key = ?", [golden_id])
         store.execute(
             f"insert into {t('console_worklist')} "
             "(item_key, golden_id, field, assignee, status, note, updated_by, updated_at) "
             "values (?, ?, ?, ?, ?, ?, ?, ?)",
-            [item_key, golden_id, field, assignee or None, status, note or None, user.principal, now()],
+            [golden_id, golden_id, "*", assignee or None, status, note or None, user.principal, now()],
         )
         add_action(
             store,
@@ -725,7 +742,6 @@ def worklist_update(
             user.principal,
             status="logged",
             golden_id=golden_id,
-            field=field,
             value=status,
             note=note or None,
             detail={"assignee": assignee or None},
@@ -761,21 +777,43 @@ def governance(request: Request, *, user: UserDep, rd: ReaderDep) -> HTMLRespons
     )
 
 
-def _reports(settings: Settings) -> dict[str, Path]:
-    """Static reports on this host: the scorecard report, Data Docs, the model's charts."""
-    found: dict[str, Path] = {}
-    for path in sorted(settings.reports_dir.glob("**/*.html"))[:200]:
-        found["reports/" + path.relative_to(settings.reports_dir).as_posix()] = path
-    models = settings.models_dir / "linkage"
-    for path in sorted(models.glob("*.html")):
-        found["models/" + path.name] = path
+def _reports(settings: Settings) -> dict[str, str]:
+    """The static reports on this host a governance lead opens: Data Docs, the scorecard
+    report, the linkage model's charts (name -> path under the reports or models folder)."""
+    found: dict[str, str] = {}
+    for rel in ("data_docs/index.html", "scorecard/index.html"):
+        if (settings.reports_dir / rel).is_file():
+            found[rel.split("/")[0]] = f"reports/{rel}"
+    for folder, prefix in (
+        (settings.reports_dir / "linkage", "reports/linkage"),
+        (settings.models_dir / "linkage", "models"),
+    ):
+        for path in sorted(folder.glob("*.html")):
+            found.setdefault(path.stem, f"{prefix}/{path.name}")
     return found
+
+
+def _report_path(settings: Settings, name: str) -> Path | None:
+    """A file under the reports folder (``reports/...``) or the model charts (``models/...``),
+    never outside them."""
+    root_name, _, rel = name.partition("/")
+    roots = {"reports": settings.reports_dir, "models": settings.models_dir / "linkage"}
+    root = roots.get(root_name)
+    if root is None or not rel:
+        return None
+    base = root.resolve()
+    path = (base / rel).resolve()
+    if not path.is_file() or (base not in path.parents):
+        return None
+    return path
 
 
 @router.get("/governance/file/{name:path}", response_model=None)
 def report_file(request: Request, name: str, *, user: UserDep) -> Response:
-    settings: Settings = request.app.state.settings
-    path = _reports(settings).get(name)
+    import mimetypes
+
+    path = _report_path(request.app.state.settings, name)
     if path is None:
         return render(request, user, "error.html", 404, message_key="no_results")
-    return Response(path.read_bytes(), media_type="text/html; charset=utf-8")
+    media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return Response(path.read_bytes(), media_type=media)

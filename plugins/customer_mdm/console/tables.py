@@ -73,9 +73,13 @@ CONSOLE_TABLES: dict[str, str] = {
         inner join mdm.xref as x on x.record_id = c.record_id
     """,
     "console_segments": "select * from governance.customer_segments",
+    # one row per stale or failed field; the console groups them per customer
     "console_worklist": """
-        select w.*, s.rfm_score, s.rfm_segment, s.monetary_net_cny,
-            split_part(w.source_record, ':', 1) as source
+        select w.golden_id, w.field, w.reason_code, w.reason, w.source_record, w.days_overdue, w.priority_rank,
+            w.tier, split_part(w.source_record, ':', 1) as source,
+            s.rfm_segment, s.monetary_net_cny,
+            coalesce(s.recency_score, 0) + coalesce(s.frequency_score, 0) + coalesce(s.monetary_score, 0)
+                as rfm_points
         from governance.reverification_worklist as w
         left join governance.customer_segments as s on s.golden_id = w.golden_id
     """,
