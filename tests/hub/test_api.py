@@ -31,7 +31,7 @@ from customer_mdm.pipeline import run_inline
 from customer_mdm.security import API_ROLE, PASSWORD_ENV, apply
 from customer_mdm.warehouse import connect
 
-PEOPLE = 150
+PEOPLE = 120
 
 
 @dataclass
@@ -83,19 +83,19 @@ def hub(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         server.stop()
 
 
-def get(hub: Hub, path: str, token: str = "all", **params: Any) -> Any:
-    with hub.server.client(hub.tokens.get(token, token)) as c:
+def get(hub: Hub, path: str, who: str = "all", **params: Any) -> Any:
+    with hub.server.client(hub.tokens.get(who, who)) as c:
         return c.get(path, params=params or None)
 
 
-def post(hub: Hub, path: str, body: Any, token: str = "all") -> Any:
-    with hub.server.client(hub.tokens.get(token, token)) as c:
+def post(hub: Hub, path: str, body: Any, who: str = "all") -> Any:
+    with hub.server.client(hub.tokens.get(who, who)) as c:
         return c.post(path, json=body)
 
 
 # ----------------------------------------------------------------------------- health, tokens
 def test_health_names_the_published_run(hub: Hub) -> None:
-    r = get(hub, "/health", token="none")
+    r = get(hub, "/health", who="none")
     assert r.status_code == 200
     body = r.json()
     with connect(hub.settings) as wh:
@@ -108,15 +108,15 @@ def test_missing_bad_and_revoked_tokens_are_401_and_missing_scope_403(hub: Hub) 
     with hub.server.client() as c:
         r = c.get(f"/v1/customers/{gid}")
     assert r.status_code == 401 and error_of(r)["code"] == "unauthorized"
-    assert get(hub, f"/v1/customers/{gid}", token="mdm_not-a-token").status_code == 401
-    r = get(hub, f"/v1/customers/{gid}", token="match")
+    assert get(hub, f"/v1/customers/{gid}", who="mdm_not-a-token").status_code == 401
+    r = get(hub, f"/v1/customers/{gid}", who="match")
     assert r.status_code == 403 and "read" in error_of(r)["message"]
-    assert post(hub, "/v1/match", {"name": "x"}, token="read").status_code == 403
+    assert post(hub, "/v1/match", {"name": "x"}, who="read").status_code == 403
     temp = mdm(hub.settings, "api-token", "create", "--name", "short-lived", "--scopes", "read").strip()
     assert temp.startswith("mdm_")
-    assert get(hub, f"/v1/customers/{gid}", token=temp).status_code == 200
+    assert get(hub, f"/v1/customers/{gid}", who=temp).status_code == 200
     mdm(hub.settings, "api-token", "revoke", "short-lived")
-    r = get(hub, f"/v1/customers/{gid}", token=temp)
+    r = get(hub, f"/v1/customers/{gid}", who=temp)
     assert r.status_code == 401
     listing = mdm(hub.settings, "api-token", "list")
     assert "short-lived" in listing and "revoked" in listing and temp not in listing
@@ -181,7 +181,7 @@ def test_due_follows_the_freshness_policy(hub: Hub) -> None:
     fields = r.json()["fields"]
     assert sorted(f["field"] for f in fields) == expected
     assert all(f["due_since"] and f["reason"] for f in fields)
-    assert get(hub, f"/v1/customers/{gid}/due", token="read").status_code == 403
+    assert get(hub, f"/v1/customers/{gid}/due", who="read").status_code == 403
 
 
 def test_export_holds_everything_about_the_person_and_cli_agrees(hub: Hub, tmp_path: Path) -> None:
@@ -203,7 +203,7 @@ def test_export_holds_everything_about_the_person_and_cli_agrees(hub: Hub, tmp_p
     assert len(body["source_records"]) == n_records and len(body["orders"]) == n_orders > 0
     assert any(h["event"] == "create" for h in body["golden_id_history"])
     assert isinstance(body["consent_statements"], list)
-    assert get(hub, f"/v1/customers/{gid}/export", token="read").status_code == 403
+    assert get(hub, f"/v1/customers/{gid}/export", who="read").status_code == 403
     out = tmp_path / "subject.json"
     mdm(hub.settings, "privacy", "export", gid, "--out", str(out))
     cli = json.loads(out.read_text())
@@ -212,12 +212,12 @@ def test_export_holds_everything_about_the_person_and_cli_agrees(hub: Hub, tmp_p
 
 
 def test_match_answers_the_contract(hub: Hub) -> None:
-    r = post(hub, "/v1/match", {"mobile": hub.person["phone"], "name": hub.person["name"]}, token="match")
+    r = post(hub, "/v1/match", {"mobile": hub.person["phone"], "name": hub.person["name"]}, who="match")
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["decision"] in ("match", "possible_match", "no_match")
     assert body["candidates"] and body["candidates"][0]["golden_id"] == hub.person["golden_id"]
-    r = post(hub, "/v1/match", {"province": "上海"}, token="match")
+    r = post(hub, "/v1/match", {"province": "上海"}, who="match")
     assert r.status_code == 422 and error_of(r)["message"].startswith("name")
 
 
@@ -250,13 +250,13 @@ def test_changes_are_idempotent_validated_and_conflicts_are_409(hub: Hub) -> Non
         assert "98765" not in message and "not-an-address" not in message
     r = post(hub, "/v1/customers/G_NOBODY/changes", {"event_id": "web-8", "field": "city", "new_value": "上海"})
     assert r.status_code == 404
-    r = post(hub, path, {**body, "event_id": "web-9"}, token="read")
+    r = post(hub, path, {**body, "event_id": "web-9"}, who="read")
     assert r.status_code == 403
 
 
 def test_erasure_requests_are_idempotent_and_validated(hub: Hub) -> None:
     body = {"request_id": "dsr-1", "identifier_type": "mobile", "identifier_value": "13900000017"}
-    assert post(hub, "/v1/erasure-requests", body, token="read").status_code == 403
+    assert post(hub, "/v1/erasure-requests", body, who="read").status_code == 403
     first = post(hub, "/v1/erasure-requests", body)
     assert first.status_code == 202 and first.json() == {"request_id": "dsr-1", "status": "accepted"}
     assert post(hub, "/v1/erasure-requests", body).status_code == 200
@@ -303,8 +303,8 @@ def test_rate_limit_is_per_token(hub: Hub) -> None:
 # ----------------------------------------------------------------------------- audit, logs
 def test_access_log_names_the_token_and_logs_hold_no_personal_values(hub: Hub) -> None:
     gid, phone, email = hub.person["golden_id"], hub.person["phone"], hub.person["email"]
-    assert get(hub, f"/v1/customers/{gid}", token="read").status_code == 200
-    get(hub, "/v1/lookup", token="read", mobile=phone)
+    assert get(hub, f"/v1/customers/{gid}", who="read").status_code == 200
+    get(hub, "/v1/lookup", who="read", mobile=phone)
     with open_store(hub.settings) as store:
         rows = store.query(
             "select principal, action, golden_id, route, status from hub.access_log where golden_id = ?", [gid]
