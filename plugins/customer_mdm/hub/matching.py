@@ -122,7 +122,7 @@ def _records_sql() -> str:
     from customer_mdm.linkage.step import RECORDS_SQL, _tf_expression
 
     key = "r.source || ':' || r.source_id"
-    cols = [f"r.{c}" for c in INPUT_COLUMNS if c != "record_key"] + ["r.phone_valid", "r.email_valid"]
+    cols = [f"r.{c}" for c in dict.fromkeys([*INPUT_COLUMNS, "phone_valid", "email_valid"]) if c != "record_key"]
     tf = _tf_columns()
     values = ", ".join(f"{_tf_expression(c)} as tfv_{c}" for c in tf)
     counts = ",\n".join(
@@ -325,6 +325,8 @@ _MIN_COMPACT = 5
 
 
 def _strip(v: Any) -> Any:
+    if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and math.isnan(v)):
+        return None
     if isinstance(v, str):
         v = v.strip(" ")
         return v or None
@@ -340,9 +342,9 @@ def linkage_row(row: Mapping[str, Any]) -> dict[str, Any]:
     r = {k: _strip(v) for k, v in row.items()}
     out: dict[str, Any] = {c: r.get(c) for c in LINKAGE_COLUMNS}
     out["record_key"] = str(row["record_key"])
-    if not row.get("phone_valid"):
+    if not _strip(row.get("phone_valid")):
         out["phone_e164"] = out["phone_kind"] = None
-    if "email_valid" in row and not row.get("email_valid"):
+    if "email_valid" in row and not _strip(row.get("email_valid")):
         out["email"] = None
     month, day = r.get("birth_month"), r.get("birth_day")
     has_md = month is not None and day is not None
@@ -351,8 +353,8 @@ def linkage_row(row: Mapping[str, Any]) -> dict[str, Any]:
     bd_text = str(bd)[:10] if bd is not None else None
     out["birth_date"] = bd_text if has_md and not is_md and bd_text is not None else None
     out["birth_year"] = int(r["birth_year"]) if has_md and not is_md and r.get("birth_year") is not None else None
-    out["birth_month"] = int(month) if has_md else None
-    out["birth_day"] = int(day) if has_md else None
+    out["birth_month"] = int(month) if month is not None and day is not None else None
+    out["birth_day"] = int(day) if month is not None and day is not None else None
     out["birth_precision"] = "month_day" if has_md and is_md else ("full" if has_md and bd_text is not None else None)
     pinyin, issue, script = out["name_pinyin"], out["name_issue"], out["name_script"]
     surname = None
@@ -467,7 +469,8 @@ def jaro_winkler_similarity(a: str, b: str) -> float:
         import duckdb
 
         con = _JW_CON.con = duckdb.connect()
-    return float(con.execute("select jaro_winkler_similarity(?, ?)", [a, b]).fetchone()[0])
+    row = con.execute("select jaro_winkler_similarity(?, ?)", [a, b]).fetchone()
+    return float(row[0]) if row else 0.0
 
 
 Row = Mapping[str, Any]
@@ -951,9 +954,9 @@ class Matcher:
         for anchor in anchors:
             own = str(self.index.golden_ids[anchor.position])
             for other in self.cannot_link.get(str(self.index.record_keys[anchor.position]), ()):
-                gid = self._golden_of(other)
-                if gid is not None and gid != own:
-                    banned.add(gid)
+                other_gid = self._golden_of(other)
+                if other_gid is not None and other_gid != own:
+                    banned.add(other_gid)
         ranked = sorted(
             ((g, p) for g, p in best.items() if g not in banned and p.match_probability >= REVIEW_LOW),
             key=lambda gp: (-gp[1].match_weight, gp[0]),
