@@ -53,8 +53,6 @@ RAW = {
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    import os
-
     base = tmp_path_factory.mktemp("match")
     generate_landing(base / "landing", PEOPLE, seed=41, days=2)
     s = Settings.from_env(env={}, home=base / "home", landing=base / "landing")
@@ -186,6 +184,7 @@ def _payloads(records: pd.DataFrame, n: int) -> list[dict[str, str]]:
     return out
 
 
+@pytest.mark.slow
 def test_pair_weights_equal_splinks_incremental_scoring(settings: Settings, records: pd.DataFrame, matcher: Matcher):
     """Every candidate pair scores as Splink's ``predict_between`` scores the typed record against
     the warehouse in the next incremental run: term frequencies by the pipeline's
@@ -210,7 +209,7 @@ def test_pair_weights_equal_splinks_incremental_scoring(settings: Settings, reco
     assert matcher.index.n_records == len(existing)
     compared = 0
     levels_seen: set[str] = set()
-    for payload in _payloads(records, 24):
+    for payload in _payloads(records, 16):
         row = _records_row(payload, settings)
         new = prepare_records(pd.DataFrame([row]))
         both = pd.concat([existing, new], ignore_index=True)
@@ -241,7 +240,7 @@ def test_pair_weights_equal_splinks_incremental_scoring(settings: Settings, reco
             compared += 1
             levels_seen |= {e["level"] for e in mine[key].explanation}
     engine.release(db_api)
-    assert compared >= 30
+    assert compared >= 20
     # the comparison exercised TF levels and disagreement levels alike
     assert {"Exact name", "Same mobile", "Same city"} <= levels_seen
     assert any("differ" in lv.lower() or "other" in lv.lower() for lv in levels_seen)
