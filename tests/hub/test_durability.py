@@ -26,8 +26,9 @@ from hubtools import Server
 
 from customer_mdm.config import Settings
 from customer_mdm.generate import generate_landing
+from customer_mdm.hub import serving
 from customer_mdm.hub.auth import create_token
-from customer_mdm.hub.store import open_store
+from customer_mdm.hub.store import open_store, store_path
 from customer_mdm.pipeline import run_inline
 from customer_mdm.warehouse import connect
 
@@ -191,6 +192,12 @@ def test_nothing_is_lost_and_the_server_switches_to_the_new_publication(world: W
             assert c.get(f"/v1/customers/{erased['golden_id']}").status_code == 404
             assert c.get("/v1/lookup", params={"mobile": erased["phone"]}).json() == {"golden_ids": []}
         assert main.proc is not None and main.proc.poll() is None  # the same process throughout
+        if settings.target == "duckdb":  # no serving file, nor the hub store, mentions the erased person
+            national = erased["phone"].removeprefix("+86")
+            for path in serving.serving_dir(settings).glob("*.duckdb"):
+                assert national.encode() not in path.read_bytes(), path.name
+            for path in store_path(settings).parent.glob("hub.sqlite*"):
+                assert national.encode() not in path.read_bytes(), path.name
         print(f"load: {len(results)} requests, {len(accepted)} writes accepted, switched to {new_version}")
     finally:
         main.stop()

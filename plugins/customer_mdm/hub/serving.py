@@ -15,7 +15,7 @@ column (golden ids of people may also sit in ``other_golden_id`` / ``merged_into
 * PostgreSQL: the tables are built in schema ``serving_build``, granted to ``mdm_api`` and
   swapped for ``serving`` in one transaction; the server reads ``serving.*`` live.
 * DuckDB: the tables are built in schema ``serving`` of the warehouse, then copied into a new,
-  immutable file ``$MDM_HOME/serving/<run_id>-<n>.duckdb``; the pointer file
+  immutable file ``$MDM_HOME/serving/<run_id>-<n>.duckdb`` (and dropped from the warehouse); the pointer file
   ``$MDM_HOME/serving/CURRENT`` is then replaced atomically (temp file + ``os.replace``). Only the
   current and the previous snapshot are kept. The server never opens the warehouse file.
 
@@ -143,6 +143,9 @@ def refresh(settings: Settings, run_id: str) -> dict[str, Any]:
             _swap_postgres(wh)
             return {"tables": built, "skipped": skipped, "schema": SCHEMA}
         snapshot = _write_snapshot(settings, wh, run_id, [*built, "meta"])
+        # the snapshot is the only copy the server reads: no second copy of personal data stays in
+        # the warehouse (nor has to be erased there)
+        wh.execute(f"drop schema {SCHEMA} cascade")
     _point_to(settings, snapshot)
     return {"tables": built, "skipped": skipped, "snapshot": str(snapshot)}
 

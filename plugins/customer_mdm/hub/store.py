@@ -177,6 +177,7 @@ class SqliteStore(Store):
         self.con.execute("pragma busy_timeout = 30000")
         self.con.execute("pragma hub.journal_mode = wal")
         self.con.execute("pragma hub.synchronous = full")  # a commit is on disk before the 202
+        self.con.execute("pragma hub.secure_delete = on")  # erased rows are overwritten, not just unlinked
         self._depth = 0
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> int:
@@ -349,4 +350,7 @@ def erase(settings: Settings, golden_ids: Sequence[str], identifiers: Sequence[s
             changed["self_service_changes_values"] = store.execute(
                 f"delete from {SCHEMA}.self_service_changes where new_value in ({marks})", values
             )
+    if settings.target == "duckdb":  # the write-ahead log still holds the deleted rows' pages: empty it
+        with open_store(settings) as store:
+            store.query(f"pragma {SCHEMA}.wal_checkpoint(truncate)")
     return changed
