@@ -268,32 +268,47 @@ def ensure_store(settings: Settings, dsn: str | None = None) -> None:
     with _ENSURE_LOCK:
         if key in _ENSURED and (settings.target == "postgres" or store_path(settings).exists()):
             return
-        with open_store(settings, dsn) as store:
-            if settings.target == "postgres" and not store.scalar(
-                "select count(*) from information_schema.schemata where schema_name = ?", [SCHEMA]
-            ):
-                store.execute(f"create schema if not exists {SCHEMA}")
-            for name, columns in STORE_TABLES.items():
-                existing = _columns(store, name)
-                if not existing:  # (create ... if not exists needs CREATE on the schema even when it exists)
-                    body = ", ".join(f"{col} {ddl}" for col, ddl in columns.items())
-                    store.execute(f"create table if not exists {SCHEMA}.{name} ({body})")
-                    existing = _columns(store, name)
-                for col, ddl in columns.items():
-                    if col not in existing:
-                        plain = ddl.replace("primary key", "").replace("not null", "").replace("unique", "")
-                        store.execute(f"alter table {SCHEMA}.{name} add column {col} {plain}")
-            for statement in _INDEXES:
-                if settings.target == "postgres":
-                    index = statement.split(" on ")[0].rsplit(" ", 1)[-1].format(s="")
-                    if store.scalar(
-                        "select count(*) from pg_indexes where schemaname = ? and indexname = ?", [SCHEMA, index]
-                    ):
-                        continue
-                    store.execute(statement.format(s="", t=f"{SCHEMA}."))
-                else:
-                    store.execute(statement.format(s=f"{SCHEMA}.", t=""))
+        try:
+            _create_store(settings, dsn)
+        except Exception as exc:
+            if type(exc).__name__ != "InsufficientPrivilege":
+                raise
+            from customer_mdm.errors import MdmError
+
+            raise MdmError(
+                "the hub store (schema hub) is missing and this role may not create it: run "
+                "`mdm roles apply` (or one pipeline run) as mdm_pipeline first"
+            ) from None
         _ENSURED.add(key)
+
+
+def _create_store(settings: Settings, dsn: str | None) -> None:
+    """Create the schema (PostgreSQL), the missing tables, columns and indexes."""
+    with open_store(settings, dsn) as store:
+        if settings.target == "postgres" and not store.scalar(
+            "select count(*) from information_schema.schemata where schema_name = ?", [SCHEMA]
+        ):
+            store.execute(f"create schema if not exists {SCHEMA}")
+        for name, columns in STORE_TABLES.items():
+            existing = _columns(store, name)
+            if not existing:  # (create ... if not exists needs CREATE on the schema even when it exists)
+                body = ", ".join(f"{col} {ddl}" for col, ddl in columns.items())
+                store.execute(f"create table if not exists {SCHEMA}.{name} ({body})")
+                existing = _columns(store, name)
+            for col, ddl in columns.items():
+                if col not in existing:
+                    plain = ddl.replace("primary key", "").replace("not null", "").replace("unique", "")
+                    store.execute(f"alter table {SCHEMA}.{name} add column {col} {plain}")
+        for statement in _INDEXES:
+            if settings.target == "postgres":
+                index = statement.split(" on ")[0].rsplit(" ", 1)[-1].format(s="")
+                if store.scalar(
+                    "select count(*) from pg_indexes where schemaname = ? and indexname = ?", [SCHEMA, index]
+                ):
+                    continue
+                store.execute(statement.format(s="", t=f"{SCHEMA}."))
+            else:
+                store.execute(statement.format(s=f"{SCHEMA}.", t=""))
 
 
 def _columns(store: Store, table: str) -> set[str]:
