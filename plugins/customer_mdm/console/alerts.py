@@ -48,7 +48,7 @@ def check_quality_drop(settings: Settings, run_id: str, drop: float | None = Non
     from customer_mdm.warehouse import connect
 
     limit = drop if drop is not None else float(os.environ.get(DROP_ENV) or DEFAULT_DROP)
-    sent = []
+    sent: list[dict[str, Any]] = []
     with connect(settings, read_only=True) as wh:
         if not wh.table_exists("governance.scorecard_history"):
             return sent

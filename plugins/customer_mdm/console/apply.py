@@ -131,8 +131,8 @@ def _correct(settings: Settings, wh: Warehouse, action: dict[str, Any], run_id: 
                     # the value itself is personal: the audit keeps its pseudonym, like survivorship changes
                     "new_value": to_json(
                         {
-                            "value": pseudonym(settings, attribute, str(value)),
-                            "record": pseudonym(settings, "record", record),
+                            "value": pseudonym(settings, str(attribute), str(value)),
+                            "record": pseudonym(settings, "record", str(record)),
                         }
                     ),
                     "reason": action.get("note") or "steward correction",

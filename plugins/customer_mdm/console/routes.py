@@ -236,15 +236,7 @@ def review(
         recs = _records(rd, [pair["record_id_l"], pair["record_id_r"]])
         left, right = recs.get(pair["record_id_l"]), recs.get(pair["record_id_r"])
         if left and right:
-            diffs = [
-                {
-                    "field": f,
-                    "left": show(left.get(f)),
-                    "right": show(right.get(f)),
-                    "differs": show(left.get(f)) != show(right.get(f)),
-                }
-                for f in RECORD_FIELDS
-            ]
+            diffs = [_diff(f, show(left.get(f)), show(right.get(f))) for f in RECORD_FIELDS]
             bars = _waterfall(request, rd, left, right, pair.get("match_weight"))
     return render(
         request,
@@ -257,6 +249,13 @@ def review(
         total=total[0][0] if total else 0,
         pending=len(pending) // 2,
     )
+
+
+def _diff(field: str, left: str, right: str) -> dict[str, str]:
+    """One row of the side-by-side view: ``diff`` when both records have different values,
+    ``missing`` when only one has a value."""
+    kind = "" if left == right else ("diff" if left and right else "missing")
+    return {"field": field, "left": left, "right": right, "kind": kind}
 
 
 def _waterfall(
