@@ -151,7 +151,7 @@ def match(body: MatchIn, request: Request, who: Annotated[Principal, Depends(req
         raise invalid(exc.field, str(exc).removeprefix(f"{exc.field}: ")) from None
     except MatcherUnavailable as exc:
         raise ApiError(503, "unavailable", str(exc)) from None
-    _access(request, who, "match", [c.get("golden_id") for c in result.get("candidates", [])][:1] or [None])
+    _access(request, who, "match", [c.get("golden_id") for c in result.get("candidates", [])])
     return result
 
 
