@@ -6,6 +6,9 @@ user; actions naming gone records are rejected without stopping the others."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import duckdb
 import pytest
@@ -87,13 +90,25 @@ def test_queued_actions_are_applied_by_the_next_link_step(settings: Settings) ->
 
 
 def test_store_erasure_removes_the_console_rows_of_erased_persons(settings: Settings) -> None:
-    from customer_mdm.hub.store import erase
-
     with connect_store(settings) as store:
         add_action(store, "correction", "user:alice", golden_id="G1", record_id_l="crm:A2", field="name", value="王芳")
         add_action(store, "merge", "user:alice", golden_id="G3", other_golden_id="G1", record_id_l="x:1")
         add_action(store, "correction", "user:alice", golden_id="G2", record_id_l="crm:B1", field="name", value="李")
-    erase(settings, ["G1"])
+    # the erasure step runs in its own process (an Airflow task) that never imported the console
+    code = (
+        "import sys, types; from customer_mdm.config import Settings; "
+        "from customer_mdm.hub.erasure import erase_persons; "
+        "s = Settings.from_env(); "
+        "print(erase_persons(s, [types.SimpleNamespace(golden_ids={'G1'})], [])['store'])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, **settings.env()}, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "console_actions" in done.stdout
+    with connect_store(settings) as store:
+        left = [(a["golden_id"], a["value"]) for a in actions(store)]
+    assert left == [("G2", "李")]
     with connect_store(settings) as store:
         left = [(a["golden_id"], a["value"]) for a in actions(store)]
     assert left == [("G2", "李")]

@@ -18,6 +18,7 @@ from customer_mdm.config import Settings
 def erase_persons(settings: Settings, persons: Iterable[Any], entries: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """``persons``: privacy's resolved persons (``.golden_ids``); ``entries``: the requests
     (``raw_value`` / ``value``: the identifier as sent and normalised). Returns rows removed."""
+    from customer_mdm.console import store as _console  # noqa: F401 - CONSOLE's hook: registers its personal tables
     from customer_mdm.hub import serving, store
 
     golden_ids = sorted({str(g) for p in persons for g in getattr(p, "golden_ids", ())})
