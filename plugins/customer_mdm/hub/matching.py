@@ -734,11 +734,13 @@ def _tf_value(k: int, stats: tuple[int, int, int], input_k: int | None) -> float
 
 @dataclass
 class _Index:
-    """Prepared source records of every golden customer, in columns, with one sorted hash array per
-    blocking rule (8 + 4 bytes per record and rule), so 1M records stay a few hundred MB."""
+    """Prepared source records of every golden customer, column by column: per column the sorted
+    distinct values and an int32 code per record; per blocking rule the records' composite codes,
+    sorted, with their positions (8 + 8 bytes per record and rule). Built vectorised, looked up
+    with binary searches: no per-record Python object survives the build."""
 
     n_records: int
-    columns: dict[str, tuple[np.ndarray, np.ndarray]]  # col -> (codes int32, uniques object)
+    columns: dict[str, tuple[np.ndarray, np.ndarray]]  # col -> (codes int32, sorted uniques object)
     record_keys: np.ndarray
     golden_ids: np.ndarray
     tfk: dict[str, np.ndarray]  # tf col -> people holding the record's value (0: none)
@@ -753,48 +755,92 @@ class _Index:
     def row(self, i: int) -> dict[str, Any]:
         return {col: self.value(col, i) for col in self.columns}
 
+    def code(self, col: str, value: Any) -> int:
+        """The code of ``value`` in ``col`` (-1: no record holds it)."""
+        uniques = self.columns[col][1]
+        try:
+            k = int(np.searchsorted(uniques, value))
+        except TypeError:  # a value of another type than the column's
+            return -1
+        return k if k < len(uniques) and uniques[k] == value else -1
+
+    def _radix(self, key: tuple[str, ...]) -> list[int]:
+        sizes = [len(self.columns[c][1]) for c in key]
+        if math.prod(max(n, 1) for n in sizes) >= 2**62:
+            raise MatcherUnavailable("a blocking rule's key space is too large for the match index")
+        return sizes
+
     def build_blocks(self, keys: Sequence[tuple[str, ...]]) -> None:
         for key in keys:
             if key in self.blocks:
                 continue
-            codes = np.stack([self.columns[c][0].astype(np.int64) for c in key], axis=1)
-            ok = (codes >= 0).all(axis=1)
+            sizes = self._radix(key)
+            composite = np.zeros(len(self.record_keys), dtype=np.int64)
+            ok = np.ones(len(self.record_keys), dtype=bool)
+            for c, n in zip(key, sizes, strict=True):
+                codes = self.columns[c][0].astype(np.int64)
+                ok &= codes >= 0
+                composite = composite * max(n, 1) + np.maximum(codes, 0)
             pos = np.flatnonzero(ok).astype(np.int64)
-            hashes = np.array(
-                [hash(tuple(self.columns[c][1][codes[p, j]] for j, c in enumerate(key))) for p in pos.tolist()],
-                dtype=np.int64,
-            )
-            order = np.argsort(hashes, kind="stable")
-            self.blocks[key] = (hashes[order], pos[order])
+            composite = composite[pos]
+            order = np.argsort(composite, kind="stable")
+            self.blocks[key] = (composite[order], pos[order])
 
     def lookup(self, key: tuple[str, ...], values: tuple[Any, ...]) -> list[int]:
-        hashes, pos = self.blocks[key]
-        h = hash(values)
-        lo, hi = np.searchsorted(hashes, h, "left"), np.searchsorted(hashes, h, "right")
-        return [int(p) for p in pos[lo:hi] if tuple(self.value(c, int(p)) for c in key) == values]
+        composite = 0
+        for c, n, v in zip(key, self._radix(key), values, strict=True):
+            code = self.code(c, v)
+            if code < 0:
+                return []
+            composite = composite * max(n, 1) + code
+        keys, pos = self.blocks[key]
+        lo, hi = np.searchsorted(keys, composite, "left"), np.searchsorted(keys, composite, "right")
+        return [int(p) for p in pos[lo:hi]]
+
+
+def _sorted_codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """int32 codes (-1: NULL) into the distinct values sorted in Python's order."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    objs = np.empty(len(uniques), dtype=object)
+    objs[:] = [int(u) if isinstance(u, np.integer) else u for u in uniques.tolist()]
+    order = np.argsort(objs, kind="stable")
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    codes = np.where(codes >= 0, rank[np.maximum(codes, 0)] if len(rank) else -1, -1)
+    return codes.astype(np.int32), objs[order]
+
+
+def _fetch_frame(reader: ServingReader, sql: str) -> pd.DataFrame:
+    """A serving query as a DataFrame: Arrow from a DuckDB snapshot, rows from PostgreSQL."""
+    if reader.settings.target == "duckdb":
+        import duckdb
+
+        with reader.cursor() as cur:
+            if cur is None:
+                return pd.DataFrame()
+            try:
+                table = cur.execute(sql).to_arrow_table()
+            except duckdb.CatalogException as exc:  # not built: nothing published yet
+                raise MatcherUnavailable("nothing published for match-on-entry yet: run the pipeline") from exc
+            return table.to_pandas()
+    cols, rows = reader._run(sql, None)
+    return pd.DataFrame.from_records(rows, columns=cols)
 
 
 def _load_index(reader: ServingReader) -> _Index:
     from customer_mdm.linkage.model import LINKAGE_COLUMNS, prepare_records
 
     t0 = time.perf_counter()
-    cols, rows = reader._run("select * from serving.match_records", None)
+    frame = _fetch_frame(reader, "select * from serving.match_records")
     stats_rows = reader.query("select column_name, total, n1, n2, n_records from serving.match_tf_stats")
-    if not cols or not stats_rows:
+    if frame.empty or not stats_rows:
         raise MatcherUnavailable("nothing published for match-on-entry yet: run the pipeline first")
-    frame = pd.DataFrame.from_records(rows, columns=cols)
-    del rows
     frame["record_key"] = frame["record_key"].astype(str)
     frame = frame.sort_values("record_key", kind="stable").reset_index(drop=True)  # code-point order
     prepared = prepare_records(frame.drop(columns=["golden_id"]))  # sorted by record_key too
     if not (prepared["record_key"].to_numpy(dtype=object) == frame["record_key"].to_numpy(dtype=object)).all():
         raise MatcherUnavailable("serving.match_records: record keys are not unique")
-    columns = {}
-    for c in LINKAGE_COLUMNS:
-        codes, uniques = pd.factorize(prepared[c].astype(object), use_na_sentinel=True)
-        if c in ("birth_year", "birth_month", "birth_day"):
-            uniques = np.array([int(u) for u in uniques], dtype=object)
-        columns[c] = (codes.astype(np.int32), np.asarray(uniques, dtype=object))
+    columns = {c: _sorted_codes(prepared[c]) for c in LINKAGE_COLUMNS}
     tfk = {}
     for c in _tf_columns():
         tfk[c] = pd.to_numeric(frame[f"tfk_{c}"], errors="coerce").fillna(0).to_numpy(dtype=np.int64)
@@ -925,11 +971,10 @@ class Matcher:
 
     def _people_holding(self, col: str, value: Any) -> int:
         """People holding ``value`` in ``col`` (only for a TF level reached with different values)."""
-        codes, uniques = self.index.columns[col]
-        hit = np.flatnonzero(uniques == value)
-        if not len(hit):
+        code = self.index.code(col, value)
+        if code < 0:
             return 0
-        pos = np.flatnonzero(codes == hit[0])
+        pos = np.flatnonzero(self.index.columns[col][0] == code)
         return int(self.index.tfk[col][pos[0]]) if len(pos) else 0
 
     # ------------------------------------------------------------------ the answer
