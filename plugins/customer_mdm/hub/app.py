@@ -112,6 +112,35 @@ class _TooLarge(Exception):
     pass
 
 
+class CatchAll:
+    """Pure ASGI middleware: an unhandled exception becomes a bare 500 in the contract's shape and
+    one log line with its class. (Starlette's outer error middleware would re-raise it to the
+    server, which logs the traceback and its message: those may quote personal values.)"""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:  # noqa: BLE001 - answered and logged without its message
+            route = getattr(scope.get("route"), "path", None) or "(unrouted)"
+            log.error("hub %s %s failed: %s", scope.get("method"), route, type(exc).__name__)
+            if not started:
+                await error_response(500, "internal", "internal error")(scope, receive, send)
+
+
 def _route_template(request: Request) -> str:
     route = request.scope.get("route")
     return getattr(route, "path", None) or "(unrouted)"
@@ -206,6 +235,7 @@ def create_app(settings: Settings) -> FastAPI:
     mount_console(app, settings)
 
     app.add_middleware(BodyLimit, limit=max_body)
+    app.add_middleware(CatchAll)  # outermost of ours: nothing reaches the server's traceback log
     return app
 
 
