@@ -388,10 +388,9 @@ def prepare_input(payload: Mapping[str, Any], settings: Settings) -> dict[str, A
     unknown = sorted(set(payload) - set(FIELDS) - {"limit"})
     if unknown:
         raise MatchInputError(unknown[0], f"unknown field {unknown[0]!r}; accepted: {', '.join(FIELDS)}")
-    row = _records_row(payload, settings)
     if all(_text(payload, f) is None for f in REQUIRED_ANY):
         raise MatchInputError("name", "at least one of name, mobile or email is required")
-    return linkage_row(row)
+    return linkage_row(_records_row(payload, settings))
 
 
 def standardised_view(prepared: Mapping[str, Any], company: str | None) -> dict[str, Any]:
