@@ -72,6 +72,13 @@ def _shot(page: Any, shots: Path, name: str) -> None:
     page.screenshot(path=str(shots / f"{name}.png"))
 
 
+def _current(page: Any) -> tuple[str, str]:
+    return (
+        page.input_value('#decide input[name="record_id_l"]'),
+        page.input_value('#decide input[name="record_id_r"]'),
+    )
+
+
 def _store_actions(settings: Settings) -> list[tuple[Any, ...]]:
     con = sqlite3.connect(str(settings.home / "hub" / "hub.sqlite"))
     try:
@@ -101,7 +108,15 @@ def test_steward_decides_corrects_and_the_next_run_applies_it(console: Any, brow
         with page.expect_navigation():
             page.keyboard.press(key)
         assert "Decision recorded" in page.inner_text(".flash")
-        assert page.locator("#pair").count() == 0 or page.input_value('#decide input[name="record_id_l"]') != left
+        assert page.locator("#pair").count() == 0 or _current(page) != (left, right)
+    # s skips (with a note, kept in the action log) to the next pair
+    skipped = _current(page)
+    page.fill("#note", "ask the store")
+    page.locator("#note").blur()
+    with page.expect_navigation():
+        page.keyboard.press("s")
+    assert page.locator("#pair").count() == 0 or _current(page) != skipped
+    assert [a[:3] for a in _store_actions(settings) if a[0] == "skip"] == [("skip", "user:alice", "logged")]
     pending = [a for a in _store_actions(settings) if a[0] == "decision"]
     assert [(a[3], a[4], a[5]) for a in pending] == decided
     assert all(a[1] == "user:alice" and a[2] == "pending" for a in pending)

@@ -306,7 +306,18 @@ def decide(
         return bad
     if not user.can_act:
         return forbid(request, user)
-    if decision == "skip":
+    if decision == "skip":  # nothing to apply; the note is kept in the action log
+        add_action(
+            store,
+            "skip",
+            user.principal,
+            status="logged",
+            record_id_l=record_id_l,
+            record_id_r=record_id_r,
+            golden_id=golden_id_l or None,
+            other_golden_id=golden_id_r or None,
+            note=note or None,
+        )
         return back(f"/review?after={rank}")
     if decision not in ("match", "no_match"):
         return render(request, user, "error.html", 400, message_key="forbidden")
