@@ -818,7 +818,7 @@ def _fetch_frame(reader: ServingReader, sql: str) -> pd.DataFrame:
             if cur is None:
                 return pd.DataFrame()
             try:
-                table = cur.execute(sql).to_arrow_table()
+                table = cur.sql(sql).to_arrow_table()
             except duckdb.CatalogException as exc:  # not built: nothing published yet
                 raise MatcherUnavailable("nothing published for match-on-entry yet: run the pipeline") from exc
             return table.to_pandas()
