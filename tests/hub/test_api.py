@@ -342,10 +342,13 @@ def test_merged_id_answers_with_the_record_it_now_lives_in(hub: Hub) -> None:
 
 def test_erased_person_is_404_in_every_serving_file_and_gone_from_the_store(hub: Hub) -> None:
     with connect(hub.settings) as wh:
-        gid = wh.scalar(
-            "select golden_id from marts.dim_customer where golden_id <> ? order by golden_id desc limit 1",
+        gid, phone = wh.query(
+            "select golden_id, phone from marts.dim_customer where golden_id <> ? and phone like '+861%' "
+            "and phone in (select r.phone_e164 from intermediate.int_customer_records as r join mdm.xref as x "
+            "on x.source = r.source and x.source_id = r.source_id group by r.phone_e164 "
+            "having count(distinct x.golden_id) = 1) order by golden_id desc limit 1",
             [hub.person["golden_id"]],
-        )
+        )[0]
     assert get(hub, f"/v1/customers/{gid}").status_code == 200  # leaves an access-log row
     removed = serving.scrub(hub.settings, [gid])
     assert removed["golden_customer"] == 1
@@ -362,6 +365,7 @@ def test_erased_person_is_404_in_every_serving_file_and_gone_from_the_store(hub:
     if hub.settings.target == "duckdb":
         files = list(serving.serving_dir(hub.settings).glob("*.duckdb"))
         assert len(files) == 1  # older snapshots (which held the person) are deleted
+        assert phone.removeprefix("+86").encode() not in files[0].read_bytes()  # not even in freed blocks
         con = duckdb.connect(str(files[0]), read_only=True)
         try:
             tables = [

@@ -245,12 +245,22 @@ def scrub(settings: Settings, golden_ids: Sequence[str]) -> dict[str, int]:
             ).fetchall()
         ]
         con.execute(f"create schema {SCHEMA}")
+        snap = _DuckCon(con)
+        marks = ", ".join("?" for _ in ids)
         for name in names:
-            con.execute(f"create table {SCHEMA}.{_ident(name)} as select * from old_snapshot.{SCHEMA}.{name}")
+            # copy without the erased persons' rows: deleting after the copy would leave their
+            # values in the file's freed blocks
+            cols = [c for c in PERSON_ID_COLUMNS if c in _columns(snap, SCHEMA, name, catalog="old_snapshot")]
+            source = f"old_snapshot.{SCHEMA}.{_ident(name)}"
+            if not cols:
+                con.execute(f"create table {SCHEMA}.{name} as select * from {source}")
+                continue
+            keep = " and ".join(f"({c} is null or {c} not in ({marks}))" for c in cols)
+            params = [i for _ in cols for i in ids]
+            before = int(snap.scalar(f"select count(*) from {source}") or 0)
+            con.execute(f"create table {SCHEMA}.{name} as select * from {source} where {keep}", params)
+            removed[name] = before - int(snap.scalar(f"select count(*) from {SCHEMA}.{name}") or 0)
         con.execute("detach old_snapshot")
-        duck = _DuckCon(con)
-        for table in _person_tables(duck, SCHEMA):
-            removed[table] = _delete_person_rows(duck, f"{SCHEMA}.{table}", ids, _columns(duck, SCHEMA, table))
     finally:
         con.close()
     os.replace(tmp, path)
@@ -278,14 +288,13 @@ class _DuckCon:
         self.con.execute(sql, list(params) if params is not None else None)
 
 
-def _columns(wh: Any, schema: str, table: str) -> list[str]:
-    return [
-        r[0]
-        for r in wh.query(
-            "select column_name from information_schema.columns where table_schema = ? and table_name = ?",
-            [schema, table],
-        )
-    ]
+def _columns(wh: Any, schema: str, table: str, catalog: str | None = None) -> list[str]:
+    sql = "select column_name from information_schema.columns where table_schema = ? and table_name = ?"
+    params = [schema, table]
+    if catalog:  # DuckDB: an attached file
+        sql += " and table_catalog = ?"
+        params.append(catalog)
+    return [r[0] for r in wh.query(sql, params)]
 
 
 def _person_tables(wh: Any, schema: str) -> list[str]:
