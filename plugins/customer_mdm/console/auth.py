@@ -216,6 +216,14 @@ MASKS = {
 ATTRIBUTE_MASKS = {"name": mask_name, "phone": mask_phone, "email": mask_email, "birth_date": mask_birth}
 
 
+def mask_record(record_id: Any, user: User) -> Any:
+    """A source record id (``crm:C000117``) names a person in a source system: a user without PII
+    access sees only the system (``crm:***``), as the BI views drop source-record pointers."""
+    if user.sees_pii or record_id is None or record_id == "":
+        return record_id
+    return str(record_id).split(":", 1)[0] + ":***"
+
+
 def mask_row(row: dict[str, Any], user: User) -> dict[str, Any]:
     if user.sees_pii:
         return row

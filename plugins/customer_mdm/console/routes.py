@@ -200,15 +200,13 @@ def _pending_pairs(store: Store) -> set[tuple[str, str]]:
 
 
 def _records(rd: Any, ids: list[str]) -> dict[str, dict[str, Any]]:
-    out = {}
-    for rid in ids:
-        source, _, source_id = rid.partition(":")
-        found = rd.query_dicts(
-            "select * from serving.source_records where source = ? and source_id = ?", [source, source_id]
-        )
-        if found:
-            out[rid] = found[0]
-    return out
+    """The source records ``ids`` (``source:source_id``) by id, in one query."""
+    pairs = [rid.partition(":") for rid in ids]
+    where = " or ".join("(source = ? and source_id = ?)" for _ in pairs)
+    found = rd.query_dicts(
+        f"select * from serving.source_records where {where}", [v for s, _, i in pairs for v in (s, i)]
+    )
+    return {f"{r['source']}:{r['source_id']}": r for r in found}
 
 
 @router.get("/review", response_class=HTMLResponse)
@@ -261,22 +259,35 @@ def _diff(field: str, left: str, right: str) -> dict[str, str]:
 def _waterfall(
     request: Request, rd: Any, left: dict[str, Any], right: dict[str, Any], weight: Any
 ) -> list[dict[str, Any]]:
-    from customer_mdm.console.waterfall import waterfall
+    from customer_mdm.console.waterfall import from_matcher, waterfall
 
-    n = rd.cached(
-        "console_record_count", lambda r: (r.query("select count(*) from serving.source_records") or [(0,)])[0][0]
-    )
+    stored = None if weight is None or show(weight) == "" else float(weight)
+    ids = (f"{left['source']}:{left['source_id']}", f"{right['source']}:{right['source_id']}")
+    bars: list[dict[str, Any]] | None = None
     try:
-        left = {**left, "record_key": f"{left['source']}:{left['source_id']}"}
-        right = {**right, "record_key": f"{right['source']}:{right['source_id']}"}
-        bars = waterfall(
-            request.app.state.settings, left, right, None if weight is None else float(weight), int(n or 2)
-        )
-    except Exception as exc:  # noqa: BLE001 - no model on this host: the page works without the chart
+        bars = from_matcher(rd, ids[0], ids[1], stored)
+    except Exception as exc:  # noqa: BLE001 - the matcher is an accelerator; the model file is the fallback
         import logging
 
-        logging.getLogger(__name__).warning("waterfall unavailable: %s", type(exc).__name__)
-        return []
+        logging.getLogger(__name__).info("waterfall without the matcher: %s", type(exc).__name__)
+    if bars is None:
+        n = rd.cached(
+            "console_record_count",
+            lambda r: (r.query("select count(*) from serving.source_records") or [(0,)])[0][0],
+        )
+        try:
+            bars = waterfall(
+                request.app.state.settings,
+                {**left, "record_key": ids[0]},
+                {**right, "record_key": ids[1]},
+                stored,
+                int(n or 2),
+            )
+        except Exception as exc:  # noqa: BLE001 - no model on this host: the page works without the chart
+            import logging
+
+            logging.getLogger(__name__).warning("waterfall unavailable: %s", type(exc).__name__)
+            return []
     top = max([abs(b["cumulative"]) for b in bars] + [abs(b["weight"]) for b in bars] + [1.0])
     for b in bars:
         b["width"] = round(abs(b["weight"]) / top * 45, 1)
@@ -409,12 +420,18 @@ def customer(
     for c in winners:
         c["rule"] = _rule(c)
         c["value"] = auth.mask_value(c["attribute"], c["value"], user)
+        c["record_id"] = auth.mask_record(c["record_id"], user)
     consent = [c for c in cands if c["attribute"] == "consent_marketing"]
+    for c in consent:
+        c["record_id"] = auth.mask_record(c["record_id"], user)
     records = rd.query_dicts(
         "select * from serving.source_records where golden_id = ? order by source, source_id", [golden_id]
     )
     shown_records = [
-        {"record_id": f"{r['source']}:{r['source_id']}", **auth.mask_row({f: r.get(f) for f in RECORD_FIELDS}, user)}
+        {
+            "record_id": auth.mask_record(f"{r['source']}:{r['source_id']}", user),
+            **auth.mask_row({f: r.get(f) for f in RECORD_FIELDS}, user),
+        }
         for r in records
     ]
     orders = rd.query_dicts(
@@ -435,8 +452,7 @@ def customer(
     )
     mine = actions(store, "where golden_id = ? or other_golden_id = ?", [golden_id, golden_id], limit=50)
     for a in mine:
-        if not user.sees_pii:
-            a["value"] = auth.mask_value(a.get("field") or "", a.get("value"), user)
+        _mask_action(a, user)
     corrections = rd.query_dicts(
         "select attribute, value, corrected_by, corrected_at, note from serving.console_corrections "
         "where golden_id = ? order by corrected_at desc",
@@ -461,6 +477,12 @@ def customer(
         correctable=CORRECTABLE,
         record_fields=RECORD_FIELDS,
     )
+
+
+def _mask_action(action: dict[str, Any], user: auth.User) -> None:
+    action["value"] = auth.mask_value(action.get("field") or "", action.get("value"), user)
+    for col in ("record_id_l", "record_id_r"):
+        action[col] = auth.mask_record(action.get(col), user)
 
 
 def _rule(c: dict[str, Any]) -> str:
@@ -567,20 +589,13 @@ def my_actions(request: Request, *, user: UserDep, store: StoreDep) -> HTMLRespo
     where, params = ("", []) if user.role == "admin" else ("where actor = ?", [user.principal])
     found = actions(store, where, params, limit=200)
     for a in found:
-        a["value"] = auth.mask_value(a.get("field") or "", a.get("value"), user)
+        _mask_action(a, user)
     return render(request, user, "actions.html", actions=found)
 
 
 # ----------------------------------------------------------------------------- worklist
 #: customers a team of stewards can re-verify in a week (the worklist's default view)
 WEEKLY_CAPACITY = 150
-#: the priority of a customer's worklist item: tier weight x (1 + customer value from the RFM
-#: scores, 0..1) x urgency of the worst reason (priority_rank 1 = high) x log of the days overdue
-PRIORITY_SQL = (
-    "round(cast((case max(tier) when 'vip' then 3 when 'regular' then 1.5 else 1 end) "
-    "* (1 + greatest(max(rfm_points) - 3, 0) / 12.0) * (4 - min(priority_rank)) "
-    "* ln(10 + greatest(max(days_overdue), 0)) as numeric), 1)"
-)
 
 
 def _store_states(store: Store) -> dict[str, dict[str, Any]]:
@@ -597,10 +612,13 @@ def _worklist(
     stops at what a team can do in a week."""
     states = _store_states(store)
     where, params = ["1 = 1"], []
-    for col in ("reason_code", "tier", "source"):
-        if args.get(col):
-            where.append(f"{col} = ?")
-            params.append(args[col])
+    if args.get("tier"):
+        where.append("tier = ?")
+        params.append(args["tier"])
+    for arg, col in (("reason_code", "reasons"), ("source", "sources")):
+        if args.get(arg):
+            where.append(f"strpos({col}, ?) > 0")
+            params.append(f",{args[arg]},")
     keep: set[str] | None = None
     if args.get("assignee"):
         keep = {k for k, st in states.items() if (st.get("assignee") or "") == args["assignee"]}
@@ -617,13 +635,10 @@ def _worklist(
         where.append(f"golden_id not in ({', '.join('?' * len(hidden))})")
         params += sorted(hidden)
     grouped = (
-        "select golden_id, max(tier) as tier, count(*) as fields, "
-        "string_agg(field, ', ' order by field) as field_list, "
-        "string_agg(distinct reason_code, ', ') as reasons, max(days_overdue) as days_overdue, "
-        f"min(priority_rank) as priority_rank, max(rfm_segment) as rfm_segment, {PRIORITY_SQL} as score "
-        f"from serving.console_worklist where {' and '.join(where)} group by golden_id"
+        "select golden_id, tier, fields, field_list, trim(both ',' from reasons) as reasons, days_overdue, "
+        f"priority_rank, rfm_segment, score from serving.console_worklist_customers where {' and '.join(where)}"
     )
-    total = rd.query(f"select count(*) from ({grouped}) as g", params)
+    total = rd.query(f"select count(*) from serving.console_worklist_customers where {' and '.join(where)}", params)
     cap = min(limit, WEEKLY_CAPACITY) if week else limit
     items = rd.query_dicts(f"{grouped} order by score desc, golden_id limit {int(cap)}", params)
     for it in items:
@@ -644,10 +659,10 @@ def _closed(rd: Any, store: Store) -> list[dict[str, Any]]:
     present = {
         r[0]
         for r in rd.query(
-            f"select distinct golden_id from serving.console_worklist where golden_id in ({marks})", sorted(states)
+            f"select golden_id from serving.console_worklist_customers where golden_id in ({marks})", sorted(states)
         )
     }
-    if not rd.query("select 1 from serving.console_worklist limit 1"):
+    if not rd.query("select 1 from serving.console_worklist_customers limit 1"):
         return []  # no worklist built yet: nothing can be judged gone
     gone = [st for key, st in states.items() if key not in present]
     version = rd.version()

@@ -87,6 +87,23 @@ CONSOLE_TABLES: dict[str, str] = {
         from governance.reverification_worklist as w
         left join governance.customer_segments as s on s.golden_id = w.golden_id
     """,
+    # the worklist per customer (one contact re-verifies every due field), with its priority:
+    # tier weight x (1 + customer value from the RFM points, 0..1) x urgency of the worst reason
+    # (priority_rank 1 = high) x log of the days overdue
+    "console_worklist_customers": """
+        select golden_id, max(tier) as tier, count(*) as fields,
+            string_agg(field, ', ' order by field) as field_list,
+            ',' || string_agg(distinct reason_code, ',') || ',' as reasons,
+            ',' || string_agg(distinct source, ',') || ',' as sources,
+            max(days_overdue) as days_overdue, min(priority_rank) as priority_rank,
+            max(rfm_segment) as rfm_segment,
+            round(cast((case max(tier) when 'vip' then 3 when 'regular' then 1.5 else 1 end)
+                * (1 + greatest(max(rfm_points) - 3, 0) / 12.0) * (4 - min(priority_rank))
+                * ln(10 + greatest(max(days_overdue), 0)) as numeric), 1) as score
+        from serving.console_worklist
+        group by golden_id
+        order by score desc, golden_id
+    """,
     "console_scorecard": "select * from governance.scorecard_history",
     "console_runs": "select run_id, target, status, started_at, finished_at from ops.runs",
     "console_run_steps": "select run_id, step, status, started_at, finished_at from ops.run_steps",
@@ -101,6 +118,7 @@ CONSOLE_TABLES: dict[str, str] = {
 CONSOLE_OPTIONAL = {
     "console_segments",
     "console_worklist",
+    "console_worklist_customers",
     "console_scorecard",
     "console_corrections",
     "console_orders",
