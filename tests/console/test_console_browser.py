@@ -191,7 +191,7 @@ def test_governance_user_sees_masked_values_only(console: Any, browser: Any) -> 
         raw = [
             r
             for row in wh.query(
-                "select r.name_std, r.phone_e164, r.email from intermediate.int_customer_records as r "
+                "select r.name_std, r.phone_e164, r.email, r.source_id from intermediate.int_customer_records as r "
                 "join mdm.xref as x on x.source = r.source and x.source_id = r.source_id where x.golden_id = ?",
                 [golden_id],
             )

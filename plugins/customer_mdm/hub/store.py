@@ -264,6 +264,7 @@ def ensure_store(settings: Settings, dsn: str | None = None) -> None:
     """Create the store's schema and tables if missing (idempotent; cheap after the first call
     in a process). New columns of a declared table are added, none dropped."""
     import customer_mdm.console.store  # noqa: F401 - CONSOLE's hook: its tables are declared before any ensure
+
     where = str(store_path(settings)) if settings.target == "duckdb" else str(dsn or hub_dsn(settings))
     key = (settings.target, where, len(STORE_TABLES))
     with _ENSURE_LOCK:
