@@ -53,10 +53,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def served(settings: Settings) -> Iterator[str]:
-    """`mdm serve` on a free loopback port; yields its base URL."""
+def served(settings: Settings, env: dict[str, str] | None = None) -> Iterator[str]:
+    """`mdm serve` on a free loopback port (``env``: more environment); yields its base URL."""
     port = free_port()
-    env = {**os.environ, **settings.env()}
+    env = {**os.environ, **settings.env(), **(env or {})}
     log = open(settings.home / "serve.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "customer_mdm.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
