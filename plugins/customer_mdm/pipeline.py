@@ -437,9 +437,6 @@ def dbt_governance_step(settings: Settings, run_id: str) -> dict[str, Any]:
         rec.details["dbt_seconds"] = rec.details.pop("seconds")
         if not result.success:
             raise DbtFailed("dbt_governance failed:\n  " + "\n  ".join(result.failures))
-        from customer_mdm.hub import serving  # the freshness policy's due fields reach the hub
-
-        rec.details["serving"] = serving.refresh(settings, run_id)
         rec.details["security"] = _apply_security(settings)  # dbt recreated the governance tables
     return rec.details
 
@@ -464,6 +461,11 @@ def scorecard_step(settings: Settings, run_id: str) -> dict[str, Any]:
         from customer_mdm.console.alerts import check_quality_drop
 
         rec.details["quality_alerts"] = len(check_quality_drop(settings, run_id))
+        # the governance outputs reach the hub once the scorecard is recorded: the freshness
+        # policy's due fields, the worklist and the scorecard of this run
+        from customer_mdm.hub import serving
+
+        rec.details["serving"] = serving.refresh(settings, run_id)
     return rec.details
 
 
