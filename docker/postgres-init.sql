@@ -7,6 +7,7 @@
 \set mdm_password `echo "$MDM_PG_PASSWORD"`
 \set steward_password `echo "${MDM_PG_STEWARD_PASSWORD:-}"`
 \set bi_password `echo "${MDM_PG_BI_PASSWORD:-}"`
+\set api_password `echo "${MDM_PG_API_PASSWORD:-}"`
 create role airflow login password :'airflow_password';
 create database airflow owner airflow;
 create role mdm_pipeline login password :'mdm_password';
@@ -22,8 +23,14 @@ alter role mdm_steward login password :'steward_password';
 \if :bi_login
 alter role bi_reader login password :'bi_password';
 \endif
+-- the hub server (mdm serve): reads schema serving, writes only schema hub
+create role mdm_api nologin;
+select :'api_password' <> '' as api_login \gset
+\if :api_login
+alter role mdm_api login password :'api_password';
+\endif
 
 -- only the roles meant to connect may connect
 revoke all on database airflow from public;
 revoke all on database mdm from public;
-grant connect on database mdm to mdm_steward, bi_reader;
+grant connect on database mdm to mdm_steward, bi_reader, mdm_api;

@@ -38,6 +38,8 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
 # ones first keeps them from ending the run alone on one core.
 LONGEST_FIRST = (
     "test_end_to_end.py",
+    "test_durability.py",  # tests/hub: two pipeline runs per warehouse and a load test
+    "test_api.py",  # tests/hub: a pipeline run per warehouse, mdm serve as a process
     "test_production_smoke.py",
     "test_privacy.py",
     "test_kill_resilience.py",

@@ -75,7 +75,16 @@ AUDIT_COLUMNS: dict[str, str] = {
     "run_id": "text",
     "principal": "text",  # the authenticated login that wrote the row (PostgreSQL session_user, OS user)
 }
-ACTIONS = ("new", "merge", "split", "retire", "survivorship_change", "steward_decision", "erasure")
+ACTIONS = (
+    "new",
+    "merge",
+    "split",
+    "retire",
+    "survivorship_change",
+    "steward_decision",
+    "steward_correction",
+    "erasure",
+)
 
 #: golden fields compared at publication: column -> its source-record column; personal ones pseudonymised
 SURVIVORSHIP_FIELDS: dict[str, str] = {

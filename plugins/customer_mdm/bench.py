@@ -6,8 +6,10 @@ steps in-process on a fresh DuckDB warehouse (no Airflow: the scheduler adds a c
 per-record cost) and samples the resident memory of this process and its children (dbt runs as
 a child) every 0.1 s. Then it scores the cross-reference against the generator's truth
 (pairwise precision, recall, F1) and times an incremental run after a 1 % delta: a new CRM
-batch holding second accounts of 1 % of the people (new ids, known persons). It prints a table
-and writes ``$MDM_HOME/bench/results.json`` and ``results.md``.
+batch holding second accounts of 1 % of the people (new ids, known persons). After the full
+run the hub is served on loopback and match-on-entry is measured with 4 clients (latency,
+throughput, call-centre accuracy: :mod:`customer_mdm.hub.match_bench`; ``--no-hub`` skips it).
+It prints a table and writes ``$MDM_HOME/bench/results.json`` and ``results.md``.
 
     python -m customer_mdm.bench --sizes 100000,1000000
 """
@@ -111,7 +113,7 @@ def _landing_for(base: Path, people: int, seed: int) -> tuple[Path, int, float]:
     return landing, person_records, summary.seconds
 
 
-def bench_size(base: Path, records: int, seed: int = 42) -> SizeResult:
+def bench_size(base: Path, records: int, seed: int = 42, hub: bool = True) -> SizeResult:
     from customer_mdm.pipeline import new_run_id, run_governance, run_inline
 
     people = max(100, int(records / RECORDS_PER_PERSON))
@@ -140,6 +142,8 @@ def bench_size(base: Path, records: int, seed: int = 42) -> SizeResult:
     result.extra["step_peak_rss_mb"] = _step_peaks(settings, run_id, full_mem)
     result.extra["link"] = {k: summary["steps"]["link"].get(k) for k in ("pairs", "golden_ids", "largest_cluster")}
     result.extra["accuracy"] = _accuracy(settings, landing)
+    if hub:
+        result.extra["hub"] = _hub(settings, landing, seed, people)
     result.extra["incremental"] = _incremental(settings, landing, result.total_seconds)
     lookups = summary["steps"].get("standardize", {}).get("lookups", {})
     result.extra["distinct_values_standardised"] = {k: v["new_values"] for k, v in lookups.items()}
@@ -165,6 +169,17 @@ def _accuracy(settings: Settings, landing: Path, extra_truth: pd.DataFrame | Non
         pd.DataFrame({"record_key": key, "person_id": joined["person_id"]}),
     )
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in scores.items()}
+
+
+def _hub(settings: Settings, landing: Path, seed: int, people: int) -> dict[str, Any]:
+    """Match-on-entry over HTTP after the full run (customer_mdm.hub.match_bench)."""
+    from customer_mdm.hub.match_bench import bench_hub
+
+    try:
+        return bench_hub(settings, landing, seed, people, days=3)
+    except Exception as exc:  # noqa: BLE001 - the pipeline's figures still count
+        log.warning("hub bench failed: %s", type(exc).__name__)
+        return {"error": type(exc).__name__}
 
 
 def _incremental(settings: Settings, landing: Path, full_seconds: float) -> dict[str, Any]:
@@ -312,6 +327,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", default="100000", help="comma-separated source-record counts")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", type=Path, default=None, help="bench directory (default $MDM_HOME/bench)")
+    parser.add_argument("--no-hub", dest="hub", action="store_false", help="skip the hub (mdm serve) figures")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     base = args.out or Settings.from_env().home / "bench"
@@ -319,9 +335,13 @@ def main(argv: list[str] | None = None) -> None:
     results = []
     for size in (int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()):
         print(f"benchmarking {size:,} source records ...", flush=True)
-        results.append(bench_size(base, size, args.seed))
+        results.append(bench_size(base, size, args.seed, hub=args.hub))
         print(render(results[-1:]) + "\n\n" + render_stages(results[-1]), flush=True)
     table = render(results) + "".join("\n\n" + render_stages(r) for r in results)
+    if args.hub:
+        from customer_mdm.hub.match_bench import render_hub
+
+        table += "\n\n" + render_hub([(r.source_records, r.extra.get("hub", {})) for r in results])
     (base / "results.json").write_text(json.dumps([r.__dict__ for r in results], indent=2, default=str))
     (base / "results.md").write_text(table + "\n")
     print("\n" + table)

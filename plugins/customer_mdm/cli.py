@@ -552,9 +552,20 @@ def review_list(ctx: click.Context, limit: int) -> None:
         click.secho(f"\n{row.record_id_l}  <->  {row.record_id_r}   p={row.match_probability:.3f} ({same})", bold=True)
         assert recs is not None
         for f in fields:
-            left, right = recs.loc[row.record_id_l, f], recs.loc[row.record_id_r, f]
-            mark = " " if str(left) == str(right) else "*"
-            click.echo(f"  {mark} {f:<11} {left!s:<32} {right!s}")
+            left, right = _shown(recs.loc[row.record_id_l, f]), _shown(recs.loc[row.record_id_r, f])
+            mark = " " if left == right else "*"
+            click.echo(f"  {mark} {f:<11} {left:<32} {right}")
+
+
+def _shown(value: Any) -> str:
+    """A value as printed: empty for null, NaN and NaT (never ``nan`` or ``NaT``); dates as dates."""
+    import pandas as pd
+
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return ""
+    if isinstance(value, pd.Timestamp):
+        return value.date().isoformat() if value == value.normalize() else value.isoformat(sep=" ")
+    return str(value)
 
 
 @review.command("decide")
@@ -661,6 +672,16 @@ def restore(ctx: click.Context, snapshot: str, force: bool) -> None:
     if result.salt_installed:
         click.echo("the snapshot's erasure salt was installed as this warehouse's salt (back it up with the warehouse)")
     click.echo("erasure tombstones re-applied" if result.tombstones_applied else "no erasure tombstones to re-apply")
+
+
+# ----------------------------------------------------------------------------- hub (mdm serve, api-token, ...)
+from customer_mdm.hub.cli import register as _register_hub  # noqa: E402
+
+_register_hub(main)
+
+from customer_mdm.console.cli import user as _console_user  # noqa: E402
+
+main.add_command(_console_user)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -121,6 +121,9 @@ def start_run(settings: Settings, run_id: str, dag_run_id: str | None = None) ->
         from customer_mdm.ingest.loader import check_landing
 
         rec.details["landing"] = str(check_landing(settings))
+        from customer_mdm.hub.intake import take_pending  # changes and requests received over HTTP
+
+        rec.details["hub_intake"] = take_pending(settings, run_id)
     log.info("run %s started on %s (landing %s)", run_id, settings.target, settings.landing)
     return run_id
 
@@ -330,12 +333,15 @@ def erasure_step(settings: Settings, run_id: str) -> dict[str, Any]:
 
 
 def link_step(settings: Settings, run_id: str, full: bool = False) -> dict[str, Any]:
-    """Record linkage: score new and changed records, cluster, assign stable golden ids; the
-    merges, splits and new ids of the run go to the audit log (audit.golden_changes)."""
+    """Record linkage: first the steward actions queued by the console (customer_mdm.console.apply),
+    then score new and changed records, cluster, assign stable golden ids; the merges, splits and
+    new ids of the run go to the audit log (audit.golden_changes)."""
     from customer_mdm.audit import record_link_events
+    from customer_mdm.console.apply import apply_pending
     from customer_mdm.linkage.step import link
 
     with step(settings, run_id, "link") as rec:
+        rec.details["console_actions"] = apply_pending(settings, run_id)  # decisions, corrections
         rec.details.update(link(settings, run_id, full=full))
         with connect(settings) as wh:
             rec.details["audit_rows"] = record_link_events(wh, run_id)
@@ -401,6 +407,9 @@ def publish_step(settings: Settings, run_id: str) -> dict[str, Any]:
     with step(settings, run_id, "publish") as rec:
         rec.details["data_docs"] = str(data_docs_index(settings))
         rec.details.update(audit_and_publish(settings, run_id))
+        from customer_mdm.hub import serving  # the hub's read side (a snapshot file on DuckDB)
+
+        rec.details["serving"] = serving.refresh(settings, run_id)
         rec.details["security"] = _apply_security(settings)
     return rec.details
 
@@ -465,6 +474,14 @@ def scorecard_step(settings: Settings, run_id: str) -> dict[str, Any]:
         }
         rec.details["report"] = str(write_report(settings))
         rec.details["security"] = _apply_security(settings)  # bi.scorecard_latest
+        from customer_mdm.console.alerts import check_quality_drop
+
+        rec.details["quality_alerts"] = len(check_quality_drop(settings, run_id))
+        # the governance outputs reach the hub once the scorecard is recorded: the freshness
+        # policy's due fields, the worklist and the scorecard of this run
+        from customer_mdm.hub import serving
+
+        rec.details["serving"] = serving.refresh(settings, run_id)
     return rec.details
 
 

@@ -926,9 +926,14 @@ def erase_pending(settings: Settings, run_id: str, since: datetime | None = None
                 entry["kind"], entry["value"] = kind, f"{source}:{value}" if source else value
                 valid.append((seq, kind, value, source))
             entries.append(entry)
-        requests, scrubbed = _handle_requests(settings, wh, entries, valid, run_id) if entries else ([], {})
+        requests, scrubbed, persons = (
+            _handle_requests(settings, wh, entries, valid, run_id) if entries else ([], {}, [])
+        )
         retention = apply_retention(settings, run_id, wh=wh)
         matched = apply_tombstones(settings, run_id, since=since, wh=wh)
+    from customer_mdm.hub.erasure import erase_persons  # the hub store and the serving snapshot files
+
+    erase_persons(settings, persons + retention.pop("_persons", []), entries)
     for place, n in scrubbed.items():
         matched["scrubbed"][place] = matched["scrubbed"].get(place, 0) + n
     details = _erasure_details(requests, matched, redelivered)
@@ -942,11 +947,11 @@ def _handle_requests(
     entries: list[dict[str, Any]],
     valid: list[tuple[int, str, str, str | None]],
     run_id: str,
-) -> tuple[list[dict[str, Any]], dict[str, int]]:
+) -> tuple[list[dict[str, Any]], dict[str, int], list[Person]]:
     """Resolve and erase the requests (``entries``: request_id, itype, raw_value, requested_at,
     kind, value and, for a request that cannot be handled, ``invalid``), in one transaction:
     rows deleted, tombstones, ``ops.erasure_requests`` and audit rows, free text and files
-    scrubbed. Returns per request its outcome, and the places scrubbed."""
+    scrubbed. Returns per request its outcome, the places scrubbed and the persons resolved."""
     from customer_mdm.audit import append, forget_golden_ids, to_json
 
     requests: list[dict[str, Any]] = []
@@ -1031,7 +1036,7 @@ def _handle_requests(
         append(wh, audit_rows)
         forget_golden_ids(settings, wh, dirty)  # the audit log keeps who/when/what, not the ids
         scrubbed = _scrub(settings, wh, persons)
-    return requests, scrubbed
+    return requests, scrubbed, persons
 
 
 # ----------------------------------------------------------------------------- retention
@@ -1106,6 +1111,7 @@ def apply_retention(
         for (g,) in wh.query(f"select golden_id from {RETENTION_FLAGS} where flagged_at <= ? order by 1", [due_before])
     ]
     erased: list[dict[str, Any]] = []
+    persons: list[Person] = []
     if due:
         marks, vals = _in(due)
         first = dict(
@@ -1129,7 +1135,7 @@ def apply_retention(
             else:
                 entry["invalid"] = "no record of the golden id in mdm.xref"
             entries.append(entry)
-        erased, _ = _handle_requests(settings, wh, entries, valid, run_id)
+        erased, _, persons = _handle_requests(settings, wh, entries, valid, run_id)
         wh.execute(f"delete from {RETENTION_FLAGS} where golden_id in ({marks})", vals)
     log.info("retention: %d newly flagged, %d flags lifted, %d erased", len(new), lifted, len(erased))
     return {
@@ -1139,6 +1145,7 @@ def apply_retention(
         "flags_lifted": lifted,
         "erased": sum(1 for r in erased if r["status"] == "erased"),
         "requests": erased,
+        "_persons": persons,  # for the hub's part (erase_pending pops it: never in the step details)
     }
 
 

@@ -110,6 +110,20 @@ OPS_TABLES: dict[str, dict[str, str]] = {
 
 #: Golden ids to rebuild, appended by the link step, cleared by dbt_golden (dbt source mdm.golden_dirty).
 GOLDEN_DIRTY: dict[str, str] = {"golden_id": "text", "run_id": "text", "reason": "text"}
+#: ``mdm.steward_corrections``: a steward's value for a golden attribute, anchored on a source
+#: record (it follows the record through merges and splits); it wins survivorship
+#: (int_golden_candidates) until the customer states the attribute again by self-service
+STEWARD_CORRECTIONS: dict[str, str] = {
+    "correction_id": "text",
+    "record_id": "text",
+    "golden_id": "text",
+    "attribute": "text",
+    "value": "text",
+    "corrected_by": "text",
+    "corrected_at": "timestamp",
+    "note": "text",
+    "run_id": "text",
+}
 
 
 def raw_columns(feed: Feed) -> dict[str, str]:

@@ -1,6 +1,6 @@
 """Least privilege on PostgreSQL and the masked BI views (both warehouses).
 
-Three database roles, created idempotently by :func:`apply` (``mdm roles apply``, and again after
+Four database roles, created idempotently by :func:`apply` (``mdm roles apply``, and again after
 every publication and governance build, so that tables dbt or the publish step recreate keep
 their grants):
 
@@ -12,14 +12,17 @@ their grants):
                   decisions (``mdm.steward_decisions``, what ``mdm review decide`` writes) and append
                   its audit row through the audit log's function. Nothing else: no update, delete,
                   DDL, no raw, staging or ops data.
-
-The audit schema is the exception to "mdm_pipeline owns every platform schema": a fourth,
-``NOLOGIN`` role, ``mdm_audit_owner`` (:data:`customer_mdm.audit.AUDIT_OWNER`), owns it, its table,
-triggers and its ``SECURITY DEFINER`` writer function; the pipeline and the steward may only read
-the table and execute the function (:func:`customer_mdm.audit.install_pg`, run by :func:`apply`).
+``mdm_api``       the hub server (``mdm serve``): reads the serving tables (``serving``, rebuilt at
+                  every publication) and reads and writes only the hub store (schema ``hub``:
+                  tokens, intake of self-service changes and erasure requests, the access log).
 ``bi_reader``     reads only the masked views of schema ``bi`` (:data:`BI_VIEWS`). PostgreSQL checks
                   a view's base tables with its *owner's* privileges, so bi_reader reads masked
                   values through the views and gets "permission denied" on every other table.
+
+The audit schema is the exception to "mdm_pipeline owns every platform schema": a fifth,
+``NOLOGIN`` role, ``mdm_audit_owner`` (:data:`customer_mdm.audit.AUDIT_OWNER`), owns it, its table,
+triggers and its ``SECURITY DEFINER`` writer function; the pipeline and the steward may only read
+the table and execute the function (:func:`customer_mdm.audit.install_pg`, run by :func:`apply`).
 
 Passwords come from the environment (:data:`PASSWORD_ENV`): a role whose variable is set gets
 ``LOGIN PASSWORD``; a role created without one is ``NOLOGIN``; an existing role whose variable is
@@ -66,13 +69,15 @@ log = logging.getLogger(__name__)
 PIPELINE_ROLE = "mdm_pipeline"
 STEWARD_ROLE = "mdm_steward"
 BI_ROLE = "bi_reader"
-ROLES = (PIPELINE_ROLE, STEWARD_ROLE, BI_ROLE)
+API_ROLE = "mdm_api"
+ROLES = (PIPELINE_ROLE, STEWARD_ROLE, BI_ROLE, API_ROLE)
 
 #: environment variable holding each role's password (unset: NOLOGIN when created, else unchanged)
 PASSWORD_ENV: dict[str, str] = {
     PIPELINE_ROLE: "MDM_PG_PIPELINE_PASSWORD",
     STEWARD_ROLE: "MDM_PG_STEWARD_PASSWORD",
     BI_ROLE: "MDM_PG_BI_PASSWORD",
+    API_ROLE: "MDM_PG_API_PASSWORD",
 }
 #: DSN of a role allowed to create roles (superuser or CREATEROLE), for `mdm roles apply`
 ADMIN_DSN_ENV = "MDM_PG_ADMIN_DSN"
@@ -92,6 +97,8 @@ PLATFORM_SCHEMAS = (
     "governance",
     "audit",
     BI_SCHEMA,
+    "serving",  # the hub's read side (customer_mdm.hub.serving), rebuilt at each publication
+    "hub",  # the hub store (customer_mdm.hub.store): what the server writes
 )
 #: the schema mdm_audit_owner owns: mdm_pipeline gets no ownership, CREATE or write grant there
 AUDIT_SCHEMA = "audit"
@@ -99,6 +106,7 @@ AUDIT_SCHEMA = "audit"
 READS: dict[str, tuple[str, ...]] = {
     STEWARD_ROLE: ("intermediate", "mdm", "marts", "governance", "audit", BI_SCHEMA),
     BI_ROLE: (BI_SCHEMA,),
+    API_ROLE: ("serving",),
 }
 #: the only writes of a reader role: table -> privileges
 WRITES: dict[str, dict[str, tuple[str, ...]]] = {
@@ -106,7 +114,10 @@ WRITES: dict[str, dict[str, tuple[str, ...]]] = {
     # (its audit row goes through audit.append_changes, see customer_mdm.audit)
     STEWARD_ROLE: {"mdm.steward_decisions": ("insert",)},
     BI_ROLE: {},
+    API_ROLE: {},
 }
+#: schemas a reader role may write (every table in them, now and later: select, insert, update, delete)
+SCHEMA_WRITES: dict[str, tuple[str, ...]] = {API_ROLE: ("hub",)}
 #: which BI view SQL is installed (sha256 of its definition), so unchanged views are left alone
 BI_VIEW_STATE = "ops.bi_views"
 BI_VIEW_STATE_COLUMNS = {"view_name": "text", "sql_sha256": "text", "created_at": "timestamp"}
@@ -352,7 +363,12 @@ def grant_database(wh: PostgresWarehouse, summary: dict[str, Any]) -> None:
     import psycopg
 
     db = _one(wh, "select current_database()")
-    privileges = {PIPELINE_ROLE: "connect, create, temporary", STEWARD_ROLE: "connect", BI_ROLE: "connect"}
+    privileges = {
+        PIPELINE_ROLE: "connect, create, temporary",
+        STEWARD_ROLE: "connect",
+        BI_ROLE: "connect",
+        API_ROLE: "connect",
+    }
     for role, privilege in privileges.items():
         if not _role_exists(wh, role):
             continue
@@ -449,6 +465,21 @@ def apply_grants(wh: PostgresWarehouse, summary: dict[str, Any]) -> None:
                 statements += [defaults(creator, f"grant select on tables to {role}") for creator in creators]
             else:
                 statements.append(f"revoke all on schema {schema} from {role}")
+    for role, write_schemas in SCHEMA_WRITES.items():
+        if role not in existing:
+            continue
+        for schema in write_schemas:
+            if schema not in schemas:
+                continue
+            dml = "select, insert, update, delete"
+            statements += [
+                f"grant usage on schema {schema} to {role}",
+                f"grant {dml} on all tables in schema {schema} to {role}",
+            ]
+            statements += [
+                f'alter default privileges for role "{creator}" in schema {schema} grant {dml} on tables to {role}'
+                for creator in creators
+            ]
     for role, tables in WRITES.items():
         if role not in existing:
             continue
@@ -490,6 +521,9 @@ def apply(
                 summary["audit_owner"] = AUDIT_OWNER
             finally:
                 admin.close()
+        from customer_mdm.hub.store import ensure_store
+
+        ensure_store(settings, dsn=settings.pg_dsn)  # the hub store's tables exist before their grants
         with connect(settings) as wh:
             assert isinstance(wh, PostgresWarehouse)
             summary["connected_as"] = str(_one(wh, "select current_user"))

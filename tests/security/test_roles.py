@@ -33,7 +33,7 @@ from customer_mdm.pipeline import (
     scorecard_step,
     start_run,
 )
-from customer_mdm.security import BI_ROLE, PASSWORD_ENV, PIPELINE_ROLE, ROLES, STEWARD_ROLE, apply
+from customer_mdm.security import API_ROLE, BI_ROLE, PASSWORD_ENV, PIPELINE_ROLE, ROLES, STEWARD_ROLE, apply
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -118,7 +118,7 @@ def test_each_role_logs_in_with_its_own_password_and_no_special_power(wh: Wareho
         wh,
         None,
         "select rolname, rolsuper, rolcreatedb, rolcreaterole, rolbypassrls, rolcanlogin from pg_roles "
-        "where rolname in ('mdm_pipeline', 'mdm_steward', 'bi_reader') order by rolname",
+        "where rolname in ('mdm_pipeline', 'mdm_steward', 'bi_reader', 'mdm_api') order by rolname",
     )
     assert attributes == [(r, False, False, False, False, True) for r in sorted(ROLES)]
     wrong = wh.dsn[BI_ROLE].replace(":" + wh.dsn[BI_ROLE].split(":")[2].split("@")[0] + "@", ":wrong@")
@@ -218,6 +218,34 @@ def test_steward_reads_personal_data_and_records_decisions_only(wh: Warehouse):
         assert denied(wh, STEWARD_ROLE, statement), statement
 
 
+def test_api_reads_serving_and_writes_only_the_hub_store(wh: Warehouse):
+    # the hub server (mdm serve) connects as mdm_api: the serving tables the publish step rebuilt,
+    # and the hub store, nothing else
+    from customer_mdm.hub.store import ensure_store, open_store
+
+    assert fetch(wh, API_ROLE, "select count(*) from serving.golden_customer")[0][0] > 0
+    assert fetch(wh, API_ROLE, "select count(*) from serving.source_records")[0][0] > 0
+    ensure_store(wh.settings[API_ROLE])  # the server's start: the tables exist, nothing to create
+    with open_store(wh.settings[API_ROLE]) as store:
+        store.execute(
+            "insert into hub.access_log (at, principal, action, route, status) values ('t', 'token:x', 'read', '/', 200)"
+        )
+        assert store.execute("update hub.access_log set status = 404 where principal = 'token:x'") == 1
+        assert store.execute("delete from hub.access_log where principal = 'token:x'") == 1
+    for table in PERSONAL_TABLES + PIPELINE_ONLY_TABLES + BI_VIEWS + GOVERNANCE_TABLES:
+        assert denied(wh, API_ROLE, f"select 1 from {table} limit 1"), table
+    for statement in (
+        "insert into serving.golden_customer (golden_id) values ('G-x')",
+        "delete from serving.customer_xref",
+        "drop table serving.golden_customer",
+        "create table serving.mine (x int)",
+        "create table hub.mine (x int)",
+        "drop table hub.access_log",
+        "create schema mine",
+    ):
+        assert denied(wh, API_ROLE, statement), statement
+
+
 def test_tables_created_later_are_covered_schema_wide(wh: Warehouse):
     # e.g. a new mdm table and a new marts table, created by the pipeline after the roles were
     # applied: default privileges grant them at creation, no re-apply needed (the audit schema is
@@ -267,6 +295,7 @@ def test_grants_survive_a_second_run_that_recreates_the_tables(wh: Warehouse):
     assert publish["security"]["warnings"] == []
     for view in BI_VIEWS + GOVERNANCE_VIEWS:
         assert fetch(wh, BI_ROLE, f"select count(*) from {view}")[0][0] > 0, view
+    assert fetch(wh, API_ROLE, "select count(*) from serving.golden_customer")[0][0] > 0  # rebuilt, granted
     for table in PERSONAL_TABLES + GOVERNANCE_TABLES + GOVERNANCE_VIEWS:
         fetch(wh, STEWARD_ROLE, f"select * from {table} limit 1")
     for table in PERSONAL_TABLES + PIPELINE_ONLY_TABLES + GOVERNANCE_TABLES:

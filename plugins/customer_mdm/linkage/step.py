@@ -30,7 +30,7 @@ import pandas as pd
 
 from customer_mdm.config import Settings
 from customer_mdm.linkage.engines import make_engine
-from customer_mdm.schema import GOLDEN_DIRTY, ensure_table
+from customer_mdm.schema import GOLDEN_DIRTY, STEWARD_CORRECTIONS, ensure_table
 from customer_mdm.warehouse import Warehouse, connect
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,7 @@ TABLES: dict[str, dict[str, str]] = {
     },
     "mdm.link_runs": {"run_id": "text", "mode": "text", "linked_at": "timestamp"},
     "mdm.golden_dirty": GOLDEN_DIRTY,  # read by the incremental golden build (dbt)
+    "mdm.steward_corrections": STEWARD_CORRECTIONS,  # read by int_golden_candidates (dbt)
     "mdm.steward_decisions": {
         "record_id_l": "text",
         "record_id_r": "text",
@@ -714,6 +715,21 @@ def record_decision(
     """Store a steward decision on a pair of records (``source:source_id``). Who decided is the
     authenticated principal (the PostgreSQL login, the operating-system user on DuckDB);
     ``decided_by`` is only a display note kept with ``note``."""
+    with connect(settings) as wh:
+        insert_decision(settings, wh, left, right, decision, decided_by, note)
+
+
+def insert_decision(
+    settings: Settings,
+    wh: Warehouse,
+    left: str,
+    right: str,
+    decision: str,
+    decided_by: str | None = None,
+    note: str | None = None,
+) -> None:
+    """:func:`record_decision` on an open warehouse: the one path of every steward decision
+    (``mdm review decide`` and the console's decisions, applied by the next run)."""
     from customer_mdm.errors import MdmError
 
     if decision not in ("match", "no_match"):
@@ -721,25 +737,22 @@ def record_decision(
     if left == right:
         raise MdmError("a decision needs two different records")
     left, right = sorted((left, right))
-    with connect(settings) as wh:
-        if not (wh.table_exists("mdm.steward_decisions") and wh.table_exists("mdm.link_state")):
-            ensure_tables(wh)  # only when missing: a steward's role may insert decisions, not run DDL
-        known = {
-            r[0] for r in wh.query("select record_id from mdm.link_state where record_id in (?, ?)", [left, right])
-        }
-        missing = [r for r in (left, right) if r not in known]
-        if missing:
-            raise MdmError(f"unknown record(s) {', '.join(missing)}: use source:source_id as in `mdm review list`")
-        from customer_mdm.audit import os_principal, record_steward_decision
+    if not (wh.table_exists("mdm.steward_decisions") and wh.table_exists("mdm.link_state")):
+        ensure_tables(wh)  # only when missing: a steward's role may insert decisions, not run DDL
+    known = {r[0] for r in wh.query("select record_id from mdm.link_state where record_id in (?, ?)", [left, right])}
+    missing = [r for r in (left, right) if r not in known]
+    if missing:
+        raise MdmError(f"unknown record(s) {', '.join(missing)}: use source:source_id as in `mdm review list`")
+    from customer_mdm.audit import os_principal, record_steward_decision
 
-        decided_at = _now()
-        principal = str(wh.scalar("select session_user")) if wh.target == "postgres" else os_principal()
-        if decided_by:  # a display note, never the actor
-            note = f"{note} (noted as: {decided_by})" if note else f"noted as: {decided_by}"
-        with wh.transaction():
-            wh.execute(
-                "insert into mdm.steward_decisions (record_id_l, record_id_r, decision, decided_by, decided_at, note) "
-                "values (?, ?, ?, ?, ?, ?)",
-                [left, right, decision, principal, decided_at, note],
-            )
-            record_steward_decision(settings, wh, left, right, decision, None, note, decided_at)
+    decided_at = _now()
+    principal = str(wh.scalar("select session_user")) if wh.target == "postgres" else os_principal()
+    if decided_by:  # a display note, never the actor
+        note = f"{note} (noted as: {decided_by})" if note else f"noted as: {decided_by}"
+    with wh.transaction():
+        wh.execute(
+            "insert into mdm.steward_decisions (record_id_l, record_id_r, decision, decided_by, decided_at, note) "
+            "values (?, ?, ?, ?, ?, ?)",
+            [left, right, decision, principal, decided_at, note],
+        )
+        record_steward_decision(settings, wh, left, right, decision, None, note, decided_at)

@@ -84,6 +84,23 @@ latest_changes as (
 
 ),
 
+-- a steward's latest correction per golden id and attribute (console), on the record it anchors
+steward as (
+
+    select
+        x.golden_id,
+        c.attribute,
+        c.value,
+        c.record_id,
+        c.corrected_at,
+        row_number() over (
+            partition by x.golden_id, c.attribute order by c.corrected_at desc, c.correction_id desc
+        ) as recency
+    from {{ source('mdm', 'steward_corrections') }} as c
+    inner join xref as x on x.record_id = c.record_id
+
+),
+
 -- what we last learnt about a contact value: bounced, unreachable, verified, opted out
 contact_status as (
 
@@ -198,6 +215,17 @@ candidates as (
     select golden_id, 'consent_marketing', new_value, null, null, null, 'self_service', record_id,
         case new_value when 'false' then 0 else 1 end, submitted_at_utc
     from latest_changes where field = 'consent_marketing' and recency = 1 and new_value in ('true', 'false')
+
+    union all
+
+    -- a steward's correction wins until the customer states the attribute again (self-service)
+    select s.golden_id, s.attribute, s.value, null, null, null, 'steward', s.record_id, 0, s.corrected_at
+    from steward as s
+    where s.recency = 1 and not exists (
+        select 1 from latest_changes as lc
+        where lc.golden_id = s.golden_id and lc.recency = 1 and lc.submitted_at_utc > s.corrected_at
+            and lc.field = case s.attribute when 'phone' then 'mobile' else s.attribute end
+    )
 
     union all
 
