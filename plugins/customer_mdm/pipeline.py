@@ -32,6 +32,7 @@ def expected_steps() -> list[str]:
     return [
         "start",
         *(f"ingest_{f.name}" for f in FEEDS),
+        "source_freshness",
         "validate_raw",
         "dbt_staging",
         "standardize",
@@ -133,6 +134,17 @@ def ingest_step(settings: Settings, run_id: str, feed_name: str) -> dict[str, An
     with step(settings, run_id, f"ingest_{feed_name}") as rec:
         result = ingest_feed(settings, feed_name, run_id)
         rec.details.update(result.to_dict())
+    return rec.details
+
+
+def source_freshness_step(settings: Settings, run_id: str, policy: str | None = None) -> dict[str, Any]:
+    """``dbt source freshness`` after ingestion: recorded in ``ops.source_freshness``, stale feeds
+    alerted, and under the ``fail`` policy a feed past ``error_after`` fails the step
+    (``customer_mdm.freshness``). ``policy`` overrides ``MDM_FRESHNESS_POLICY``."""
+    from customer_mdm.freshness import freshness_check
+
+    with step(settings, run_id, "source_freshness") as rec:
+        rec.details.update(freshness_check(settings, run_id, policy))
     return rec.details
 
 
@@ -598,13 +610,24 @@ def _quality_summary(step_info: dict[str, dict[str, Any]], gx_rows: list[tuple[A
 
 
 def run_inline(
-    settings: Settings, run_id: str | None = None, full: bool = False, governance: bool = True
+    settings: Settings,
+    run_id: str | None = None,
+    full: bool = False,
+    governance: bool = True,
+    freshness_policy: str | None = None,
 ) -> dict[str, Any]:
     """Run every step in this process, without Airflow (benchmarks, debugging): the daily
-    pipeline, then (``governance``) what the mdm_governance DAG does after a publication."""
+    pipeline, then (``governance``) what the mdm_governance DAG does after a publication. As in
+    the DAG, a failed freshness check does not stop the build: ``finish`` fails the run."""
+    from customer_mdm.errors import MdmError
+
     run_id = run_id or new_run_id()
     start_run(settings, run_id)
     ingest_steps(settings, run_id)
+    try:
+        source_freshness_step(settings, run_id, freshness_policy)
+    except MdmError as exc:
+        log.error("source_freshness failed, the build goes on: %s", exc)
     validate_raw_step(settings, run_id, full=full)
     dbt_staging_step(settings, run_id, full=full)
     standardize_step(settings, run_id)
