@@ -257,6 +257,11 @@ class Settings:
         return self.home / "dbt"
 
     @property
+    def dbt_docs_dir(self) -> Path:
+        """The static dbt docs site (catalogue and lineage graph), regenerated after each publication."""
+        return self.dbt_state_dir / "docs"
+
+    @property
     def dags_dir(self) -> Path:
         return self.project_root / "dags"
 
