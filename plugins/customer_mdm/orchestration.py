@@ -19,14 +19,17 @@ from airflow.sdk.definitions.param import Param
 
 from customer_mdm.alerts import GOLDEN_LATE, RUN_FAILED, TASK_FAILED, MdmAlertNotifier
 from customer_mdm.errors import ConfigError
+from customer_mdm.lineage import home_asset_uri, warehouse_asset_uri
 
 log = logging.getLogger(__name__)
 
-#: Airflow asset URIs linking producer and consumer DAGs
-LINKAGE_MODEL_ASSET = "mdm://models/linkage"
-#: the published golden tables (marts.dim_customer, marts.customer_xref): written by mdm_daily's
-#: publish task once the golden suites pass; mdm_governance runs on every update
-GOLDEN_ASSET = "mdm://warehouse/marts/dim_customer"
+#: Airflow asset URIs linking producer and consumer DAGs, named as lineage tools read them
+#: (customer_mdm.lineage): the trained linkage model's directory under $MDM_HOME ...
+LINKAGE_MODEL_ASSET = home_asset_uri("models/linkage")
+#: ... and the published golden tables (marts.dim_customer, marts.customer_xref), written by
+#: mdm_daily's publish task once the golden suites pass; mdm_governance runs on every update.
+#: postgres://host:port/db/marts/dim_customer, or file:///.../warehouse.duckdb/marts/dim_customer
+GOLDEN_ASSET = warehouse_asset_uri("marts.dim_customer")
 
 
 #: hours after a daily run's scheduled time (its logical date) by which the golden tables must be

@@ -206,3 +206,12 @@ def test_run_options_are_params_with_a_form(dagbag):
     # a run triggered with raw conf only (older CLI, REST without params) still works
     legacy = {"params": {}, "run_id": "manual__2", "dag_run": type("R", (), {"conf": {"full": True}})()}
     assert full_from_context(legacy) is True and freshness_policy_from_context(legacy) is None
+
+
+def test_assets_are_named_as_lineage_tools_read_them(dagbag):
+    from customer_mdm.orchestration import GOLDEN_ASSET, LINKAGE_MODEL_ASSET
+
+    assert GOLDEN_ASSET.startswith(("file:///", "postgres://")) and GOLDEN_ASSET.endswith("/marts/dim_customer")
+    assert LINKAGE_MODEL_ASSET.startswith("file:///") and LINKAGE_MODEL_ASSET.endswith("/models/linkage")
+    uris = {a.uri for dag in dagbag.dags.values() for t in dag.tasks for a in [*t.inlets, *t.outlets]}
+    assert not {u for u in uris if u.startswith("mdm://")}, "no private scheme"

@@ -20,7 +20,22 @@ from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
+
+_Server = TypeVar("_Server", bound=socketserver.TCPServer)
+
+
+def _serve(server: _Server) -> _Server:
+    """Serve in a daemon thread (each connection in its own daemon thread)."""
+    server.daemon_threads = True  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def _stop(server: socketserver.TCPServer | None) -> None:
+    if server is not None:
+        server.shutdown()
+        server.server_close()
 
 
 @dataclass
@@ -66,15 +81,12 @@ class HttpReceiver:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _serve(ThreadingHTTPServer(("127.0.0.1", 0), Handler))
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        _stop(self._server)
 
     @property
     def bodies(self) -> list[Any]:
@@ -131,14 +143,9 @@ class SmtpReceiver:
                     else:
                         self.reply("502 not implemented")
 
-        socketserver.ThreadingTCPServer.allow_reuse_address = True
-        self._server = socketserver.ThreadingTCPServer((self.host, 0), Handler)
-        self._server.daemon_threads = True
+        self._server = _serve(socketserver.ThreadingTCPServer((self.host, 0), Handler))
         self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        _stop(self._server)
