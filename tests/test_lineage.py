@@ -12,7 +12,7 @@ import pytest
 from customer_mdm.config import Settings
 from customer_mdm.devtools.receivers import HttpReceiver
 from customer_mdm.generate import generate_landing
-from customer_mdm.lineage import dataset_uri, settings_table, table_dataset, warehouse_asset_uri
+from customer_mdm.lineage import dataset_uri, settings_table, step_job, table_dataset, warehouse_asset_uri
 from customer_mdm.pipeline import expected_steps, run_inline
 
 
@@ -75,15 +75,21 @@ def test_run_events_form_a_graph_from_a_landing_file_to_the_bi_view(tmp_path: Pa
     assert {e["job"]["namespace"] for e in events} == {"mdm-test"}
 
     # every step of the daily run: a START and a COMPLETE, children of the platform run
+    step_jobs = {step_job(s): s for s in expected_steps()}
     steps = defaultdict(list)
     for e in events:
-        if e["job"]["name"].startswith("mdm_daily."):
-            steps[e["job"]["name"].split(".", 1)[1]].append(e["eventType"])
+        if e["job"]["name"] in step_jobs:
+            steps[step_jobs[e["job"]["name"]]].append(e["eventType"])
     assert {s: sorted(v) for s, v in steps.items()} == {s: ["COMPLETE", "START"] for s in expected_steps()}
     parents = {
-        e["run"]["facets"]["parent"]["run"]["runId"] for e in events if e["job"]["name"].startswith("mdm_daily.")
+        (e["run"]["facets"]["parent"]["job"]["name"], e["run"]["facets"]["parent"]["run"]["runId"])
+        for e in events
+        if e["job"]["name"] in step_jobs
     }
-    assert len(parents) == 1
+    assert len(parents) == 1 and next(iter(parents))[0] == "customer_mdm.daily_run"
+    # dbt models are children of their step
+    dim = [e for e in events if e["job"]["name"] == "customer_mdm.dbt.dim_customer"]
+    assert dim and dim[0]["run"]["facets"]["parent"]["job"]["name"] == "customer_mdm.dbt_golden"
 
     # every dbt model run: its own job with the model's relation as output
     dbt_jobs = {e["job"]["name"] for e in events if e["job"]["name"].startswith("customer_mdm.dbt.")}

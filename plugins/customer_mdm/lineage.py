@@ -13,10 +13,12 @@ DuckDB table        ``file`` / ``/abs/warehouse.duckdb/schema/table``  ``file://
 
 What emits:
 
-* :func:`step_events` (``customer_mdm.pipeline.step``): START and COMPLETE/FAIL of each step, job
-  ``mdm_daily.<step>`` (the Airflow task id), its inputs and outputs (an ingest step reads the
-  landing files it loaded and writes ``raw.<feed>``; publish reads ``golden_build.*`` and writes
-  ``marts.*``), a parent run facet naming the platform run;
+* :func:`step_started` / :func:`step_finished` (``customer_mdm.pipeline.step``): START and
+  COMPLETE/FAIL of each step, job ``customer_mdm.<step>``, its inputs and outputs (an ingest step
+  reads the landing files it loaded and writes ``raw.<feed>``; publish reads ``golden_build.*`` and
+  writes ``marts.*``); its parent is the Airflow task run that ran it (the provider's job
+  ``mdm_daily.<task>``, so the hierarchy is DAG run -> task -> step -> dbt model), or outside Airflow
+  the platform run (job ``customer_mdm.daily_run``);
 * :func:`emit_dbt_models` (``customer_mdm.dbt.run_dbt``): one COMPLETE/FAIL event per dbt node
   run, job ``customer_mdm.dbt.<model>``, from ``run_results.json`` and ``manifest.json`` (inputs:
   the node's sources and parent models; output: its relation);
@@ -50,8 +52,10 @@ log = logging.getLogger(__name__)
 NAMESPACE_ENV = "OPENLINEAGE_NAMESPACE"
 DEFAULT_NAMESPACE = "customer-mdm"
 PRODUCER = "https://github.com/customer-mdm/customer-mdm"
-#: job name prefix of the daily pipeline's steps (the Airflow DAG id)
-DAILY_JOB = "mdm_daily"
+#: job name prefix of the pipeline's steps, and the job of a platform run outside Airflow (the
+#: Airflow provider names its task jobs ``<dag_id>.<task_id>``: different names, no collision)
+JOB_PREFIX = "customer_mdm"
+DAILY_JOB = f"{JOB_PREFIX}.daily_run"
 
 Dataset = tuple[str, str]  # (namespace, name)
 
@@ -189,9 +193,13 @@ def _event(
     )
 
 
+def step_job(step: str) -> str:
+    return f"{JOB_PREFIX}.{step}"
+
+
 def step_started(run_id: str, step: str) -> None:
     if enabled():
-        _emit([_event("START", f"{DAILY_JOB}.{step}", run_uuid(run_id, step), parent=_parent(run_id))])
+        _emit([_event("START", step_job(step), run_uuid(run_id, step), parent=_parent(run_id))])
 
 
 def step_finished(
@@ -199,12 +207,29 @@ def step_finished(
 ) -> None:
     if enabled():
         state = "FAIL" if error else "COMPLETE"
-        event = _event(state, f"{DAILY_JOB}.{step}", run_uuid(run_id, step), inputs, outputs, _parent(run_id), error)
+        event = _event(state, step_job(step), run_uuid(run_id, step), inputs, outputs, _parent(run_id), error)
         _emit([event])
 
 
+def _airflow_task_run() -> tuple[str, str] | None:
+    """(job name, run id) of the Airflow task running this code, as the OpenLineage provider names
+    them; ``None`` outside an Airflow task."""
+    import sys
+
+    if "airflow.sdk.execution_time.task_runner" not in sys.modules:
+        return None
+    try:
+        from airflow.providers.openlineage.plugins.macros import lineage_job_name, lineage_run_id
+        from airflow.sdk import get_current_context
+
+        ti = get_current_context()["ti"]
+        return str(lineage_job_name(ti)), str(lineage_run_id(ti))
+    except Exception:  # noqa: BLE001 - not in a task context, or the provider is missing
+        return None
+
+
 def _parent(run_id: str) -> tuple[str, str]:
-    return DAILY_JOB, run_uuid(run_id)
+    return _airflow_task_run() or (DAILY_JOB, run_uuid(run_id))
 
 
 # ----------------------------------------------------------------------------- dbt
@@ -250,7 +275,7 @@ def emit_dbt_models(settings: Any, target_path: Path, parent_step: tuple[str, st
         return 0
     manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
     results = json.loads(results_file.read_text(encoding="utf-8")).get("results", [])
-    parent = (f"{DAILY_JOB}.{parent_step[1]}", run_uuid(*parent_step)) if parent_step else None
+    parent = (step_job(parent_step[1]), run_uuid(*parent_step)) if parent_step else None
     invocation = json.loads(results_file.read_text(encoding="utf-8")).get("metadata", {}).get("invocation_id", "")
     events = []
     for result in results:
