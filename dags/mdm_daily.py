@@ -5,8 +5,11 @@ start -> ingest one task per landing feed -> validate_raw (Great Expectations) -
 link (Splink, golden ids) -> erasure (erasure requests, tombstones) -> dbt golden (into
 golden_build) -> publish (golden suites, then swap into marts: write-audit-publish) -> finish
 (run summary). Every step is incremental: only what
-changed since the last run is rebuilt. Trigger with conf ``{"full": true}`` to rebuild and
-rescore everything (``mdm run --full``).
+changed since the last run is rebuilt. The run options are Airflow params (a form under
+"Trigger"): ``full`` rebuilds and rescores everything (``mdm run --full``), ``freshness_policy``
+overrides ``MDM_FRESHNESS_POLICY``. ``source_freshness`` runs ``dbt source freshness`` once the
+feeds are ingested: a stale feed is recorded, alerted and, under the ``fail`` policy, fails the run
+(after publication, like a feed that is down).
 
 Ingestion tasks never fail on bad input: bad files and rows go to ``ops.quarantine``. A feed
 task fails only when its source or the warehouse is unreachable; the other feeds and the build
@@ -28,7 +31,9 @@ from airflow.sdk import Asset, dag, task
 from customer_mdm.orchestration import (
     GOLDEN_ASSET,
     LINKAGE_MODEL_ASSET,
+    daily_params,
     default_args,
+    freshness_policy_from_context,
     full_from_context,
     golden_deadline,
     run_failure_alert,
@@ -47,6 +52,7 @@ from customer_mdm.sources import FEEDS
     dagrun_timeout=pendulum.duration(hours=6),
     on_failure_callback=run_failure_alert,
     deadline=golden_deadline(),
+    params=daily_params(),
     tags=["mdm", "daily"],
     doc_md=__doc__,
 )
@@ -64,6 +70,13 @@ def mdm_daily() -> None:
         from customer_mdm.pipeline import ingest_step
 
         return ingest_step(Settings.from_env(), mdm_run, feed_name)
+
+    @task(trigger_rule="all_done")
+    def source_freshness(mdm_run: str, **context) -> dict:
+        from customer_mdm.config import Settings
+        from customer_mdm.pipeline import source_freshness_step
+
+        return source_freshness_step(Settings.from_env(), mdm_run, freshness_policy_from_context(context))
 
     @task(trigger_rule="all_done")
     def validate_raw(mdm_run: str, **context) -> dict:
@@ -139,12 +152,16 @@ def mdm_daily() -> None:
     ingests = [ingest.override(task_id=f"ingest_{f.name}")(mdm_run, f.name) for f in FEEDS]
     gate_raw = validate_raw(mdm_run)
     ingests >> gate_raw
+    fresh = source_freshness(mdm_run)
+    ingests >> fresh
     staged = dbt_staging(mdm_run)
     built = dbt_build(mdm_run)
     gate_raw >> staged >> standardize(mdm_run) >> built
     golden = dbt_golden(mdm_run)
     built >> validate_standardised(mdm_run) >> link(mdm_run) >> erasure(mdm_run) >> golden
-    golden >> publish(mdm_run) >> finish(mdm_run)
+    finished = finish(mdm_run)
+    golden >> publish(mdm_run) >> finished
+    fresh >> finished
 
 
 mdm_daily()

@@ -4,7 +4,8 @@ Scheduled on the golden asset that ``mdm_daily``'s publish task updates (so it r
 successful daily run, whenever that finishes): dbt governance models (re-verification worklist,
 cross-source consistency report, customer segments and RFM tiers) -> quality scorecard (stored
 in ``governance.scorecard_history``) and the static HTML report under
-``$MDM_HOME/reports/scorecard/index.html``.
+``$MDM_HOME/reports/scorecard/index.html`` -> the dbt docs site (catalogue, exposures, lineage)
+under ``$MDM_HOME/dbt/docs``.
 This file only wires tasks: the work is in ``customer_mdm.pipeline``.
 """
 
@@ -42,7 +43,14 @@ def mdm_governance() -> None:
 
         return scorecard_step(Settings.from_env(), run_id_from_context(context))
 
-    dbt_governance() >> scorecard()
+    @task
+    def dbt_docs(**context) -> dict:
+        from customer_mdm.config import Settings
+        from customer_mdm.pipeline import dbt_docs_step
+
+        return dbt_docs_step(Settings.from_env(), run_id_from_context(context))
+
+    dbt_governance() >> scorecard() >> dbt_docs()
 
 
 mdm_governance()

@@ -4,55 +4,47 @@ calls it) and the deadline alert (async, through Airflow's own CallbackTrigger a
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import socket
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 import pytest
 
 from customer_mdm.alerts import GOLDEN_LATE, TASK_FAILED, WEBHOOK_ENV, MdmAlertNotifier
+from customer_mdm.devtools.receivers import HttpReceiver
 from customer_mdm.orchestration import golden_deadline
 
 
 @dataclass
 class Webhook:
-    """A real HTTP receiver on 127.0.0.1 recording every POSTed JSON body."""
+    """The generic webhook's view of a :class:`HttpReceiver` (the JSON bodies and content types)."""
 
+    receiver: HttpReceiver
     url: str
-    received: list[dict] = field(default_factory=list)
-    content_types: list[str] = field(default_factory=list)
-    status: int = 200
+
+    @property
+    def received(self) -> list[dict]:
+        return self.receiver.bodies
+
+    @property
+    def content_types(self) -> list[str]:
+        return [r.headers["Content-Type"] for r in self.receiver.requests]
+
+    @property
+    def status(self) -> int:
+        return self.receiver.status
+
+    @status.setter
+    def status(self, value: int) -> None:
+        self.receiver.status = value
 
 
 @pytest.fixture
 def webhook() -> Iterator[Webhook]:
-    hook = Webhook(url="")
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            hook.content_types.append(self.headers["Content-Type"])
-            hook.received.append(json.loads(body))
-            self.send_response(hook.status)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    hook.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/mdm"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield hook
-    finally:
-        server.shutdown()
-        server.server_close()
+    with HttpReceiver() as receiver:
+        yield Webhook(receiver, f"{receiver.url}/hooks/mdm")
 
 
 def failed_task_context() -> dict:
@@ -67,7 +59,8 @@ def test_task_failure_is_logged_and_posted_to_the_webhook(webhook, monkeypatch, 
 
     assert len(webhook.received) == 1
     alert = webhook.received[0]
-    assert webhook.content_types == ["application/json"]
+    assert webhook.content_types == ["application/json; charset=utf-8"]
+    assert alert["text"].startswith("【MDM 任务失败 task failed】MDM task failed: mdm_daily.link"), "Slack shows `text`"
     assert alert["event"] == "task_failed" and alert["source"] == "customer-mdm"
     assert (alert["dag_id"], alert["task_id"], alert["try_number"]) == ("mdm_daily", "link", 3)
     assert alert["run_id"] == "scheduled__2026-12-03T03:00"

@@ -74,3 +74,47 @@ def test_ingest_and_quarantine_commands(tmp_path: Path):
     listing = invoke("--home", str(tmp_path / "h"), "quarantine", env=env)
     assert "crm/crm_2026-11-21.csv: empty file" in listing.output
     assert "crm/crm_2026-11-20.csv row 2: empty crm_id" in listing.output
+
+
+def test_version():
+    from customer_mdm import __version__
+
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.output.strip() == f"mdm {__version__}"
+
+
+def _commands(group, path=()):
+    import click
+
+    for name, command in group.commands.items():
+        yield (*path, name), command
+        if isinstance(command, click.Group):
+            yield from _commands(command, (*path, name))
+
+
+def test_every_option_has_help_and_numbers_are_bounded():
+    import click
+
+    assert all(p.help for p in main.params if isinstance(p, click.Option))
+    for path, command in _commands(main):
+        assert command.help, f"mdm {' '.join(path)} has no help"
+        for param in command.params:
+            if not isinstance(param, click.Option):
+                continue
+            assert param.help, f"mdm {' '.join(path)} {param.opts[0]} has no help"
+            assert not isinstance(param.type, (click.types.IntParamType, click.types.FloatParamType)) or isinstance(
+                param.type, (click.IntRange, click.FloatRange)
+            ), f"mdm {' '.join(path)} {param.opts[0]} takes an unbounded number"
+
+
+def test_numbers_out_of_range_are_refused(tmp_path: Path):
+    result = CliRunner().invoke(main, ["--home", str(tmp_path / "h"), "status", "--limit", "0"], env={})
+    assert result.exit_code == 2 and "--limit" in result.output and "1<=x<=100000" in result.output
+
+
+def test_quarantine_before_any_run_answers_like_status(tmp_path: Path):
+    home = tmp_path / "h"
+    result = invoke("--home", str(home), "quarantine")
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("nothing quarantined yet: no warehouse at") and "run `mdm run`" in result.output
+    assert not (home / "warehouse.duckdb").exists(), "asking must not create a warehouse"

@@ -49,8 +49,9 @@ def test_daily_pipeline_end_to_end_and_idempotent(settings: Settings):
     for feed_name, records in generated.records.items():
         assert summary["feeds"][feed_name]["rows_loaded"] == records, feed_name
     assert summary["rows_quarantined"] == 0
-    for step in ("dbt_staging", "standardize", "dbt_build"):
+    for step in ("source_freshness", "dbt_staging", "standardize", "dbt_build"):
         assert summary["steps"][step]["status"] == "success", step
+    assert summary["steps"]["source_freshness"]["counts"] == {"pass": 8}, "every feed was just loaded"
 
     # the generated erasure requests were handled: their persons' rows (and the requests) are gone
     erasure = summary["steps"]["erasure"]

@@ -11,8 +11,12 @@ from typing import Any
 
 import click
 
+from customer_mdm import __version__
 from customer_mdm.config import Settings
 from customer_mdm.errors import MdmError, RunLocked
+
+#: bounds of the --limit options (rows listed)
+LIMIT = click.IntRange(min=1, max=100_000)
 
 
 def _settings(ctx: click.Context, **overrides: Any) -> Settings:
@@ -31,6 +35,7 @@ class _Cli(click.Group):
 
 
 @click.group(cls=_Cli)
+@click.version_option(__version__, "-V", "--version", prog_name="mdm", message="%(prog)s %(version)s")
 @click.option("--home", type=click.Path(path_type=Path), help="State directory (default: $MDM_HOME or ./.mdm).")
 @click.option("--target", type=str, help="Warehouse: duckdb (default) or postgres (env MDM_TARGET).")
 @click.option("-v", "--verbose", is_flag=True, help="Show debug logging.")
@@ -51,7 +56,13 @@ def main(ctx: click.Context, home: Path | None, target: str | None, verbose: boo
     "--entities", type=click.IntRange(min=1), default=1000, show_default=True, help="Number of real people to simulate."
 )
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Landing zone to write.")
-@click.option("--seed", type=int, default=42, show_default=True)
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0, max=2**32 - 1),
+    default=42,
+    show_default=True,
+    help="Random seed: the same seed writes the same files.",
+)
 @click.option("--days", type=click.IntRange(min=1), default=3, show_default=True, help="Export batches per source.")
 def generate(entities: int, out: Path, seed: int, days: int) -> None:
     """Write a deterministic demo landing zone (all seven sources) plus ground truth."""
@@ -236,21 +247,31 @@ def run(
 
 
 # ----------------------------------------------------------------------------- status & inspection
+def _has_table(settings: Settings, table: str, nothing: str) -> bool:
+    """False, after saying so (``nothing``), when there is no warehouse or no ``table`` yet."""
+    from customer_mdm.warehouse import connect
+
+    if settings.target == "duckdb" and not settings.warehouse_file.exists():
+        click.echo(f"{nothing}: no warehouse at {settings.warehouse_file} (run `mdm run`)")
+        return False
+    with connect(settings, read_only=True) as wh:
+        if not wh.table_exists(table):
+            click.echo(f"{nothing} (run `mdm run`)")
+            return False
+    return True
+
+
 @main.command()
-@click.option("--limit", type=int, default=10, show_default=True)
+@click.option("--limit", type=LIMIT, default=10, show_default=True, help="How many runs to show, newest first.")
 @click.pass_context
 def status(ctx: click.Context, limit: int) -> None:
     """Show the last runs."""
     from customer_mdm.warehouse import connect
 
     settings = _settings(ctx)
-    if settings.target == "duckdb" and not settings.warehouse_file.exists():
-        click.echo(f"no runs yet: no warehouse at {settings.warehouse_file} (run `mdm run`)")
+    if not _has_table(settings, "ops.runs", "no runs yet"):
         return
     with connect(settings, read_only=True) as wh:
-        if not wh.table_exists("ops.runs"):
-            click.echo("no runs yet (run `mdm run`)")
-            return
         rows = wh.query(
             "select run_id, status, started_at, finished_at, summary from ops.runs order by started_at desc limit ?",
             [limit],
@@ -268,14 +289,16 @@ def status(ctx: click.Context, limit: int) -> None:
 
 
 @main.command()
-@click.option("--run", "run_id", help="Only this run.")
-@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--run", "run_id", help="Only this run (a run id from `mdm status`).")
+@click.option("--limit", type=LIMIT, default=50, show_default=True, help="How many rows to show, newest first.")
 @click.pass_context
 def quarantine(ctx: click.Context, run_id: str | None, limit: int) -> None:
     """List quarantined files and rows with their reasons."""
     from customer_mdm.warehouse import connect
 
     settings = _settings(ctx)
+    if not _has_table(settings, "ops.quarantine", "nothing quarantined yet"):
+        return
     with connect(settings, read_only=True) as wh:
         where, params = ("where run_id = ?", [run_id]) if run_id else ("", [])
         rows = wh.query(
@@ -296,9 +319,10 @@ def quarantine(ctx: click.Context, run_id: str | None, limit: int) -> None:
 @click.option(
     "--action",
     type=click.Choice(["new", "merge", "split", "retire", "survivorship_change", "steward_decision", "erasure"]),
+    help="Only changes of this kind.",
 )
 @click.option("--record", help="Only rows about this source record (source:source_id; matched by its pseudonym).")
-@click.option("--limit", type=int, default=200, show_default=True)
+@click.option("--limit", type=LIMIT, default=200, show_default=True, help="How many audit rows to show.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.pass_context
 def audit(
@@ -407,12 +431,17 @@ def ingest(ctx: click.Context, feed_names: tuple[str, ...]) -> None:
 @click.pass_context
 def dbt(ctx: click.Context, dbt_args: tuple[str, ...]) -> None:
     """Run dbt against the configured warehouse, e.g. `mdm dbt build` or `mdm dbt source freshness`."""
-    from customer_mdm.dbt import run_dbt
+    from customer_mdm.dbt import TWO_WORD_COMMANDS, generate_docs, run_dbt
 
     args = list(dbt_args) or ["build"]
-    words = 2 if args[0] == "source" else 1  # `source freshness` is a two-word command
+    words = 2 if args[0] in TWO_WORD_COMMANDS and len(args) > 1 else 1  # `source freshness`, `docs generate`
     command, extra = " ".join(args[:words]), args[words:]
-    result = run_dbt(_settings(ctx), command, extra, check=False)
+    settings = _settings(ctx)
+    if command == "docs generate":
+        site = generate_docs(settings, extra)
+        click.echo(f"dbt docs site: {site / 'index.html'}")
+        return
+    result = run_dbt(settings, command, extra, check=False)
     click.echo(json.dumps(result.to_dict(), indent=2))
     if not result.success:
         sys.exit(1)
@@ -515,7 +544,7 @@ def review() -> None:
 
 
 @review.command("list")
-@click.option("--limit", type=int, default=20, show_default=True)
+@click.option("--limit", type=LIMIT, default=20, show_default=True, help="How many pairs to show.")
 @click.pass_context
 def review_list(ctx: click.Context, limit: int) -> None:
     """Show pairs awaiting a decision, most likely matches first, with both records side by side."""

@@ -10,8 +10,11 @@ Environment variables (all optional except ``MDM_PG_DSN`` when the target is pos
 ``MDM_LANDING``      landing zone (default ``$MDM_HOME/landing``)
 ``MDM_TARGET``       ``duckdb`` (default, embedded) or ``postgres``
 ``MDM_PG_DSN``       PostgreSQL connection string (URL or ``key=value``) for ``postgres``; when unset,
-                     the Airflow connection ``mdm_warehouse`` given as ``AIRFLOW_CONN_MDM_WAREHOUSE``
-                     (URI or JSON form) is used
+                     the Airflow connection ``mdm_warehouse`` (``MDM_WAREHOUSE_CONN_ID``) is read
+                     through Airflow's connection API: ``AIRFLOW_CONN_MDM_WAREHOUSE`` (URI or JSON),
+                     or, in an Airflow process or when ``MDM_WAREHOUSE_CONN_ID`` is set, a connection
+                     defined in the UI or a secrets backend; its ``extra`` libpq options (``sslmode``,
+                     ``sslrootcert``, ``connect_timeout``, ``options`` ...) are kept
 ``MDM_DUCKDB_PATH``  DuckDB warehouse file (default ``$MDM_HOME/warehouse.duckdb``)
 ``MDM_PROJECT_ROOT`` the checkout holding ``dags/`` and ``dbt_project/`` (found automatically)
 ``MDM_LINKAGE_ENGINE``       where Splink scores the pairs: ``duckdb`` (default, in process) or ``spark``
@@ -27,9 +30,11 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from customer_mdm.errors import ConfigError
 
@@ -49,26 +54,106 @@ def _find_project_root() -> Path:
     return Path.cwd()
 
 
-def _airflow_dsn(value: str | None) -> str | None:
-    """A libpq DSN from an Airflow connection in environment form: a URI (``postgres://USER:PASSWORD@host:5432/db``)
-    or JSON (``{"conn_type": "postgres", "login": ..., "password": ..., "host": ..., "port": ..., "schema": ...}``)."""
-    if not value or not value.strip():
-        return None
-    value = value.strip()
-    if not value.startswith("{"):
-        return value
-    import json
-    from urllib.parse import quote
+#: the Airflow connection id of the warehouse (``MDM_WAREHOUSE_CONN_ID``)
+WAREHOUSE_CONN_ID_ENV = "MDM_WAREHOUSE_CONN_ID"
+DEFAULT_WAREHOUSE_CONN_ID = "mdm_warehouse"
+#: ``extra`` keys of a connection that are libpq connection parameters (the rest is ignored)
+LIBPQ_EXTRA = frozenset(
+    {
+        "sslmode",
+        "sslcert",
+        "sslkey",
+        "sslrootcert",
+        "sslcrl",
+        "sslnegotiation",
+        "channel_binding",
+        "gssencmode",
+        "connect_timeout",
+        "application_name",
+        "options",
+        "target_session_attrs",
+        "keepalives",
+        "keepalives_idle",
+        "keepalives_interval",
+        "keepalives_count",
+        "client_encoding",
+    }
+)
 
-    try:
-        conn = json.loads(value)
-    except ValueError as exc:
-        raise ConfigError(f"{AIRFLOW_CONN_ENV} is neither a URI nor valid JSON: {exc}") from exc
-    user = quote(str(conn.get("login") or ""), safe="")
-    password = quote(str(conn.get("password") or ""), safe="")
+
+#: the libpq environment variable of each option, for child processes (dbt's psycopg2 reads them)
+LIBPQ_ENV = {
+    "sslmode": "PGSSLMODE",
+    "sslcert": "PGSSLCERT",
+    "sslkey": "PGSSLKEY",
+    "sslrootcert": "PGSSLROOTCERT",
+    "sslcrl": "PGSSLCRL",
+    "sslnegotiation": "PGSSLNEGOTIATION",
+    "channel_binding": "PGCHANNELBINDING",
+    "gssencmode": "PGGSSENCMODE",
+    "connect_timeout": "PGCONNECT_TIMEOUT",
+    "application_name": "PGAPPNAME",
+    "options": "PGOPTIONS",
+    "target_session_attrs": "PGTARGETSESSIONATTRS",
+    "client_encoding": "PGCLIENTENCODING",
+}
+
+
+def connection_dsn(conn: Any) -> str:
+    """A libpq URL from an Airflow connection (``airflow.sdk.Connection`` or alike): login,
+    password, host, port, schema (the database) and the libpq options of its ``extra``."""
+    from urllib.parse import quote, urlencode
+
+    user = quote(str(conn.login or ""), safe="")
+    password = quote(str(conn.password or ""), safe="")
     auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
-    port = f":{conn['port']}" if conn.get("port") else ""
-    return f"postgresql://{auth}{conn.get('host') or 'localhost'}{port}/{quote(str(conn.get('schema') or ''), safe='')}"
+    port = f":{conn.port}" if conn.port else ""
+    extra = conn.extra_dejson or {}
+    options = {k: str(v) for k, v in sorted(extra.items()) if k in LIBPQ_EXTRA and v is not None}
+    query = f"?{urlencode(options)}" if options else ""
+    database = quote(str(conn.schema or ""), safe="")
+    return f"postgresql://{auth}{conn.host or 'localhost'}{port}/{database}{query}"
+
+
+def _airflow_dsn(env: Mapping[str, str], lookup: bool) -> str | None:
+    """The warehouse DSN from the Airflow connection ``MDM_WAREHOUSE_CONN_ID`` (default
+    ``mdm_warehouse``): its ``AIRFLOW_CONN_...`` variable in ``env`` (URI or JSON), else, when
+    ``lookup``, Airflow's connection API (metadata database through the task runner, secrets
+    backends, environment). ``None`` when there is none."""
+    conn_id = (env.get(WAREHOUSE_CONN_ID_ENV) or "").strip() or DEFAULT_WAREHOUSE_CONN_ID
+    value = (env.get(f"AIRFLOW_CONN_{conn_id.upper()}") or "").strip()
+    explicit = bool((env.get(WAREHOUSE_CONN_ID_ENV) or "").strip())
+    if not value and not (lookup or explicit):
+        return None
+    try:
+        from airflow.sdk import Connection
+        from airflow.sdk.exceptions import AirflowNotFoundException
+    except ImportError:  # a deployment without Airflow: only MDM_PG_DSN
+        if value or explicit:
+            raise ConfigError(f"the Airflow connection {conn_id!r} needs Airflow installed; set MDM_PG_DSN") from None
+        return None
+    if value:
+        try:
+            parse = Connection.from_json if value.startswith("{") else Connection.from_uri
+            conn = parse(value, conn_id)
+        except ValueError as exc:
+            raise ConfigError(f"AIRFLOW_CONN_{conn_id.upper()} is neither a URI nor valid JSON: {exc}") from exc
+        return connection_dsn(conn)
+    try:
+        return connection_dsn(Connection.get(conn_id))
+    except AirflowNotFoundException:
+        if explicit:
+            raise ConfigError(
+                f"no Airflow connection {conn_id!r} ({WAREHOUSE_CONN_ID_ENV}): define it in the Airflow UI, "
+                f"a secrets backend or AIRFLOW_CONN_{conn_id.upper()}, or set MDM_PG_DSN"
+            ) from None
+        return None
+
+
+def _in_airflow() -> bool:
+    """True in an Airflow process (a task, the triggerer, the dag-processor): there the connection
+    API reaches UI-defined connections and the configured secrets backends."""
+    return "airflow.sdk.execution_time.task_runner" in sys.modules or bool(os.environ.get("AIRFLOW_CTX_DAG_ID"))
 
 
 def _number(name: str, value: object, default: float) -> float:
@@ -116,7 +201,12 @@ class Settings:
         home = home.resolve()
         landing = overrides.pop("landing", None) or env.get("MDM_LANDING") or home / "landing"
         target = str(overrides.pop("target", None) or env.get("MDM_TARGET") or "duckdb").lower()
-        pg_dsn = overrides.pop("pg_dsn", None) or env.get("MDM_PG_DSN") or _airflow_dsn(env.get(AIRFLOW_CONN_ENV))
+        target_given = str(overrides.get("target") or env.get("MDM_TARGET") or "duckdb").lower()
+        pg_dsn = (
+            overrides.pop("pg_dsn", None)
+            or env.get("MDM_PG_DSN")
+            or _airflow_dsn(env, lookup=target_given == "postgres" and env is os.environ and _in_airflow())
+        )
         duckdb_path = overrides.pop("duckdb_path", None) or env.get("MDM_DUCKDB_PATH") or None
         root = overrides.pop("project_root", None) or env.get("MDM_PROJECT_ROOT") or None
         engine = str(overrides.pop("linkage_engine", None) or env.get("MDM_LINKAGE_ENGINE") or "duckdb").lower()
@@ -217,6 +307,11 @@ class Settings:
         return self.home / "dbt"
 
     @property
+    def dbt_docs_dir(self) -> Path:
+        """The static dbt docs site (catalogue and lineage graph), regenerated after each publication."""
+        return self.dbt_state_dir / "docs"
+
+    @property
     def dags_dir(self) -> Path:
         return self.project_root / "dags"
 
@@ -280,4 +375,6 @@ class Settings:
                     "MDM_PG_SSLROOTCERT": params.get("sslrootcert", ""),
                 }
             )
+            # the DSN's libpq options (an Airflow connection's extra: sslmode, sslrootcert ...) for dbt
+            env.update({LIBPQ_ENV[k]: v for k, v in params.items() if k in LIBPQ_ENV})
         return env

@@ -127,7 +127,11 @@ def _read_results(target_path: Path, command: str = "build") -> tuple[dict[str, 
 
 
 #: dbt commands that run the project's SQL (and so read ops.dbt_window and mdm.golden_dirty)
-_RUNS_SQL = frozenset({"build", "run", "test", "seed", "snapshot", "show", "compile"})
+_RUNS_SQL = frozenset({"build", "run", "test", "seed", "snapshot", "show", "compile", "docs"})
+#: dbt commands of two words (``dbt source freshness``, ``dbt docs generate``)
+TWO_WORD_COMMANDS = frozenset({"source", "docs"})
+#: the files of the static dbt docs site (``dbt docs generate``)
+DOCS_FILES = ("index.html", "manifest.json", "catalog.json")
 
 
 _DBT_LOCK = threading.Lock()  # dbt's flags and adapter registry are process-global: one command at a time
@@ -249,3 +253,29 @@ def run_dbt(
                 + f"\nFull log: {state / 'logs' / 'dbt.log'}"
             )
     return result
+
+
+def generate_docs(settings: Settings, extra_args: list[str] | None = None) -> Path:
+    """``dbt docs generate`` (the catalogue: models, sources, exposures, columns with their types
+    read from the warehouse, the lineage graph), then the static site's files copied into
+    :attr:`Settings.dbt_docs_dir` (``$MDM_HOME/dbt/docs``), replaced whole so a reader never sees
+    half a site. Returns that directory."""
+    run_dbt(settings, "docs generate", extra_args)
+    target = settings.dbt_state_dir / "target"
+    missing = [name for name in DOCS_FILES if not (target / name).exists()]
+    if missing:
+        raise DbtFailed(f"dbt docs generate wrote no {', '.join(missing)} in {target}")
+    site = settings.dbt_docs_dir
+    staging = site.with_name(site.name + ".new")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for name in DOCS_FILES:
+        shutil.copy2(target / name, staging / name)
+    old = site.with_name(site.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if site.exists():
+        site.rename(old)
+    staging.rename(site)
+    shutil.rmtree(old, ignore_errors=True)
+    log.info("dbt docs site written to %s", site)
+    return site

@@ -15,17 +15,21 @@ from typing import Any
 # package's .pyi stub does not list them yet)
 from airflow.sdk.definitions.callback import AsyncCallback
 from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
+from airflow.sdk.definitions.param import Param
 
 from customer_mdm.alerts import GOLDEN_LATE, RUN_FAILED, TASK_FAILED, MdmAlertNotifier
 from customer_mdm.errors import ConfigError
+from customer_mdm.lineage import home_asset_uri, warehouse_asset_uri
 
 log = logging.getLogger(__name__)
 
-#: Airflow asset URIs linking producer and consumer DAGs
-LINKAGE_MODEL_ASSET = "mdm://models/linkage"
-#: the published golden tables (marts.dim_customer, marts.customer_xref): written by mdm_daily's
-#: publish task once the golden suites pass; mdm_governance runs on every update
-GOLDEN_ASSET = "mdm://warehouse/marts/dim_customer"
+#: Airflow asset URIs linking producer and consumer DAGs, named as lineage tools read them
+#: (customer_mdm.lineage): the trained linkage model's directory under $MDM_HOME ...
+LINKAGE_MODEL_ASSET = home_asset_uri("models/linkage")
+#: ... and the published golden tables (marts.dim_customer, marts.customer_xref), written by
+#: mdm_daily's publish task once the golden suites pass; mdm_governance runs on every update.
+#: postgres://host:port/db/marts/dim_customer, or file:///.../warehouse.duckdb/marts/dim_customer
+GOLDEN_ASSET = warehouse_asset_uri("marts.dim_customer")
 
 
 #: hours after a daily run's scheduled time (its logical date) by which the golden tables must be
@@ -100,14 +104,61 @@ def golden_deadline() -> DeadlineAlert | None:
     )
 
 
+#: the form "Trigger DAG w/ config" shows for mdm_daily (Airflow params, validated by JSON schema);
+#: ``mdm run`` passes the same keys as conf
+FRESHNESS_POLICY_CHOICES = ("env", "warn", "fail", "off")
+
+
+def daily_params() -> dict[str, Param]:
+    """Run options of ``mdm_daily``: a full rebuild, the freshness policy, the platform run id."""
+    return {
+        "full": Param(
+            False,
+            type="boolean",
+            title="Full rebuild",
+            description="Rebuild every dbt layer and rescore every record instead of the incremental run "
+            "(mdm run --full). Needed after changing survivorship rules or standardisation.",
+        ),
+        "freshness_policy": Param(
+            "env",
+            type="string",
+            enum=list(FRESHNESS_POLICY_CHOICES),
+            title="Source freshness policy",
+            description="warn: alert on stale source feeds and go on; fail: also fail the run when a feed is "
+            "past error_after; off: skip the check; env: MDM_FRESHNESS_POLICY (default warn).",
+        ),
+        "mdm_run_id": Param(
+            None,
+            type=["null", "string"],
+            title="Platform run id",
+            description="Record the run under this id in ops.runs (the CLI sets it); empty: Airflow's run id.",
+        ),
+    }
+
+
+def _option(context: Any, name: str) -> Any:
+    """A run option: the run's params (the form, validated), else its raw conf (older triggers)."""
+    params = context.get("params") or {}
+    if name in params and params[name] is not None:
+        return params[name]
+    conf = getattr(context.get("dag_run"), "conf", None) or {}
+    return conf.get(name)
+
+
 def run_id_from_context(context: Any) -> str:
-    """The platform's run id: ``conf['mdm_run_id']`` when the CLI started the run, else Airflow's."""
-    dag_run = context.get("dag_run")
-    conf = getattr(dag_run, "conf", None) or {}
-    return str(conf.get("mdm_run_id") or context["run_id"])
+    """The platform's run id: the ``mdm_run_id`` option when the CLI started the run, else Airflow's."""
+    return str(_option(context, "mdm_run_id") or context["run_id"])
 
 
 def full_from_context(context: Any) -> bool:
-    """``conf['full']``: rebuild and rescore everything (``mdm run --full``)."""
-    conf = getattr(context.get("dag_run"), "conf", None) or {}
-    return bool(conf.get("full"))
+    """The ``full`` option: rebuild and rescore everything (``mdm run --full``)."""
+    value = _option(context, "full")
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+def freshness_policy_from_context(context: Any) -> str | None:
+    """The ``freshness_policy`` option, ``None`` for ``env`` (then ``MDM_FRESHNESS_POLICY`` decides)."""
+    value = _option(context, "freshness_policy")
+    return None if value in (None, "", "env") else str(value)

@@ -36,6 +36,7 @@ def expected_steps() -> list[str]:
     return [
         "start",
         *(f"ingest_{f.name}" for f in FEEDS),
+        "source_freshness",
         "validate_raw",
         "dbt_staging",
         "standardize",
@@ -52,7 +53,7 @@ def expected_steps() -> list[str]:
 _DAILY_STEPS = frozenset(expected_steps()) - {"start"}
 
 #: Steps of the governance outputs (the mdm_governance DAG, after each publication)
-GOVERNANCE_STEPS = ["dbt_governance", "scorecard"]
+GOVERNANCE_STEPS = ["dbt_governance", "scorecard", "dbt_docs"]
 
 
 def new_run_id() -> str:
@@ -66,13 +67,21 @@ def _now() -> datetime:
 @dataclass
 class StepRecord:
     details: dict[str, Any] = field(default_factory=dict)
+    #: what the step read and wrote, as OpenLineage datasets (customer_mdm.lineage)
+    inputs: list[tuple[str, str]] = field(default_factory=list)
+    outputs: list[tuple[str, str]] = field(default_factory=list)
 
 
 @contextmanager
 def step(settings: Settings, run_id: str, name: str) -> Iterator[StepRecord]:
-    """Record a step's start, end, status and details in ``ops.run_steps``. The DuckDB
-    warehouse stays open while the step runs (:func:`~customer_mdm.warehouse.kept_open`)."""
+    """Record a step's start, end, status and details in ``ops.run_steps``, and send its
+    OpenLineage events (:mod:`customer_mdm.lineage`: START, then COMPLETE or FAIL with the datasets
+    the step put in ``inputs`` and ``outputs``). The DuckDB warehouse stays open while the step
+    runs (:func:`~customer_mdm.warehouse.kept_open`)."""
+    from customer_mdm import lineage
+
     started = _now()
+    lineage.step_started(run_id, name)
     record = StepRecord()
     t0 = time.perf_counter()
     status, error = "success", None
@@ -98,6 +107,7 @@ def step(settings: Settings, run_id: str, name: str) -> Iterator[StepRecord]:
                     )
             except Exception:
                 log.exception("could not record step %s of run %s", name, run_id)
+            lineage.step_finished(run_id, name, record.inputs, record.outputs, error)
 
 
 # ----------------------------------------------------------------------------- steps
@@ -148,10 +158,27 @@ def ingest_steps(settings: Settings, run_id: str) -> dict[str, str]:
 
 def ingest_step(settings: Settings, run_id: str, feed_name: str) -> dict[str, Any]:
     from customer_mdm.ingest import ingest_feed
+    from customer_mdm.lineage import file_dataset, settings_table
+    from customer_mdm.sources import feed
 
     with step(settings, run_id, f"ingest_{feed_name}") as rec:
         result = ingest_feed(settings, feed_name, run_id)
         rec.details.update(result.to_dict())
+        rec.inputs = [file_dataset(settings.landing / f.file_path) for f in result.files if f.status == "ingested"]
+        rec.outputs = [settings_table(settings, feed(feed_name).raw_table)]
+    return rec.details
+
+
+def source_freshness_step(settings: Settings, run_id: str, policy: str | None = None) -> dict[str, Any]:
+    """``dbt source freshness`` after ingestion: recorded in ``ops.source_freshness``, stale feeds
+    alerted, and under the ``fail`` policy a feed past ``error_after`` fails the step
+    (``customer_mdm.freshness``). ``policy`` overrides ``MDM_FRESHNESS_POLICY``."""
+    from customer_mdm.freshness import freshness_check
+    from customer_mdm.lineage import settings_table
+
+    with step(settings, run_id, "source_freshness") as rec:
+        rec.inputs = [settings_table(settings, f.raw_table) for f in FEEDS]
+        rec.details.update(freshness_check(settings, run_id, policy))
     return rec.details
 
 
@@ -236,6 +263,7 @@ def _dbt_step(settings: Settings, run_id: str, layer: DbtLayer, full: bool = Fal
     """Run one dbt layer, incrementally unless a full rebuild is due. The details say which
     (``mode`` full | incremental, ``mode_reason``) and over what (``since``, ``watermark``)."""
     from customer_mdm.dbt import DbtFailed, build_fingerprint, run_dbt
+    from customer_mdm.lineage import emit_dbt_models
     from customer_mdm.schema import ensure_dbt_tables
 
     with step(settings, run_id, layer.step) as rec:
@@ -263,6 +291,8 @@ def _dbt_step(settings: Settings, run_id: str, layer: DbtLayer, full: bool = Fal
             args = [*layer.select, "--exclude", "resource_type:seed"]
         result = run_dbt(settings, "build", args, check=False, ensure_tables=False)
         rec.details.update(result.to_dict())
+        target = settings.dbt_state_dir / "target"
+        rec.details["lineage_events"] = emit_dbt_models(settings, target, (run_id, layer.step))
         rec.details["dbt_seconds"] = rec.details.pop("seconds")  # "seconds" is the whole step's
         if not result.success:  # the window stays where it was: the next run retests these rows
             raise DbtFailed(f"{layer.step} failed:\n  " + "\n  ".join(result.failures))
@@ -338,11 +368,14 @@ def link_step(settings: Settings, run_id: str, full: bool = False) -> dict[str, 
     new ids of the run go to the audit log (audit.golden_changes)."""
     from customer_mdm.audit import record_link_events
     from customer_mdm.console.apply import apply_pending
+    from customer_mdm.lineage import settings_table
     from customer_mdm.linkage.step import link
 
     with step(settings, run_id, "link") as rec:
+        rec.inputs = [settings_table(settings, "intermediate.int_customer_records")]
         rec.details["console_actions"] = apply_pending(settings, run_id)  # decisions, corrections
         rec.details.update(link(settings, run_id, full=full))
+        rec.outputs = [settings_table(settings, t) for t in ("mdm.xref", "mdm.golden_dirty", "audit.golden_changes")]
         with connect(settings) as wh:
             rec.details["audit_rows"] = record_link_events(wh, run_id)
     return rec.details
@@ -402,11 +435,15 @@ def validate_standardised_step(settings: Settings, run_id: str, full: bool = Fal
 def publish_step(settings: Settings, run_id: str) -> dict[str, Any]:
     """Write-audit-publish: validate golden_build.* with the golden suites, then swap them into
     marts in one transaction; a blocking failure keeps yesterday's tables and fails the step."""
+    from customer_mdm.lineage import settings_table
     from customer_mdm.quality import audit_and_publish, data_docs_index
+    from customer_mdm.quality.publish import PUBLISHED_TABLES
 
     with step(settings, run_id, "publish") as rec:
         rec.details["data_docs"] = str(data_docs_index(settings))
+        rec.inputs = [settings_table(settings, f"golden_build.{t}") for t in PUBLISHED_TABLES]
         rec.details.update(audit_and_publish(settings, run_id))
+        rec.outputs = [settings_table(settings, f"marts.{t}") for t in PUBLISHED_TABLES]
         from customer_mdm.hub import serving  # the hub's read side (a snapshot file on DuckDB)
 
         rec.details["serving"] = serving.refresh(settings, run_id)
@@ -417,9 +454,12 @@ def publish_step(settings: Settings, run_id: str) -> dict[str, Any]:
 def _apply_security(settings: Settings) -> dict[str, Any]:
     """The masked BI views and (PostgreSQL) the roles' grants, after every step that publishes or
     recreates tables (customer_mdm.security)."""
-    from customer_mdm.security import apply
+    from customer_mdm.lineage import emit_bi_views
+    from customer_mdm.security import BI_VIEWS, apply
 
     summary = apply(settings)
+    present = set(summary.get("views") or [])
+    emit_bi_views(settings, {v.qualified: v.requires for v in BI_VIEWS if v.qualified in present})
     return {k: summary[k] for k in ("views", "roles", "warnings") if k in summary}
 
 
@@ -445,11 +485,15 @@ def dbt_governance_step(settings: Settings, run_id: str) -> dict[str, Any]:
     """Build and test the governance models (worklist, consistency report, segments) on the
     published golden tables; rebuilt in full each time (they measure against "now")."""
     from customer_mdm.dbt import DbtFailed, run_dbt
+    from customer_mdm.lineage import emit_dbt_models
 
     run_id = _governance_run(settings, run_id)
     with step(settings, run_id, "dbt_governance") as rec:
         result = run_dbt(settings, "build", ["--select", "tag:governance"], check=False)
         rec.details.update(result.to_dict())
+        rec.details["lineage_events"] = emit_dbt_models(
+            settings, settings.dbt_state_dir / "target", (run_id, "dbt_governance")
+        )
         rec.details["dbt_seconds"] = rec.details.pop("seconds")
         if not result.success:
             raise DbtFailed("dbt_governance failed:\n  " + "\n  ".join(result.failures))
@@ -482,6 +526,18 @@ def scorecard_step(settings: Settings, run_id: str) -> dict[str, Any]:
         from customer_mdm.hub import serving
 
         rec.details["serving"] = serving.refresh(settings, run_id)
+    return rec.details
+
+
+def dbt_docs_step(settings: Settings, run_id: str) -> dict[str, Any]:
+    """The dbt docs site (catalogue, exposures, lineage graph from the landing tables to the BI
+    views) regenerated after a publication into ``$MDM_HOME/dbt/docs``, where the console serves
+    it. ``--no-compile``: the governance build just wrote the manifest, only the catalogue is read."""
+    from customer_mdm.dbt import generate_docs
+
+    run_id = _governance_run(settings, run_id)
+    with step(settings, run_id, "dbt_docs") as rec:
+        rec.details["site"] = str(generate_docs(settings, ["--no-compile"]) / "index.html")
     return rec.details
 
 
@@ -632,14 +688,25 @@ def _quality_summary(step_info: dict[str, dict[str, Any]], gx_rows: list[tuple[A
 
 
 def run_inline(
-    settings: Settings, run_id: str | None = None, full: bool = False, governance: bool = True
+    settings: Settings,
+    run_id: str | None = None,
+    full: bool = False,
+    governance: bool = True,
+    freshness_policy: str | None = None,
 ) -> dict[str, Any]:
     """Run every step in this process, without Airflow (benchmarks, debugging): the daily
-    pipeline, then (``governance``) what the mdm_governance DAG does after a publication."""
+    pipeline, then (``governance``) what the mdm_governance DAG does after a publication. As in
+    the DAG, a failed freshness check does not stop the build: ``finish`` fails the run."""
+    from customer_mdm.errors import MdmError
+
     run_id = run_id or new_run_id()
     with runlock.holding(settings, run_id):
         start_run(settings, run_id)
         ingest_steps(settings, run_id)
+        try:
+            source_freshness_step(settings, run_id, freshness_policy)
+        except MdmError as exc:
+            log.error("source_freshness failed, the build goes on: %s", exc)
         validate_raw_step(settings, run_id, full=full)
         dbt_staging_step(settings, run_id, full=full)
         standardize_step(settings, run_id)
@@ -660,3 +727,4 @@ def run_governance(settings: Settings, run_id: str) -> None:
     """The governance outputs of a published run (the mdm_governance DAG's tasks, in order)."""
     dbt_governance_step(settings, run_id)
     scorecard_step(settings, run_id)
+    dbt_docs_step(settings, run_id)

@@ -11,6 +11,8 @@
                     written before dbt runs, read by the dbt project (scoped staging tests,
                     incremental golden models)
 ``ops.dbt_state``   per dbt layer: the build fingerprint and watermark of its last successful build
+``ops.source_freshness``  per run and source table: ``dbt source freshness``'s status, newest load
+                    and age (``customer_mdm.freshness``); no personal data
 
 The dbt project reads ``ops.dbt_window`` and ``mdm.golden_dirty`` (the golden ids the link step
 marks for rebuilding): :func:`ensure_dbt_tables` creates them before any dbt command.
@@ -105,6 +107,17 @@ OPS_TABLES: dict[str, dict[str, str]] = {
         "reason": "text",
         "run_id": "text",
         "built_at": "timestamp",
+    },
+    "ops.source_freshness": {
+        "run_id": "text",
+        "source_name": "text",
+        "table_name": "text",
+        "status": "text",  # pass | warn | error | runtime error
+        "max_loaded_at": "timestamp",
+        "age_seconds": "double precision",
+        "warn_after": "text",
+        "error_after": "text",
+        "checked_at": "timestamp",
     },
 }
 

@@ -115,6 +115,7 @@ def test_daily_dag_has_one_ingest_task_per_feed(dagbag):
     gate = dag.get_task("validate_raw")
     assert ingest <= gate.upstream_task_ids
     assert gate.trigger_rule == "all_done", "one source down must not stop the build"
+    assert "source_freshness" in {t.task_id for t in dag.tasks}
     order = [
         "validate_raw",
         "dbt_staging",
@@ -169,3 +170,48 @@ def test_dag_parse_is_fast_and_light():
     env = {**os.environ, **Settings.from_env(env={}).env()}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip().endswith("[]"), out.stdout
+
+
+def test_freshness_runs_after_ingestion_and_its_failure_fails_the_run(dagbag):
+    dag = dagbag.dags["mdm_daily"]
+    fresh = dag.get_task("source_freshness")
+    ingest = {t.task_id for t in dag.tasks if t.task_id.startswith("ingest_")}
+    assert fresh.upstream_task_ids == ingest | {"start"}
+    assert fresh.trigger_rule == "all_done", "a feed that is down is exactly when freshness matters"
+    assert "source_freshness" in dag.get_task("finish").upstream_task_ids
+    assert not fresh.downstream_task_ids - {"finish"}, "a stale feed never stops publication"
+
+
+def test_run_options_are_params_with_a_form(dagbag):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    from customer_mdm.orchestration import freshness_policy_from_context, full_from_context, run_id_from_context
+
+    params = dagbag.dags["mdm_daily"].params
+    assert {"full", "freshness_policy", "mdm_run_id"} <= set(params.keys())
+    for name in ("full", "freshness_policy", "mdm_run_id"):
+        param = params.get_param(name)
+        assert param.schema.get("title") and param.description, f"{name} needs a label and help in the form"
+    assert params.get_param("full").schema["type"] == "boolean"
+    with pytest.raises(ParamValidationError):
+        params.get_param("freshness_policy").resolve("sometimes")
+    with pytest.raises(ParamValidationError):
+        params.get_param("full").resolve("yes please")
+    resolved = {name: params.get_param(name).resolve() for name in params}
+    resolved.update(full=params.get_param("full").resolve(True), freshness_policy="fail")
+    context = {"params": resolved, "run_id": "manual__1", "dag_run": None}
+    assert full_from_context(context) is True
+    assert freshness_policy_from_context(context) == "fail"
+    assert run_id_from_context(context) == "manual__1"
+    # a run triggered with raw conf only (older CLI, REST without params) still works
+    legacy = {"params": {}, "run_id": "manual__2", "dag_run": type("R", (), {"conf": {"full": True}})()}
+    assert full_from_context(legacy) is True and freshness_policy_from_context(legacy) is None
+
+
+def test_assets_are_named_as_lineage_tools_read_them(dagbag):
+    from customer_mdm.orchestration import GOLDEN_ASSET, LINKAGE_MODEL_ASSET
+
+    assert GOLDEN_ASSET.startswith(("file:///", "postgres://")) and GOLDEN_ASSET.endswith("/marts/dim_customer")
+    assert LINKAGE_MODEL_ASSET.startswith("file:///") and LINKAGE_MODEL_ASSET.endswith("/models/linkage")
+    uris = {a.uri for dag in dagbag.dags.values() for t in dag.tasks for a in [*t.inlets, *t.outlets]}
+    assert not {u for u in uris if u.startswith("mdm://")}, "no private scheme"

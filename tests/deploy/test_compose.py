@@ -141,3 +141,16 @@ def test_images_and_drivers_match_what_the_smoke_test_runs():
     )
     assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://redis:6379/0"
     assert services["airflow-scheduler"]["depends_on"]["redis"] == {"condition": "service_healthy", "required": False}
+
+
+def test_the_lineage_profile_runs_marquez_and_the_stack_points_at_it():
+    services = compose()["services"]
+    lineage = {name for name, s in services.items() if "lineage" in s.get("profiles", [])}
+    assert lineage == {"marquez-db", "marquez", "marquez-web"}
+    for name in lineage:
+        assert "healthcheck" in services[name], name
+    assert services["marquez"]["depends_on"]["marquez-db"]["condition"] == "service_healthy"
+    assert "ports" not in services["marquez-db"], "the lineage database is reached on the compose network only"
+    env = services["airflow-scheduler"]["environment"]
+    assert env["OPENLINEAGE_URL"] == "${OPENLINEAGE_URL:-}", "off unless .env points at a backend"
+    assert "OPENLINEAGE_URL=http://marquez:5000" in (ROOT / ".env.example").read_text()

@@ -22,6 +22,7 @@ GOVERNANCE_INPUTS = (
     "marts.customer_xref",
     "golden_build.dim_customer",  # what dbt's ref('dim_customer') names (write-audit-publish)
     "golden_build.customer_xref",
+    "ops.source_freshness",  # the daily run's freshness check (timeliness, sources_fresh)
 )
 
 _SIMPLE = {

@@ -92,7 +92,7 @@ def test_the_warehouse_dsn_may_come_from_an_airflow_connection():
 
     uri = "postgres://mdm_pipeline:" + "p%40ss" + "@db.internal:5432/mdm"
     env = {"MDM_TARGET": "postgres", AIRFLOW_CONN_ENV: uri}
-    assert Settings.from_env(env=env).pg_dsn == uri
+    assert Settings.from_env(env=env).pg_dsn == uri.replace("postgres://", "postgresql://")
     given = "p@" + "ss"
     conn = {"conn_type": "postgres", "login": "mdm_pipeline", "password": given, "host": "db", "port": 5432}
     settings = Settings.from_env(env={**env, AIRFLOW_CONN_ENV: json.dumps({**conn, "schema": "mdm"})})

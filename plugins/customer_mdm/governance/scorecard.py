@@ -27,7 +27,9 @@ uniqueness    *duplicate_rate_before_linkage = 1 - golden ids / records (per sou
               dim_customer (overall only, should be 0). Lower is better
 timeliness    share of golden fields within their freshness policy (the governance model
               governance_field_freshness; seed ref_freshness_policy), per field class and
-              *all_fields; per source: by the source of the field's value
+              *all_fields; per source: by the source of the field's value; sources_fresh: share
+              of source tables within their dbt freshness thresholds at the latest check
+              (``ops.source_freshness``, written by the daily run's source_freshness step)
 
 Everything is computed in the warehouse with portable SQL (DuckDB and PostgreSQL), so it scales
 with the warehouse, not with this process.
@@ -45,6 +47,7 @@ from typing import Any
 import pandas as pd
 
 from customer_mdm.config import Settings
+from customer_mdm.freshness import TABLE as SOURCE_FRESHNESS_TABLE
 from customer_mdm.warehouse import Warehouse, _check_ident, connect
 
 log = logging.getLogger(__name__)
@@ -106,6 +109,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("timeliness", "identity_contact", "identity and contact within policy"),
     Metric("timeliness", "preferences", "preferences within policy"),
     Metric("timeliness", "consent", "consent within policy"),
+    Metric("timeliness", "sources_fresh", "source tables fresh (dbt source freshness)"),
 )
 DIMENSIONS: tuple[str, ...] = tuple(dict.fromkeys(m.dimension for m in METRICS))
 HEADLINES: dict[str, str] = {m.dimension: m.name for m in METRICS if m.headline}
@@ -440,7 +444,39 @@ def _timeliness(wh: Warehouse, s: _Schemas) -> list[_Row]:
     return out + _pooled(rows, "timeliness", "all_fields")
 
 
-_DIMENSION_FUNCS = (_completeness, _validity, _accuracy, _consistency, _uniqueness, _timeliness)
+def _source_freshness(wh: Warehouse, s: _Schemas) -> list[_Row]:
+    """sources_fresh: source tables passing ``dbt source freshness`` at its latest check, per source
+    (the sources that are scopes of the scorecard) and overall."""
+    if not wh.table_exists(SOURCE_FRESHNESS_TABLE):
+        return []
+    df = wh.query_df(
+        f"""
+        select source_name, sum(case when status = 'pass' then 1 else 0 end) as fresh, count(*) as checked
+        from {SOURCE_FRESHNESS_TABLE}
+        where checked_at = (select max(checked_at) from {SOURCE_FRESHNESS_TABLE})
+        group by source_name
+        order by source_name
+        """
+    )
+    scopes: set[str] = set()
+    if wh.table_exists(s.records):
+        scopes = {str(v) for v in wh.query_df(f"select distinct source from {s.records}")["source"]}
+    rows = [
+        (str(rec["source_name"]), "timeliness", "sources_fresh", _int(rec["fresh"]), _int(rec["checked"]))
+        for rec in df.to_dict("records")
+    ]
+    return [r for r in rows if r[0] in scopes] + _pooled(rows, "timeliness", "sources_fresh")
+
+
+_DIMENSION_FUNCS = (
+    _completeness,
+    _validity,
+    _accuracy,
+    _consistency,
+    _uniqueness,
+    _timeliness,
+    _source_freshness,
+)
 
 
 # ----------------------------------------------------------------------------- public API

@@ -353,10 +353,14 @@ def _record(
     )
 
 
+#: the golden tables that write-audit-publish swaps from golden_build into marts
+PUBLISHED_TABLES: tuple[str, ...] = ("dim_customer", "customer_xref")
+
+
 def audit_and_publish(
     settings: Settings,
     run_id: str,
-    tables: Sequence[str] = ("dim_customer", "customer_xref"),
+    tables: Sequence[str] = PUBLISHED_TABLES,
     build_schema: str = "golden_build",
     publish_schema: str = "marts",
 ) -> dict[str, Any]:
