@@ -94,9 +94,7 @@ class SizeResult:
 
 
 def _landing_for(base: Path, people: int, seed: int) -> tuple[Path, int, float]:
-    from customer_mdm.generate import generate_landing
-
-    from customer_mdm.generate import GENERATOR_VERSION
+    from customer_mdm.generate import GENERATOR_VERSION, generate_landing
 
     landing = base / f"landing-{people}-{seed}"
     marker = landing / "_truth" / "summary.json"

@@ -90,7 +90,7 @@ __all__ = ["GENERATOR_VERSION", "GenerateSummary", "generate_landing"]
 
 #: numpy's variable-width UTF-8 string dtype; every text column is built as one of these.
 #: bumped whenever the same arguments give other data (benchmarks cache landing zones by it)
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 _S = np.dtypes.StringDType()
 _INF = np.int64(2**62)  # "never" for change timestamps
 _DAY = 86_400
@@ -762,9 +762,7 @@ def _change_times(rng: np.random.Generator, clock: _Clock, mask: np.ndarray, win
     return out
 
 
-def _make_people(
-    rng: np.random.Generator, n: int, clock: _Clock, trap: np.random.Generator | None = None
-) -> _People:
+def _make_people(rng: np.random.Generator, n: int, clock: _Clock, trap: np.random.Generator | None = None) -> _People:
     """The people; ``trap`` (a second generator, so that the main stream and every pattern drawn
     from it stay as they were) adds the traps of :func:`_name_twins` and shared name emails."""
     r = _ref()
@@ -967,7 +965,7 @@ def _make_people(
 
 
 #: share of people given the name (or a homophone of it) of another person of their city
-TWIN_SHARE = 0.012
+TWIN_SHARE = 0.005
 #: share of the pinyin-of-the-name mailboxes written as the bare pinyin at a big provider, so
 #: that different people of one name share them (or look as if they did)
 SHARED_NAME_EMAIL_SHARE = 0.5
@@ -1019,7 +1017,11 @@ def _shared_name_emails(
     _, inverse, counts = np.unique(name, return_inverse=True, return_counts=True)
     shared_name = counts[inverse] > 1
     pick = (
-        (style <= 3) & (style != 1) & (en < 0) & shared_name & _nonempty(local)
+        (style <= 3)
+        & (style != 1)
+        & (en < 0)
+        & shared_name
+        & _nonempty(local)
         & (trap.random(n) < SHARED_NAME_EMAIL_SHARE)
     )
     local = local.copy()
@@ -1565,7 +1567,7 @@ def _store_pos(rng: np.random.Generator, P: _People, clock: _Clock) -> _Records:
 
 #: share of households (2+ people) with a shop account without a real name: one member's,
 #: with the head's mobile and the household's address (which member: only the truth knows)
-HOUSEHOLD_SHOP_SHARE = 0.35
+HOUSEHOLD_SHOP_SHARE = 0.12
 #: share of call-centre tickets after a mobile change on which the agent typed the old number
 #: (the customer called from it, or gave it out of habit)
 OLD_NUMBER_TYPED_SHARE = 0.35
@@ -1648,10 +1650,7 @@ def _old_numbers_typed(trap: np.random.Generator, P: _People, calls: _Records) -
     pi, t = calls.v_person, calls.v_asof
     shown = calls.flags["mobile_digits"]
     new = _istr(P.mob_new[pi])
-    m = (
-        (P.mob_at[pi] < _INF) & (t >= P.mob_at[pi]) & (shown == new)
-        & (trap.random(len(pi)) < OLD_NUMBER_TYPED_SHARE)
-    )
+    m = (P.mob_at[pi] < _INF) & (t >= P.mob_at[pi]) & (shown == new) & (trap.random(len(pi)) < OLD_NUMBER_TYPED_SHARE)
     if m.any():
         old = _istr(P.mob_old[pi[m]])
         calls.cols["caller_phone"][m] = _format_mobile(old, trap.random(int(m.sum())))

@@ -38,9 +38,10 @@ log = logging.getLogger(__name__)
 #: pairs stored in the graph (a steward can only review what is stored)
 PAIR_THRESHOLD = 0.2
 #: uncertain band sent to steward review, around the clustering threshold (0.5):
-#: REVIEW_LOW <= match probability < REVIEW_HIGH
-REVIEW_LOW = 0.2
-REVIEW_HIGH = 0.8
+#: REVIEW_LOW <= match probability < REVIEW_HIGH; within it only the pairs whose decision would
+#: change a golden record are queued (see :func:`_review_queue`)
+REVIEW_LOW = 0.35
+REVIEW_HIGH = 0.65
 
 TABLES: dict[str, dict[str, str]] = {
     "mdm.link_state": {
@@ -714,9 +715,10 @@ def _link_incremental(
     outside -= region
     outside_table = _keys_table(wh, "_link_outside", outside)
     outside_ids = wh.query_df(
-        f"select record_id, golden_id from mdm.xref where record_id in (select record_key from {outside_table})"
+        "select record_id, golden_id, match_probability from mdm.xref "
+        f"where record_id in (select record_key from {outside_table})"
     )
-    ids_for_queue = pd.concat([xref[["record_id", "golden_id"]], outside_ids], ignore_index=True)
+    ids_for_queue = pd.concat([xref[["record_id", "golden_id", "match_probability"]], outside_ids], ignore_index=True)
     queue = _review_queue(touching, ids_for_queue, must_link, cannot_link, run_id, now)
     events = assignment.events.assign(run_id=run_id, changed_at=pd.Timestamp(now))
     delta_records = records[records["record_key"].isin(set(delta_keys))]
@@ -807,6 +809,17 @@ def _review_queue(
     run_id: str,
     now: datetime,
 ) -> pd.DataFrame:
+    """The pairs a steward should decide: in the uncertain band, not decided yet, and of those
+
+    - between two golden ids: only below the clustering threshold (a pair above it that ended in
+      two golden ids was kept apart by the cluster guard on a hard conflict -- two birth dates,
+      genders or names -- which the model decided), and only the strongest pair of each pair of
+      golden ids (one decision joins them);
+    - within one golden id: only a pair that is the strongest link of one of its records (the
+      link that holds the record in its golden id; a weaker pair inside is settled by it).
+
+    ``xref`` gives ``golden_id`` and ``match_probability`` (the record's strongest link within its
+    golden id) of every record the pairs name."""
     band = pairs[(pairs["match_probability"] >= REVIEW_LOW) & (pairs["match_probability"] < REVIEW_HIGH)]
     decided = pd.concat([must_link, cannot_link])
     if len(decided):
@@ -814,7 +827,7 @@ def _review_queue(
         keys |= {(right, left) for left, right in keys}
         undecided = [(a, b) not in keys for a, b in zip(band["record_key_l"], band["record_key_r"], strict=True)]
         band = band[np.array(undecided, dtype=bool)]
-    gid = xref.set_index("record_id")["golden_id"]
+    by_record = xref.drop_duplicates("record_id").set_index("record_id")
     queue = pd.DataFrame(
         {
             "record_id_l": band["record_key_l"].to_numpy(),
@@ -822,8 +835,28 @@ def _review_queue(
             "match_probability": band["match_probability"].to_numpy(),
         }
     )
-    queue["golden_id_l"] = queue["record_id_l"].map(gid)
-    queue["golden_id_r"] = queue["record_id_r"].map(gid)
+    queue["golden_id_l"] = queue["record_id_l"].map(by_record["golden_id"])
+    queue["golden_id_r"] = queue["record_id_r"].map(by_record["golden_id"])
+    p = queue["match_probability"].to_numpy()
+    within = (queue["golden_id_l"] == queue["golden_id_r"]).to_numpy()
+    holds = np.zeros(len(queue), dtype=bool)
+    if "match_probability" in by_record.columns:
+        best = by_record["match_probability"]
+        holds = (queue["record_id_l"].map(best).to_numpy() == p) | (queue["record_id_r"].map(best).to_numpy() == p)
+    from customer_mdm.linkage.predict import DEFAULT_THRESHOLD
+
+    queue = queue[(within & holds) | (~within & (p < DEFAULT_THRESHOLD))]
+    lo = np.minimum(queue["golden_id_l"].astype(str), queue["golden_id_r"].astype(str))
+    hi = np.maximum(queue["golden_id_l"].astype(str), queue["golden_id_r"].astype(str))
+    one_per = np.where(
+        queue["golden_id_l"] == queue["golden_id_r"], queue["record_id_l"] + "|" + queue["record_id_r"], lo + "|" + hi
+    )
+    queue = (
+        queue.assign(_k=one_per)
+        .sort_values(["match_probability", "record_id_l", "record_id_r"], ascending=[False, True, True])
+        .drop_duplicates("_k")
+        .drop(columns="_k")
+    )
     queue["queued_at"] = pd.Timestamp(now)
     queue["run_id"] = run_id
     return queue.sort_values(["match_probability", "record_id_l", "record_id_r"], ascending=[False, True, True])
