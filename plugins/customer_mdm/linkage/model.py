@@ -70,6 +70,7 @@ import numpy as np
 import pandas as pd
 
 from customer_mdm.errors import MdmError
+from customer_mdm.linkage.drift import profile_of_records
 from customer_mdm.linkage.engines import restore_sql
 
 if TYPE_CHECKING:
@@ -177,6 +178,9 @@ M_FLOOR = 1e-3
 M_FLOOR_DIFFERS = {"company": 0.05, "gender": 0.005, "birth": 0.01, "email": 0.01, "phone": 0.05, "address": 0.01}
 #: share of a person's record pairs whose two real names differ beyond the levels above
 NAME_DIFFERS_M = 0.005
+#: m (share of matching pairs) of the levels the event feeds' evidence opens; fixed because they
+#: are rare enough for EM on a small delivery to estimate 0 (values EM found at 22k records)
+EVIDENCE_M = {"phone_other": 0.014, "phone_dead": 0.02, "years_apart": 0.04, "email_dead": 0.002}
 #: m and u of a shared mailbox that is just the pinyin of the name (see the email comparison)
 NAME_EMAIL_M = 0.5
 NAME_EMAIL_U = 0.02
@@ -403,6 +407,10 @@ def _comparisons() -> list[Any]:
             lv.configure(is_null_level=True)
         return lv
 
+    def fixed_m(lv: Any, m: float) -> Any:
+        # rare levels: EM on small data can drive m to 0 (Splink rejects it); u is still sampled
+        return lv.configure(m_probability=m, fix_m_probability=True)
+
     def fixed(lv: Any, m: float, u: float) -> Any:
         # levels the generated training data never shows (typos): a prior, not estimated
         return lv.configure(m_probability=m, u_probability=u, fix_m_probability=True, fix_u_probability=True)
@@ -448,15 +456,25 @@ def _comparisons() -> list[Any]:
                 m=0.003,
                 u=1e-5,
             ),
-            level(
-                '"phone_e164_l" = "phone_other_r" OR "phone_other_l" = "phone_e164_r" '
-                'OR "phone_other_l" = "phone_other_r"',
-                "A number the other's record had or got (earlier export, self-service change)",
+            fixed_m(
+                level(
+                    '"phone_e164_l" = "phone_other_r" OR "phone_other_l" = "phone_e164_r" '
+                    'OR "phone_other_l" = "phone_other_r"',
+                    "A number the other's record had or got (earlier export, self-service change)",
+                ),
+                EVIDENCE_M["phone_other"],
             ),
-            level(
-                '"phone_dead_l" OR "phone_dead_r"', "Differ, one number unreachable (a dead number contradicts nothing)"
+            fixed_m(
+                level(
+                    '"phone_dead_l" OR "phone_dead_r"',
+                    "Differ, one number unreachable (a dead number contradicts nothing)",
+                ),
+                EVIDENCE_M["phone_dead"],
             ),
-            level('abs("record_year_l" - "record_year_r") >= 2', "Differ, the records two or more years apart"),
+            fixed_m(
+                level('abs("record_year_l" - "record_year_r") >= 2', "Differ, the records two or more years apart"),
+                EVIDENCE_M["years_apart"],
+            ),
             level('"phone_kind_l" <> "phone_kind_r"', "Differ, a mobile and a landline"),
             cll.ElseLevel(),
         ],
@@ -486,7 +504,7 @@ def _comparisons() -> list[Any]:
                 m=0.003,
                 u=1e-5,
             ),
-            level('"email_dead_l" OR "email_dead_r"', "Differ, one address bounced"),
+            fixed_m(level('"email_dead_l" OR "email_dead_r"', "Differ, one address bounced"), EVIDENCE_M["email_dead"]),
             cll.ElseLevel(),
         ],
     )
@@ -815,6 +833,8 @@ def train(
         training_records=n,
         matches_per_record=float(f"{lam * (n - 1):.{_SIG_DIGITS}g}"),
         linker=linker,
+        # what the model was trained on: the link step retrains when the data moved away from it
+        extra={"training_profile": profile_of_records(records)},
     )
     log.info(
         "linkage model trained on %d records in %.1f s (prior %.3g, %.2f matching pairs per record)",

@@ -310,14 +310,20 @@ def link(settings: Settings, run_id: str, full: bool = False) -> dict[str, Any]:
 
     Incremental (the default when a state from the current model exists): only the records
     around what changed are read, scored and clustered, and only their rows are rewritten
-    (:func:`_link_incremental`). Full (``full``, a new model version, no state yet, or more than
+    (:func:`_link_incremental`). When the records no longer look like the model's training data
+    (:func:`customer_mdm.linkage.drift.retrain_reason`: a new source or field, large growth, a
+    shifted field) the model is retrained first; ``model_retrained`` says why, and the new
+    version rescores everything. Full (``full``, a new model version, no state yet, or more than
     ``FULL_RESCORE_SHARE`` of the records changed): everything is rescored and rewritten.
     """
     from customer_mdm.linkage.model import LinkageError
 
+    from customer_mdm.linkage.drift import profile_in_warehouse, retrain_reason
+
     started = time.perf_counter()
     now = _now()
     reason = "requested (--full)" if full else ""
+    retrained = None
     if not full:
         try:
             model, version, _ = _model(settings, None)
@@ -326,7 +332,16 @@ def link(settings: Settings, run_id: str, full: bool = False) -> dict[str, Any]:
         else:
             with connect(settings) as wh:
                 ensure_tables(wh)
-                details = _link_incremental(settings, wh, model, version, run_id, now)
+                retrained = retrain_reason(model.extra.get("training_profile"), profile_in_warehouse(wh, RECORDS_SQL))
+                if retrained is None:
+                    details = _link_incremental(settings, wh, model, version, run_id, now)
+                else:  # the data moved away from what the model was trained on: a new version
+                    from customer_mdm.linkage.training import train_and_save
+
+                    log.info("linkage model retrained: %s", retrained)
+                    prepare_evidence(wh)
+                    train_and_save(settings, read_records(wh, content_hash=False))
+                    details = {"mode": "full", "full_reason": f"model retrained: {retrained}"}
             if details.get("mode") == "incremental":
                 details["seconds"] = round(time.perf_counter() - started, 2)
                 log.info("linkage (incremental): %s", json.dumps(details, default=str))
@@ -334,6 +349,9 @@ def link(settings: Settings, run_id: str, full: bool = False) -> dict[str, Any]:
             reason = str(details["full_reason"])
     details = _link_full(settings, run_id, now)
     details["full_reason"] = reason
+    if retrained is not None:
+        details["model_trained_now"] = True
+        details["model_retrained"] = retrained
     details["seconds"] = round(time.perf_counter() - started, 2)
     log.info("linkage (full): %s", json.dumps(details, default=str))
     return details
