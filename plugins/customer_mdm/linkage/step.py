@@ -316,9 +316,8 @@ def link(settings: Settings, run_id: str, full: bool = False) -> dict[str, Any]:
     version rescores everything. Full (``full``, a new model version, no state yet, or more than
     ``FULL_RESCORE_SHARE`` of the records changed): everything is rescored and rewritten.
     """
-    from customer_mdm.linkage.model import LinkageError
-
     from customer_mdm.linkage.drift import profile_in_warehouse, retrain_reason
+    from customer_mdm.linkage.model import LinkageError
 
     started = time.perf_counter()
     now = _now()
