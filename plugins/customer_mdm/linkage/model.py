@@ -411,6 +411,11 @@ def _comparisons() -> list[Any]:
         # rare levels: EM on small data can drive m to 0 (Splink rejects it); u is still sampled
         return lv.configure(m_probability=m, fix_m_probability=True)
 
+    def differs(name: str) -> Any:
+        # the values differ: m fixed at the floor EM estimates fell to anyway on the generated data
+        # (the finer levels above leave few matches here, and EM on a small delivery reaches 0)
+        return cll.ElseLevel().configure(m_probability=M_FLOOR_DIFFERS[name], fix_m_probability=True)
+
     def fixed(lv: Any, m: float, u: float) -> Any:
         # levels the generated training data never shows (typos): a prior, not estimated
         return lv.configure(m_probability=m, u_probability=u, fix_m_probability=True, fix_u_probability=True)
@@ -476,7 +481,7 @@ def _comparisons() -> list[Any]:
                 EVIDENCE_M["years_apart"],
             ),
             level('"phone_kind_l" <> "phone_kind_r"', "Differ, a mobile and a landline"),
-            cll.ElseLevel(),
+            differs("phone"),
         ],
     )
     email = cl.CustomComparison(
@@ -505,7 +510,7 @@ def _comparisons() -> list[Any]:
                 u=1e-5,
             ),
             fixed_m(level('"email_dead_l" OR "email_dead_r"', "Differ, one address bounced"), EVIDENCE_M["email_dead"]),
-            cll.ElseLevel(),
+            differs("email"),
         ],
     )
     birth = cl.CustomComparison(
@@ -525,7 +530,7 @@ def _comparisons() -> list[Any]:
                 'AND "birth_month_l" = "birth_day_r" AND "birth_day_l" = "birth_month_r"',
                 "Day and month swapped",
             ),
-            cll.ElseLevel(),
+            differs("birth"),
         ],
     )
     gender = cl.CustomComparison(
@@ -563,7 +568,7 @@ def _comparisons() -> list[Any]:
                 '(ends_with("company_key_l", "company_key_r") OR ends_with("company_key_r", "company_key_l"))',
                 "Company key ends with the other (city prefix)",
             ),
-            cll.ElseLevel(),
+            differs("company"),
         ],
     )
     return [name, phone, email, birth, gender, address, company]
