@@ -351,7 +351,7 @@ def blocking_rules() -> list[BlockingRuleCreator | dict[str, Any]]:
     """
     from splink import block_on
 
-    cross = [f"l.{a} = r.{b}" for a, b in CROSS_BLOCKING_KEYS]
+    cross: list[dict[str, Any]] = [{"blocking_rule": f"l.{a} = r.{b}"} for a, b in CROSS_BLOCKING_KEYS]
     return [*(block_on(*key) for key in BLOCKING_KEYS), *cross]
 
 
