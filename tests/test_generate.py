@@ -554,3 +554,56 @@ def test_rejects_bad_arguments(tmp_path: Path) -> None:
         generate_landing(tmp_path, 0)
     with pytest.raises(ValueError):
         generate_landing(tmp_path, 10, days=0)
+
+
+# ----------------------------------------------------------------------------- the linkage traps (issue 17)
+def test_people_of_one_name_share_bare_pinyin_mailboxes(landing: Landing) -> None:
+    holders: dict[str, set[str]] = defaultdict(set)
+    for p in landing.people.values():
+        if p["email"]:
+            holders[p["email"]].add(p["person_id"])
+    shared = [e for e, who in holders.items() if len(who) > 1]
+    assert shared, "no mailbox shared by two people"
+    for e in shared:  # only bare pinyin, and only between people of one name
+        assert re.fullmatch(r"[a-z]+@(qq|163)\.com", e)
+        assert len({landing.people[p]["name"] for p in holders[e]}) == 1
+
+
+def test_name_twins_live_in_one_city_with_their_own_mobiles(landing: Landing) -> None:
+    groups: dict[tuple[str, str], list[dict[str, str]]] = defaultdict(list)
+    for p in landing.people.values():
+        groups[(p["name"], p["city"])].append(p)
+    # rare names (not the boosted common ones) held by two people of one city: the twins
+    twins = [g for (name, _), g in groups.items() if len(g) == 2 and name not in ("王伟", "张伟", "李娜", "刘洋")]
+    assert len(twins) >= 3
+    assert all(len({p["mobile"] for p in g}) == 2 and len({p["birth_date"] for p in g}) == 2 for g in twins)
+
+
+def test_households_have_nameless_shop_accounts(landing: Landing) -> None:
+    shops = [r for r in landing.rows("ecommerce_members") if str(r["member_id"]).startswith("M9")]
+    assert shops
+    for r in shops:
+        # no real name, and a handle that is no name: tb12345678, jd_12345678, 快乐的小鱼
+        assert not r.get("real_name") and re.fullmatch(r"(tb|jd_)\d{8}|[\u4e00-\u9fff]+", str(r["nickname"]))
+        assert r["member_id"] and landing.person("ecommerce", r["member_id"])  # truth: one member
+    # the account shows a mobile that some other person of the landing (the head) uses
+    owner_mobiles = {_digits(landing.people[landing.person("ecommerce", r["member_id"])]["mobile"]) for r in shops}
+    shown = {_digits(r["phone"]) for r in shops}
+    assert shown - owner_mobiles  # not always the owner's own number
+
+
+def test_callcenter_tickets_after_a_change_show_the_old_number(landing: Landing) -> None:
+    old_numbers = 0
+    for r in landing.rows("callcenter"):
+        current = _digits(landing.people[landing.person("callcenter", r["ticket_id"])]["mobile"])
+        typed = _digits(r["caller_phone"])
+        if str(r["created_at"]) >= "2026-11-01" and len(typed) == 11 and typed != current:
+            old_numbers += 1
+    assert old_numbers >= 1
+
+
+def test_shipping_addresses_in_english_with_zones_or_without_city(landing: Landing) -> None:
+    addresses = landing.values("ecommerce_members", "shipping_address")
+    assert any(re.match(r"[A-Z][a-z]+ ", a) for a in addresses)  # Guangdong Shenzhen …
+    assert any(re.search("高新区|工业园区|开发区", a) for a in addresses)
+    assert any(re.match(r"(广东|江苏|浙江|四川|湖北)(省)?[\u4e00-\u9fff]{1,3}区", a) for a in addresses)  # no city

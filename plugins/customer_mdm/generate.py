@@ -86,9 +86,11 @@ from customer_mdm.sources import FEEDS, PERSON_SOURCES, feed
 
 log = logging.getLogger(__name__)
 
-__all__ = ["GenerateSummary", "generate_landing"]
+__all__ = ["GENERATOR_VERSION", "GenerateSummary", "generate_landing"]
 
 #: numpy's variable-width UTF-8 string dtype; every text column is built as one of these.
+#: bumped whenever the same arguments give other data (benchmarks cache landing zones by it)
+GENERATOR_VERSION = 3
 _S = np.dtypes.StringDType()
 _INF = np.int64(2**62)  # "never" for change timestamps
 _DAY = 86_400
@@ -760,7 +762,9 @@ def _change_times(rng: np.random.Generator, clock: _Clock, mask: np.ndarray, win
     return out
 
 
-def _make_people(rng: np.random.Generator, n: int, clock: _Clock) -> _People:
+def _make_people(rng: np.random.Generator, n: int, clock: _Clock, trap: np.random.Generator | None = None) -> _People:
+    """The people; ``trap`` (a second generator, so that the main stream and every pattern drawn
+    from it stay as they were) adds the traps of :func:`_name_twins` and shared name emails."""
     r = _ref()
     gender = (rng.random(n) < 0.52).astype(np.int8)
     sur = rng.choice(len(r.sur), size=n, p=_SURNAME_P)
@@ -822,6 +826,7 @@ def _make_people(rng: np.random.Generator, n: int, clock: _Clock) -> _People:
         hh_mailbox = rng.random(n) < 0.35
         mailbox = (head != np.arange(n)) & hh_mailbox[head]
 
+    twins = _name_twins(trap, sur, g1, g2, gender, en, head) if trap is not None else None
     sur_s = r.sur[sur]
     giv = _cat(r.chars[g1], r.chars[g2])
     giv_py = _cat(r.char_py[g1], r.char_py[g2])
@@ -847,6 +852,12 @@ def _make_people(rng: np.random.Generator, n: int, clock: _Clock) -> _People:
     dist_new, dist_old, addr_new, addr_old, move_at = (
         a[head] for a in (dist_new, dist_old, addr_new, addr_old, move_at)
     )
+    if twins is not None:
+        twin, other = twins
+        # a twin lives in a district of the other's city (a different flat, its own mobile)
+        same = dist_old[twin] == dist_new[twin]
+        dist_new[twin] = dist_new[other]
+        dist_old[twin] = np.where(same, dist_new[other], dist_old[twin])
 
     # mobiles, unique; 12 % changed number at some point
     changed = rng.random(n) < 0.12
@@ -890,6 +901,8 @@ def _make_people(rng: np.random.Generator, n: int, clock: _Clock) -> _People:
     local = np.where(has_email, local, "")
     local = _dedupe_suffix(rng, local, dom)
     dom = np.where(has_email, dom, len(_DOMAINS))
+    if trap is not None:
+        local, dom = _shared_name_emails(trap, local, dom, _cat(sur_py, giv_py), name, en, style)
 
     # employers: a pool of companies, 45 % employed, 5 % of those changed employer
     n_comp = max(30, n // 25)
@@ -949,6 +962,73 @@ def _make_people(rng: np.random.Generator, n: int, clock: _Clock) -> _People:
         window_change=window,
         companies=companies,
     )
+
+
+#: share of people given the name (or a homophone of it) of another person of their city
+TWIN_SHARE = 0.005
+#: share of the pinyin-of-the-name mailboxes written as the bare pinyin at a big provider, so
+#: that different people of one name share them (or look as if they did)
+SHARED_NAME_EMAIL_SHARE = 0.5
+
+
+def _name_twins(
+    trap: np.random.Generator,
+    sur: np.ndarray,
+    g1: np.ndarray,
+    g2: np.ndarray,
+    gender: np.ndarray,
+    en: np.ndarray,
+    head: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Give ``TWIN_SHARE`` of the single people (no household) the name of another person, or a
+    homophone of it (王伟/王玮), in place; the geography later moves them to that person's city.
+    Nothing else is shared: their own birth date, mobile, address. Returns (twins, whose name)."""
+    n = len(sur)
+    r = _ref()
+    single = (head == np.arange(n)) & (np.bincount(head, minlength=n) == 1) & (en < 0)
+    twin = np.flatnonzero(single & (trap.random(n) < TWIN_SHARE))
+    other = trap.integers(0, n, len(twin))
+    ok = (en[other] < 0) & (other != twin)
+    twin, other = twin[ok], other[ok]
+    sur[twin], g1[twin], g2[twin], gender[twin] = sur[other], g1[other], g2[other], gender[other]
+    homo = trap.random(len(twin)) < 0.4
+    k = trap.integers(0, 3, len(twin))
+    last = np.where(g2[twin] >= 0, g2[twin], g1[twin])
+    alt = np.array([_CHAR_INDEX.get(str(c), -1) for c in r.homo_char[np.maximum(last, 0), k]], dtype=np.int64)
+    swap = homo & (alt >= 0) & (alt != last)
+    has2 = g2[twin] >= 0
+    g2[twin[swap & has2]] = alt[swap & has2]
+    g1[twin[swap & ~has2]] = alt[swap & ~has2]
+    return twin, other
+
+
+def _shared_name_emails(
+    trap: np.random.Generator,
+    local: np.ndarray,
+    dom: np.ndarray,
+    pinyin: np.ndarray,
+    name: np.ndarray,
+    en: np.ndarray,
+    style: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mailboxes that are the pinyin of the name (``zhangwei@163.com``), without the digits that
+    kept them unique, at one of the two big providers: people of one name then share them."""
+    n = len(local)
+    _, inverse, counts = np.unique(name, return_inverse=True, return_counts=True)
+    shared_name = counts[inverse] > 1
+    pick = (
+        (style <= 3)
+        & (style != 1)
+        & (en < 0)
+        & shared_name
+        & _nonempty(local)
+        & (trap.random(n) < SHARED_NAME_EMAIL_SHARE)
+    )
+    local = local.copy()
+    dom = dom.copy()
+    local[pick] = pinyin[pick]
+    dom[pick] = np.where(trap.random(int(pick.sum())) < 0.6, 0, 1)  # qq.com, 163.com
+    return local, dom
 
 
 # ============================================================================ rendering
@@ -1184,6 +1264,10 @@ def _render_address(P: _People, pi: np.ndarray, t: np.ndarray, u: np.ndarray) ->
     return out
 
 
+#: development zones written instead of a district on shipping addresses
+_DEV_ZONES = ["高新区", "工业园区", "经济技术开发区", "高新技术产业开发区"]
+
+
 def _shipping_address(P: _People, pi: np.ndarray, t: np.ndarray, u: np.ndarray, u2: np.ndarray) -> np.ndarray:
     """One free-text line starting with province/city: ``沪闵行区…``, ``广东深圳南山区…``."""
     r = _ref()
@@ -1202,6 +1286,19 @@ def _shipping_address(P: _People, pi: np.ndarray, t: np.ndarray, u: np.ndarray, 
     city = np.where(~muni & (ps == 2), r.city_short[c], city)
     dist = np.where(u2 * 11 % 1 < 0.9, r.dist_std[d], r.dist_short[d])
     sep = np.where(u * 7 % 1 < 0.25, " ", "")
+    # what shops really receive: a development zone instead of the district (高新区, 工业园区), the
+    # city left out after a province ("广东南山区"), the region in English or pinyin
+    # ("Guangdong Shenzhen 南山区…", "Shanghai 闵行区…"); draws derived from the record's own
+    v = u * 29 % 1
+    zone = (v < 0.06) & ~muni
+    dist = np.where(zone, _sarr(_DEV_ZONES)[(u2 * 37 % 1 * len(_DEV_ZONES)).astype(np.int64)], dist)
+    no_city = (v >= 0.06) & (v < 0.10) & ~muni & (ps < 2)
+    city = np.where(no_city, "", city)
+    latin = (v >= 0.10) & (v < 0.18)
+    en_city = np.where(muni, "", _cat(r.city_en[c], " "))
+    en_prov = np.where((u2 * 13 % 1 < 0.5) | muni, _cat(r.prov_en[p], " "), "")
+    prov = np.where(latin, en_prov, prov)
+    city = np.where(latin, en_city, city)
     return _cat(prov, city, sep, dist, sep, P.addr_at(pi, t))
 
 
@@ -1466,6 +1563,98 @@ def _store_pos(rng: np.random.Generator, P: _People, clock: _Clock) -> _Records:
     c["store_city"] = _city_variant(np.where(U[:, 7] < 0.1, other, home), U[:, 8], [0.5, 0.45, 0.0, 0.05])
     c["enrolled_at"] = clock.local(rec.created[rec.v_rec])
     return rec
+
+
+#: share of households (2+ people) with a shop account without a real name: one member's,
+#: with the head's mobile and the household's address (which member: only the truth knows)
+HOUSEHOLD_SHOP_SHARE = 0.12
+#: share of call-centre tickets after a mobile change on which the agent typed the old number
+#: (the customer called from it, or gave it out of habit)
+OLD_NUMBER_TYPED_SHARE = 0.35
+
+
+def _household_shops(trap: np.random.Generator, P: _People, clock: _Clock) -> _Records:
+    """Nameless shop accounts of households: no real name, a handle that is not a name, the
+    head's mobile and the household's shipping address. The account is one member's (at random),
+    so it shares its contacts with several named people of whom it is at most one."""
+    r = _ref()
+    heads, size = np.unique(P.head, return_counts=True)
+    hh = heads[(size > 1) & (trap.random(len(heads)) < HOUSEHOLD_SHOP_SHARE)]
+    by_head = np.argsort(P.head, kind="stable")  # the members of a household are contiguous
+    starts = np.searchsorted(P.head[by_head], hh)
+    person = by_head[starts + (trap.random(len(hh)) * size[np.isin(heads, hh)]).astype(np.int64)]
+    R = len(person)
+    since = clock.hist_lo + 365 * _DAY
+    created, batch, _ = clock.draw(trap, np.full(R, since, dtype=np.int64), clock.first - since)
+    order = np.lexsort((person, created))
+    person, created, batch = person[order], created[order], batch[order]
+    rec = _Records(
+        source="ecommerce", person=person, created=created, batch=batch, ids=_sarr([]), noise=trap.random((R, 20))
+    )
+    rec.ids = _cat("M9", _istr(np.arange(1, R + 1), 8))
+    rec.v_rec, rec.v_batch, rec.v_asof = np.arange(R), batch, created
+    pi, t, U = person, created, rec.noise
+    hd = P.head[pi]
+    c = rec.cols
+    c["member_id"] = rec.ids
+    c["nickname"] = np.where(
+        U[:, 0] < 0.5,
+        r.cn_nicks[(U[:, 1] * len(r.cn_nicks)).astype(np.int64)],
+        _cat(np.where(U[:, 1] < 0.5, "tb", "jd_"), _istr((U[:, 2] * 10**8).astype(np.int64), 8)),
+    )
+    c["real_name"] = np.full(R, "", dtype=_S)
+    rec.flags["real_name_absent"] = U[:, 3] < 0.8
+    rec.flags["real_name_null"] = ~rec.flags["real_name_absent"]
+    digits = P.mob_at_time(hd, t)
+    c["phone"] = _format_mobile(digits, U[:, 4])
+    rec.flags["phone_invalid"] = np.zeros(R, dtype=bool)
+    rec.flags["mobile_digits"] = digits
+    c["email"] = np.full(R, "", dtype=_S)
+    rec.flags["email_clean"] = c["email"].copy()
+    rec.flags["email_typo"] = np.zeros(R, dtype=bool)
+    c["shipping_address"] = _shipping_address(P, hd, t, U[:, 5], U[:, 6])
+    c["registered_at"] = clock.iso(created)
+    login = t + ((clock.exports[batch] - t) * U[:, 7]).astype(np.int64)
+    rec.flags["last_login_ms"] = clock.epoch_ms(login, (U[:, 8] * 1000).astype(np.int64))
+    return rec
+
+
+def _concat_records(a: _Records, b: _Records) -> _Records:
+    """The records of ``a`` then those of ``b`` (one source); versions keep their batches."""
+    if len(b.person) == 0:
+        return a
+    R = len(a.person)
+    out = _Records(
+        source=a.source,
+        person=np.concatenate([a.person, b.person]),
+        created=np.concatenate([a.created, b.created]),
+        batch=np.concatenate([a.batch, b.batch]),
+        ids=np.concatenate([a.ids, b.ids]),
+        noise=np.concatenate([a.noise[:, : b.noise.shape[1]], b.noise]),
+        v_rec=np.concatenate([a.v_rec, b.v_rec + R]),
+        v_batch=np.concatenate([a.v_batch, b.v_batch]),
+        v_asof=np.concatenate([a.v_asof, b.v_asof]),
+        cols={k: np.concatenate([v, b.cols[k]]) for k, v in a.cols.items()},
+        flags={k: np.concatenate([v, b.flags[k]]) for k, v in a.flags.items()},
+    )
+    order = np.argsort(out.v_batch, kind="stable")
+    out.v_rec, out.v_batch, out.v_asof = out.v_rec[order], out.v_batch[order], out.v_asof[order]
+    out.cols = {k: v[order] for k, v in out.cols.items()}
+    out.flags = {k: v[order] for k, v in out.flags.items()}
+    return out
+
+
+def _old_numbers_typed(trap: np.random.Generator, P: _People, calls: _Records) -> None:
+    """On ``OLD_NUMBER_TYPED_SHARE`` of the tickets after a mobile change that show the new
+    mobile, the agent typed the old one (in place)."""
+    pi, t = calls.v_person, calls.v_asof
+    shown = calls.flags["mobile_digits"]
+    new = _istr(P.mob_new[pi])
+    m = (P.mob_at[pi] < _INF) & (t >= P.mob_at[pi]) & (shown == new) & (trap.random(len(pi)) < OLD_NUMBER_TYPED_SHARE)
+    if m.any():
+        old = _istr(P.mob_old[pi[m]])
+        calls.cols["caller_phone"][m] = _format_mobile(old, trap.random(int(m.sum())))
+        shown[m] = old
 
 
 # ============================================================================ event feeds
@@ -1798,12 +1987,18 @@ def generate_landing(
     rng = np.random.Generator(np.random.PCG64(seed))
     clock = _Clock(start, days)
 
-    P = _make_people(rng, entities, clock)
+    # the traps added later (shared name mailboxes, name twins, nameless household shop accounts,
+    # old numbers typed by call-centre agents) draw from a second stream: the first one, and so
+    # every record and pattern drawn from it, is what it was before they were added
+    trap = np.random.Generator(np.random.PCG64([seed, 17]))
+    P = _make_people(rng, entities, clock, trap)
     log.info("generated %d people in %.1fs", entities, time.perf_counter() - t0)
     crm = _crm(rng, P, clock)
     ecom = _ecommerce(rng, P, clock)
     orders = _orders(rng, clock, ecom)
+    ecom = _concat_records(ecom, _household_shops(trap, P, clock))
     calls = _callcenter(rng, P, clock)
+    _old_numbers_typed(trap, P, calls)
     store = _store_pos(rng, P, clock)
     log.info("rendered person records in %.1fs", time.perf_counter() - t0)
     changes = _self_service(rng, P, clock, crm, ecom, store)

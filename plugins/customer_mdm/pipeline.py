@@ -661,6 +661,11 @@ def run_summary(settings: Settings, run_id: str) -> dict[str, Any]:
             k: step_info.get("erasure", {}).get(k)
             for k in ("requests", "erased", "not_found", "invalid", "tombstone_matches", "tombstone_rows_deleted")
         },
+        # which model linked, and whether (and why) this run retrained it
+        "linkage": {
+            k: step_info.get("link", {}).get(k)
+            for k in ("mode", "model_version", "model_trained_now", "model_retrained", "full_reason", "review_queue")
+        },
         "steps": step_info,
     }
 

@@ -348,7 +348,7 @@ ADDRESS_CASES = [
     ("吉林省吉林市船营区", ("吉林省", "吉林市", "船营区", None, "no_street")),
     ("吉林长春朝阳区人民大街", ("吉林省", "长春市", "朝阳区", "人民大街", None)),
     ("河北省石家庄市桥西区友谊大街", ("河北省", "石家庄市", "桥西区", "友谊大街", None)),
-    ("河北省石家庄市高新技术开发区湘江道", ("河北省", "石家庄市", None, "高新技术开发区湘江道", None)),
+    ("河北省石家庄市高新技术开发区湘江道", ("河北省", "石家庄市", None, "湘江道", None)),
     ("廣東省深圳市福田區深南大道", ("广东省", "深圳市", "福田区", "深南大道", None)),
     ("ＳＨ上海市静安区南京西路１号", (None, None, None, "SH上海市静安区南京西路1号", "no_region")),
     ("上海市静安区南京西路１号", ("上海市", "上海市", "静安区", "南京西路1号", None)),
@@ -570,14 +570,18 @@ def test_accuracy_ecommerce_shipping_address(landing: Path, truth) -> None:
         [a.replace(" ", "").endswith(s) for a, s in zip(em["shipping_address"], t["address"], strict=True)],
         index=em.index,
     )
+    # a development zone written instead of the district (深圳高新区…) names no district
+    zone = em["shipping_address"].str.contains("高新|开发区|工业园区")
     ok = (
         out["province_std"].eq(t["province"])
         & out["city_std"].eq(t["city"])
-        & out["district_std"].eq(t["district"])
+        & (out["district_std"].eq(t["district"]) | (zone & out["district_std"].isna()))
         & out["street"].eq(t["address"])
     )
     assert _share(ok, current) >= 0.99
     assert out["address_issue"].isna().mean() >= 0.99  # every shipping address starts with a region
+    # the English/pinyin, development-zone and city-less forms are among them
+    assert em["shipping_address"].str.match(r"[A-Za-z]").any() and zone.any()
 
 
 @pytest.mark.parametrize(

@@ -70,6 +70,7 @@ import numpy as np
 import pandas as pd
 
 from customer_mdm.errors import MdmError
+from customer_mdm.linkage.drift import profile_of_records
 from customer_mdm.linkage.engines import restore_sql
 
 if TYPE_CHECKING:
@@ -128,6 +129,12 @@ INPUT_COLUMNS: tuple[str, ...] = (
     "district",
     "street",
     "company_key",
+    # evidence from the event feeds, added by the link step (customer_mdm.linkage.evidence)
+    "phone_other",
+    "phone_dead",
+    "email_dead",
+    "household_nameless",
+    "record_year",
 )
 _REQUIRED = ("record_key", "name_pinyin", "phone_e164", "email", "birth_month", "birth_day")
 _TEXT = (
@@ -148,6 +155,7 @@ _TEXT = (
     "district",
     "street",
     "company_key",
+    "phone_other",
 )
 #: Columns the Splink model sees: the standardised ones plus a few derived in prepare_records.
 LINKAGE_COLUMNS: tuple[str, ...] = (
@@ -156,6 +164,7 @@ LINKAGE_COLUMNS: tuple[str, ...] = (
     "name_compact",
     "name_compact_rev",
     "email_alpha",
+    "email_is_name",
 )
 
 # training defaults
@@ -169,6 +178,12 @@ M_FLOOR = 1e-3
 M_FLOOR_DIFFERS = {"company": 0.05, "gender": 0.005, "birth": 0.01, "email": 0.01, "phone": 0.05, "address": 0.01}
 #: share of a person's record pairs whose two real names differ beyond the levels above
 NAME_DIFFERS_M = 0.005
+#: m (share of matching pairs) of the levels the event feeds' evidence opens; fixed because they
+#: are rare enough for EM on a small delivery to estimate 0 (values EM found at 22k records)
+EVIDENCE_M = {"phone_other": 0.014, "phone_dead": 0.02, "years_apart": 0.04, "email_dead": 0.002}
+#: m and u of a shared mailbox that is just the pinyin of the name (see the email comparison)
+NAME_EMAIL_M = 0.5
+NAME_EMAIL_U = 0.02
 _SIG_DIGITS = 12
 _MIN_COMPACT = 5  # shortest compact pinyin name looked for inside an email address
 
@@ -227,11 +242,22 @@ def prepare_records(records: pd.DataFrame, con: duckdb.DuckDBPyConnection | None
         text["phone_kind"] = f"case when {ok} then {text['phone_kind']} end"
     if "email_valid" in records.columns:
         text["email"] = f"case when coalesce({_col(records, 'email_valid', 'boolean')}, false) then {text['email']} end"
-    birth = {c: f"try_cast({_col(records, c)} as bigint)" for c in ("birth_year", "birth_month", "birth_day")}
+    # another number of the same source record (a former one, or the one a self-service change
+    # gave), when it is not the number the record shows
+    other = text["phone_other"]
+    text["phone_other"] = f"case when {other} <> coalesce({text['phone_e164']}, '') then {other} end"
+    birth = {
+        c: f"try_cast({_col(records, c)} as bigint)" for c in ("birth_year", "birth_month", "birth_day", "record_year")
+    }
+    flags = {
+        c: f"coalesce(try_cast({_col(records, c)} as boolean), false)"
+        for c in ("phone_dead", "email_dead", "household_nameless")
+    }
     base = ",\n".join(
         ["cast(r.record_key as varchar) as record_key"]
         + [f"{expr} as {c}" for c, expr in text.items()]
         + [f"{expr} as {c}" for c, expr in birth.items()]
+        + [f"{expr} as {c}" for c, expr in flags.items()]
         + [
             f"try_cast({_col(records, 'birth_date')} as date) as birth_date_d",
             f"{_col(records, 'name_raw')} as name_raw",
@@ -273,6 +299,11 @@ def prepare_records(records: pd.DataFrame, con: duckdb.DuckDBPyConnection | None
         case when has_md and is_md then 'month_day' when has_md and birth_date_d is not null then 'full' end
             as birth_precision,
         phone_e164, phone_kind, email, province, city, district, street, company_key,
+        phone_other,
+        phone_dead and phone_e164 is not null as phone_dead,
+        email_dead and email is not null as email_dead,
+        household_nameless,
+        record_year,
         name_surname_only,
         case when real_name and length(replace(name_pinyin, ' ', '')) >= {_MIN_COMPACT}
             then replace(name_pinyin, ' ', '') end as name_compact,
@@ -280,7 +311,18 @@ def prepare_records(records: pd.DataFrame, con: duckdb.DuckDBPyConnection | None
             replace(substr(name_pinyin, strpos(name_pinyin, ' ') + 1), ' ', '')
             || case when strpos(name_pinyin, ' ') > 0 then split_part(name_pinyin, ' ', 1) else '' end
         end as name_compact_rev,
-        nullif(regexp_replace(lower(split_part(email, '@', 1)), '[^a-z]', '', 'g'), '') as email_alpha
+        nullif(regexp_replace(lower(split_part(email, '@', 1)), '[^a-z]', '', 'g'), '') as email_alpha,
+        -- the mailbox is just the pinyin of the name (zhangwei@, wei.zhang@): people of one name share
+        -- such addresses or look as if they did
+        coalesce(
+            name_pinyin is not null and regexp_full_match(lower(split_part(email, '@', 1)), '[a-z._-]+')
+            and regexp_replace(lower(split_part(email, '@', 1)), '[._-]', '', 'g') in (
+                replace(name_pinyin, ' ', ''),
+                replace(substr(name_pinyin, strpos(name_pinyin, ' ') + 1), ' ', '')
+                || case when strpos(name_pinyin, ' ') > 0 then split_part(name_pinyin, ' ', 1) else '' end
+            ),
+            false
+        ) as email_is_name
     from keys
     order by record_key
     """
@@ -309,7 +351,8 @@ def blocking_rules() -> list[BlockingRuleCreator | dict[str, Any]]:
     """
     from splink import block_on
 
-    return [block_on(*key) for key in BLOCKING_KEYS]
+    cross: list[dict[str, Any]] = [{"blocking_rule": f"l.{a} = r.{b}"} for a, b in CROSS_BLOCKING_KEYS]
+    return [*(block_on(*key) for key in BLOCKING_KEYS), *cross]
 
 
 #: the columns of each blocking rule (:func:`blocking_rules`); the incremental link step finds
@@ -322,6 +365,9 @@ BLOCKING_KEYS: tuple[tuple[str, ...], ...] = (
     ("name_sorted_key", "birth_month", "birth_day"),
     ("street", "city"),
 )
+#: rules that join one column to another (both directions): a number shown on one record is
+#: another number (former, or a self-service change) of the other record
+CROSS_BLOCKING_KEYS: tuple[tuple[str, str], ...] = (("phone_e164", "phone_other"), ("phone_other", "phone_e164"))
 
 
 def _null(*cols: str) -> str:
@@ -360,6 +406,15 @@ def _comparisons() -> list[Any]:
         if null:
             lv.configure(is_null_level=True)
         return lv
+
+    def fixed_m(lv: Any, m: float) -> Any:
+        # rare levels: EM on small data can drive m to 0 (Splink rejects it); u is still sampled
+        return lv.configure(m_probability=m, fix_m_probability=True)
+
+    def differs(name: str) -> Any:
+        # the values differ: m fixed at the floor EM estimates fell to anyway on the generated data
+        # (the finer levels above leave few matches here, and EM on a small delivery reaches 0)
+        return cll.ElseLevel().configure(m_probability=M_FLOOR_DIFFERS[name], fix_m_probability=True)
 
     def fixed(lv: Any, m: float, u: float) -> Any:
         # levels the generated training data never shows (typos): a prior, not estimated
@@ -406,8 +461,27 @@ def _comparisons() -> list[Any]:
                 m=0.003,
                 u=1e-5,
             ),
+            fixed_m(
+                level(
+                    '"phone_e164_l" = "phone_other_r" OR "phone_other_l" = "phone_e164_r" '
+                    'OR "phone_other_l" = "phone_other_r"',
+                    "A number the other's record had or got (earlier export, self-service change)",
+                ),
+                EVIDENCE_M["phone_other"],
+            ),
+            fixed_m(
+                level(
+                    '"phone_dead_l" OR "phone_dead_r"',
+                    "Differ, one number unreachable (a dead number contradicts nothing)",
+                ),
+                EVIDENCE_M["phone_dead"],
+            ),
+            fixed_m(
+                level('abs("record_year_l" - "record_year_r") >= 2', "Differ, the records two or more years apart"),
+                EVIDENCE_M["years_apart"],
+            ),
             level('"phone_kind_l" <> "phone_kind_r"', "Differ, a mobile and a landline"),
-            cll.ElseLevel(),
+            differs("phone"),
         ],
     )
     email = cl.CustomComparison(
@@ -415,6 +489,16 @@ def _comparisons() -> list[Any]:
         comparison_description="Email (lower-cased, domain typo corrected)",
         comparison_levels=[
             cll.NullLevel("email"),
+            # fixed: given that the names agree (the name comparison counts that), how often two
+            # different people of one name show the same bare-pinyin mailbox (zhangwei@163.com)
+            fixed(
+                level(
+                    '"email_l" = "email_r" AND ("email_is_name_l" OR "email_is_name_r")',
+                    "Same email, just the pinyin of the name",
+                ),
+                m=NAME_EMAIL_M,
+                u=NAME_EMAIL_U,
+            ),
             level('"email_l" = "email_r"', "Same email", tf="email"),
             fixed(
                 level(
@@ -425,7 +509,8 @@ def _comparisons() -> list[Any]:
                 m=0.003,
                 u=1e-5,
             ),
-            cll.ElseLevel(),
+            fixed_m(level('"email_dead_l" OR "email_dead_r"', "Differ, one address bounced"), EVIDENCE_M["email_dead"]),
+            differs("email"),
         ],
     )
     birth = cl.CustomComparison(
@@ -445,7 +530,7 @@ def _comparisons() -> list[Any]:
                 'AND "birth_month_l" = "birth_day_r" AND "birth_day_l" = "birth_month_r"',
                 "Day and month swapped",
             ),
-            cll.ElseLevel(),
+            differs("birth"),
         ],
     )
     gender = cl.CustomComparison(
@@ -483,7 +568,7 @@ def _comparisons() -> list[Any]:
                 '(ends_with("company_key_l", "company_key_r") OR ends_with("company_key_r", "company_key_l"))',
                 "Company key ends with the other (city prefix)",
             ),
-            cll.ElseLevel(),
+            differs("company"),
         ],
     )
     return [name, phone, email, birth, gender, address, company]
@@ -753,6 +838,8 @@ def train(
         training_records=n,
         matches_per_record=float(f"{lam * (n - 1):.{_SIG_DIGITS}g}"),
         linker=linker,
+        # what the model was trained on: the link step retrains when the data moved away from it
+        extra={"training_profile": profile_of_records(records)},
     )
     log.info(
         "linkage model trained on %d records in %.1f s (prior %.3g, %.2f matching pairs per record)",

@@ -90,6 +90,10 @@ class ClusterGuard:
     gender_conflicts: bool = True
     #: two real names (not a handle, not 王先生) whose sorted fuzzy pinyin differs: different people
     name_conflicts: bool = True
+    #: a record without a name that shares its phone or street with several differently named
+    #: people (``household_nameless``, see customer_mdm.linkage.step.prepare_evidence) is not
+    #: linked by the model: it is at most one of them, and the data does not say which
+    households: bool = True
     #: pinyin handles (wangwei88) count as names for name conflicts too. On the generated data
     #: (where every pinyin handle is built from the real name) +0.2 F1 points; off by default
     #: because real handles are often not names (tianxia88) and would split a person.
@@ -265,8 +269,18 @@ def _attributes(records: pd.DataFrame, guard: ClusterGuard) -> pd.DataFrame:
     fuzzy = p["name_pinyin_fuzzy"].where(real)
     key = fuzzy.map(lambda v: " ".join(sorted(v.split())) if isinstance(v, str) else None)
     name = pd.factorize(key, use_na_sentinel=True)[0].astype(np.int64)  # -1: no real name
+    isolated = (
+        p["household_nameless"].fillna(False).astype(bool).to_numpy() if guard.households else np.zeros(len(p), bool)
+    )
     return pd.DataFrame(
-        {"record_key": p["record_key"].to_numpy(), "md": md, "year": year, "gender": gender, "name": name}
+        {
+            "record_key": p["record_key"].to_numpy(),
+            "md": md,
+            "year": year,
+            "gender": gender,
+            "name": name,
+            "isolated": isolated,
+        }
     )
 
 
@@ -324,6 +338,10 @@ def cluster(
     if (li < 0).any() or (ri < 0).any():
         raise LinkageError("pairs reference record keys that are not in records: predict and cluster the same records")
     w = e["match_weight"].to_numpy(dtype=float)
+    isolated = attr["isolated"].to_numpy()
+    if isolated.any():  # a household's nameless record: no model link (a steward's must-link still joins)
+        keep = ~(isolated[li] | isolated[ri])
+        li, ri, w = li[keep], ri[keep], w[keep]
     ml, mr = _pair_index(index, must_link, "must-link")
     cl, cr = _pair_index(index, cannot_link, "cannot-link")
     li = np.concatenate([ml, li.astype(np.int64)])

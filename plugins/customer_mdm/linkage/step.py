@@ -38,9 +38,10 @@ log = logging.getLogger(__name__)
 #: pairs stored in the graph (a steward can only review what is stored)
 PAIR_THRESHOLD = 0.2
 #: uncertain band sent to steward review, around the clustering threshold (0.5):
-#: REVIEW_LOW <= match probability < REVIEW_HIGH
-REVIEW_LOW = 0.2
-REVIEW_HIGH = 0.8
+#: REVIEW_LOW <= match probability < REVIEW_HIGH; within it only the pairs whose decision would
+#: change a golden record are queued (see :func:`_review_queue`)
+REVIEW_LOW = 0.35
+REVIEW_HIGH = 0.65
 
 TABLES: dict[str, dict[str, str]] = {
     "mdm.link_state": {
@@ -122,23 +123,144 @@ def ensure_tables(wh: Warehouse) -> None:
         ensure_table(wh, table, columns)
 
 
-def _fingerprint() -> str:
-    """SQL: a hash of the linkage fields of an int_customer_records row (detects changed records)."""
-    return "md5(" + " || chr(31) || ".join(f"coalesce(cast({c} as text), '')" for c in link_columns()) + ")"
-
-
 RECORDS_SQL = "intermediate.int_customer_records"
+#: the evidence of the event feeds per record (:func:`prepare_evidence`), a temporary table
+EVIDENCE_TABLE = "_link_evidence"
+#: the records joined to their evidence: ``r`` the record, ``e`` its evidence (if any)
+RECORDS_FROM = (
+    f"{RECORDS_SQL} as r left join {EVIDENCE_TABLE} as e on e.source = r.source and e.source_id = r.source_id"
+)
+#: linkage columns that are not columns of int_customer_records
+_DERIVED = {
+    "phone_other": "e.phone_other",
+    "phone_dead": "coalesce(e.phone_dead, false)",
+    "email_dead": "coalesce(e.email_dead, false)",
+    "household_nameless": "coalesce(e.household_nameless, false)",
+    "record_year": "cast(extract(year from r.record_updated_at_utc) as integer)",
+}
+
+
+def _column_sql(col: str) -> str:
+    return _DERIVED.get(col, f"r.{col}")
+
+
+def _fingerprint() -> str:
+    """SQL: a hash of the linkage fields of a record and its evidence (detects changed records)."""
+    return (
+        "md5(" + " || chr(31) || ".join(f"coalesce(cast({_column_sql(c)} as text), '')" for c in link_columns()) + ")"
+    )
+
+
+def prepare_evidence(wh: Warehouse) -> int:
+    """(Re)build the temporary table of what the event feeds say about each record's contacts:
+
+    - ``phone_other``: another number of the same source record: the mobile a self-service
+      change gave it, or the number an earlier export of the record showed (a former number
+      is still the person's: an old call-centre ticket carries it);
+    - ``phone_dead`` / ``email_dead``: the record's number was reported ``unreachable`` / its
+      address ``bounced``: a mismatch against a dead contact contradicts nothing;
+    - ``household_nameless``: the record has no name and its valid phone is shown by records of
+      two or more different real names -- or no named record shows its phone and its street is
+      that of two or more names (a household's shop account): which of them it belongs to the
+      data cannot tell, so clustering leaves it on its own.
+
+    Only records with some evidence get a row. Returns that count."""
+    wh.execute(f"drop table if exists {EVIDENCE_TABLE}")
+    parts = []
+    if wh.table_exists("intermediate.int_self_service_changes"):
+        parts.append(
+            "select source_system as source, source_record_id as source_id, new_value as phone "
+            "from intermediate.int_self_service_changes where field = 'mobile' and new_value is not null"
+        )
+    for table, source in (
+        ("staging.stg_crm__customers", "crm"),
+        ("staging.stg_ecommerce__members", "ecommerce"),
+        ("staging.stg_store_pos__cards", "store_pos"),
+    ):
+        if wh.table_exists(table):
+            parts.append(
+                f"select '{source}' as source, s.source_id, p.phone_e164 as phone from {table} as s "
+                "join std.phone_lookup as p on p.raw = s.phone_raw "
+                "where not s.is_latest and p.phone_valid and p.phone_kind = 'mobile'"
+            )
+    other = " union all ".join(parts) if parts else "select null as source, null as source_id, null as phone"
+    dead = {"phone": "unreachable", "email": "bounced"}
+    has_events = wh.table_exists("intermediate.int_contact_events")
+    dead_sql = {
+        ch: (
+            f"select distinct contact_value as v from intermediate.int_contact_events "
+            f"where channel = '{ch}' and event = '{ev}' and contact_value is not null"
+            if has_events
+            else "select cast(null as text) as v where false"
+        )
+        for ch, ev in dead.items()
+    }
+    phone = "case when r.phone_valid then r.phone_e164 end"
+    street = "r.street || '|' || coalesce(r.city, '')"
+    real_name = "r.name_script in ('han', 'latin', 'mixed') and coalesce(r.name_issue, '') <> 'honorific'"
+    wh.execute(
+        f"""
+        create temporary table {EVIDENCE_TABLE} as
+        with other as (select distinct source, source_id, phone from ({other}) as o),
+        dead_phone as ({dead_sql["phone"]}),
+        dead_email as ({dead_sql["email"]}),
+        named as (
+            select 'p' as kind, {phone} as v, r.name_sorted_key as name from {RECORDS_SQL} as r
+            where {real_name} and {phone} is not null
+            union all
+            select 's', {street}, r.name_sorted_key from {RECORDS_SQL} as r where {real_name} and r.street is not null
+        ),
+        names_of as (select kind, v, count(distinct name) as names from named group by kind, v),
+        -- the phone decides when named records show it (one name: that person's number; several: a
+        -- household's), else the street (several names: a household's flat)
+        nameless as (
+            select r.source, r.source_id from {RECORDS_SQL} as r
+            left join names_of as p on p.kind = 'p' and p.v = {phone}
+            left join names_of as s on s.kind = 's' and s.v = {street}
+            where r.name_pinyin is null and (p.names >= 2 or (p.names is null and s.names >= 2))
+        ),
+        per_record as (
+            select r.source, r.source_id,
+                -- the smallest other number: one per record, deterministic
+                min(case when o.phone <> coalesce(r.phone_e164, '') then o.phone end) as phone_other,
+                max(case when dp.v is not null then 1 else 0 end) = 1 as phone_dead,
+                max(case when de.v is not null then 1 else 0 end) = 1 as email_dead,
+                max(case when n.source is not null then 1 else 0 end) = 1 as household_nameless
+            from {RECORDS_SQL} as r
+            left join other as o on o.source = r.source and o.source_id = r.source_id
+            left join dead_phone as dp on dp.v = r.phone_e164
+            left join dead_email as de on de.v = r.email
+            left join nameless as n on n.source = r.source and n.source_id = r.source_id
+            where o.phone is not null or dp.v is not null or de.v is not null or n.source is not null
+            group by r.source, r.source_id
+        )
+        select * from per_record where phone_other is not null or phone_dead or email_dead or household_nameless
+        """
+    )
+    wh._link_evidence_ready = True  # type: ignore[attr-defined]  # this connection has it now
+    return int(wh.scalar(f"select count(*) from {EVIDENCE_TABLE}"))
 
 
 def _record_select(where: str = "", content_hash: bool = True) -> str:
-    cols = ", ".join(["source", "source_id", "record_created_at_utc", "_ingested_at", *link_columns()])
+    cols = ", ".join(
+        [
+            "r.source",
+            "r.source_id",
+            "r.record_created_at_utc",
+            "r._ingested_at",
+            *(f"{_column_sql(c)} as {c}" for c in link_columns()),
+        ]
+    )
     digest = f", {_fingerprint()} as content_hash" if content_hash else ""
-    return f"select r.source || ':' || r.source_id as record_key, {cols}{digest} from {RECORDS_SQL} as r {where}"
+    return f"select r.source || ':' || r.source_id as record_key, {cols}{digest} from {RECORDS_FROM} {where}"
 
 
 def read_records(wh: Warehouse, keys_table: str | None = None, content_hash: bool = True) -> pd.DataFrame:
     """The unified records with a stable linkage key and (``content_hash``) a hash of the fields
-    linkage reads (all of them, or those whose key is in the one-column table ``keys_table``)."""
+    linkage reads (all of them, or those whose key is in the one-column table ``keys_table``),
+    with the evidence of :func:`prepare_evidence` (built first when this connection has none)."""
+    if not getattr(wh, "_link_evidence_ready", False):
+        prepare_evidence(wh)
     where = f"where r.source || ':' || r.source_id in (select record_key from {keys_table})" if keys_table else ""
     records = wh.query_df(_record_select(where, content_hash) + " order by record_key")
     return records.reset_index(drop=True)
@@ -189,16 +311,21 @@ def link(settings: Settings, run_id: str, full: bool = False) -> dict[str, Any]:
 
     Incremental (the default when a state from the current model exists): only the records
     around what changed are read, scored and clustered, and only their rows are rewritten
-    (:func:`_link_incremental`). Full (``full``, a new model version, no state yet, or more than
+    (:func:`_link_incremental`). When the records no longer look like the model's training data
+    (:func:`customer_mdm.linkage.drift.retrain_reason`: a new source or field, large growth, a
+    shifted field) the model is retrained first; ``model_retrained`` says why, and the new
+    version rescores everything. Full (``full``, a new model version, no state yet, or more than
     ``FULL_RESCORE_SHARE`` of the records changed): everything is rescored and rewritten.
     """
     from customer_mdm.keys import golden_id_key
+    from customer_mdm.linkage.drift import profile_in_warehouse, retrain_reason
     from customer_mdm.linkage.model import LinkageError
 
     started = time.perf_counter()
     now = _now()
     id_key = golden_id_key(settings)  # checks the warehouse's salt before anything is linked
     reason = "requested (--full)" if full else ""
+    retrained = None
     if not full:
         try:
             model, version, _ = _model(settings, None)
@@ -207,7 +334,16 @@ def link(settings: Settings, run_id: str, full: bool = False) -> dict[str, Any]:
         else:
             with connect(settings) as wh:
                 ensure_tables(wh)
-                details = _link_incremental(settings, wh, model, version, run_id, now, id_key)
+                retrained = retrain_reason(model.extra.get("training_profile"), profile_in_warehouse(wh, RECORDS_SQL))
+                if retrained is None:
+                    details = _link_incremental(settings, wh, model, version, run_id, now, id_key)
+                else:  # the data moved away from what the model was trained on: a new version
+                    from customer_mdm.linkage.training import train_and_save
+
+                    log.info("linkage model retrained: %s", retrained)
+                    prepare_evidence(wh)
+                    train_and_save(settings, read_records(wh, content_hash=False))
+                    details = {"mode": "full", "full_reason": f"model retrained: {retrained}"}
             if details.get("mode") == "incremental":
                 details["seconds"] = round(time.perf_counter() - started, 2)
                 log.info("linkage (incremental): %s", json.dumps(details, default=str))
@@ -215,6 +351,9 @@ def link(settings: Settings, run_id: str, full: bool = False) -> dict[str, Any]:
             reason = str(details["full_reason"])
     details = _link_full(settings, run_id, now, id_key)
     details["full_reason"] = reason
+    if retrained is not None:
+        details["model_trained_now"] = True
+        details["model_retrained"] = retrained
     details["seconds"] = round(time.perf_counter() - started, 2)
     log.info("linkage (full): %s", json.dumps(details, default=str))
     return details
@@ -229,6 +368,7 @@ def _link_full(settings: Settings, run_id: str, now: datetime, id_key: bytes) ->
     details: dict[str, Any] = {}
     with connect(settings) as wh:
         ensure_tables(wh)
+        details["evidence_records"] = prepare_evidence(wh)
         records = read_records(wh)
         state = wh.query_df("select record_id, first_seen_at from mdm.link_state")
         previous_xref = wh.query_df("select record_id, golden_id from mdm.xref")
@@ -332,18 +472,20 @@ def _tf_expression(col: str) -> str:
 def _blocking_candidates(wh: Warehouse, delta_table: str) -> set[str]:
     """Existing records that share a blocking key (model.BLOCKING_KEYS) with a new record: the
     only ones a new record can be compared with. Compared on trimmed values, so a superset."""
-    from customer_mdm.linkage.model import BLOCKING_KEYS
+    from customer_mdm.linkage.model import BLOCKING_KEYS, CROSS_BLOCKING_KEYS
 
     key = "r.source || ':' || r.source_id"
+    pairs = [[(c, c) for c in cols] for cols in BLOCKING_KEYS] + [[pair] for pair in CROSS_BLOCKING_KEYS]
     parts = []
-    for cols in BLOCKING_KEYS:
-        on = " and ".join(f"trim(cast(r.{c} as text)) = trim(cast(d.{c} as text))" for c in cols)
-        parts.append(f"select {key} as record_key from {RECORDS_SQL} as r join _link_delta_rows as d on {on}")
+    for cols in pairs:
+        on = " and ".join(f"trim(cast({_column_sql(a)} as text)) = trim(cast(d.{b} as text))" for a, b in cols)
+        parts.append(f"select {key} as record_key from {RECORDS_FROM} join _link_delta_rows as d on {on}")
     wh.execute("drop table if exists _link_delta_rows")
-    blocking_cols = sorted({c for cols in BLOCKING_KEYS for c in cols})
+    blocking_cols = sorted({c for cols in pairs for pair in cols for c in pair})
     wh.execute(
-        f"create temporary table _link_delta_rows as select {', '.join('r.' + c for c in blocking_cols)} "
-        f"from {RECORDS_SQL} as r where {key} in (select record_key from {delta_table})"
+        "create temporary table _link_delta_rows as select "
+        + ", ".join(f"{_column_sql(c)} as {c}" for c in blocking_cols)
+        + f" from {RECORDS_FROM} where {key} in (select record_key from {delta_table})"
     )
     rows = wh.query(f"select distinct record_key from ({' union all '.join(parts)}) as c")
     return {r[0] for r in rows}
@@ -463,10 +605,11 @@ def _link_incremental(
 
     t0 = time.perf_counter()
     key = "r.source || ':' || r.source_id"
+    evidence_records = prepare_evidence(wh)
     wh.execute("drop table if exists _link_cur")
     wh.execute(
         f"create temporary table _link_cur as select {key} as record_key, {_fingerprint()} as content_hash "
-        f"from {RECORDS_SQL} as r"
+        f"from {RECORDS_FROM}"
     )
     n_records = int(wh.scalar("select count(*) from _link_cur"))
     delta_keys = [
@@ -491,7 +634,11 @@ def _link_incremental(
         decided = wh.query(decisions_sql)
     else:
         decided = wh.query(decisions_sql + " where decided_at > ?", [last_run])
-    details: dict[str, Any] = {"model_version": version, "model_trained_now": False}
+    details: dict[str, Any] = {
+        "model_version": version,
+        "model_trained_now": False,
+        "evidence_records": evidence_records,
+    }
     must_link, cannot_link = _decisions(wh)
     delta_table = _keys_table(wh, "_link_delta", delta_keys)
     read_seconds = time.perf_counter() - t0
@@ -594,9 +741,10 @@ def _link_incremental(
     outside -= region
     outside_table = _keys_table(wh, "_link_outside", outside)
     outside_ids = wh.query_df(
-        f"select record_id, golden_id from mdm.xref where record_id in (select record_key from {outside_table})"
+        "select record_id, golden_id, match_probability from mdm.xref "
+        f"where record_id in (select record_key from {outside_table})"
     )
-    ids_for_queue = pd.concat([xref[["record_id", "golden_id"]], outside_ids], ignore_index=True)
+    ids_for_queue = pd.concat([xref[["record_id", "golden_id", "match_probability"]], outside_ids], ignore_index=True)
     queue = _review_queue(touching, ids_for_queue, must_link, cannot_link, run_id, now)
     events = assignment.events.assign(run_id=run_id, changed_at=pd.Timestamp(now))
     delta_records = records[records["record_key"].isin(set(delta_keys))]
@@ -687,6 +835,17 @@ def _review_queue(
     run_id: str,
     now: datetime,
 ) -> pd.DataFrame:
+    """The pairs a steward should decide: in the uncertain band, not decided yet, and of those
+
+    - between two golden ids: only below the clustering threshold (a pair above it that ended in
+      two golden ids was kept apart by the cluster guard on a hard conflict -- two birth dates,
+      genders or names -- which the model decided), and only the strongest pair of each pair of
+      golden ids (one decision joins them);
+    - within one golden id: only a pair that is the strongest link of one of its records (the
+      link that holds the record in its golden id; a weaker pair inside is settled by it).
+
+    ``xref`` gives ``golden_id`` and ``match_probability`` (the record's strongest link within its
+    golden id) of every record the pairs name."""
     band = pairs[(pairs["match_probability"] >= REVIEW_LOW) & (pairs["match_probability"] < REVIEW_HIGH)]
     decided = pd.concat([must_link, cannot_link])
     if len(decided):
@@ -694,7 +853,7 @@ def _review_queue(
         keys |= {(right, left) for left, right in keys}
         undecided = [(a, b) not in keys for a, b in zip(band["record_key_l"], band["record_key_r"], strict=True)]
         band = band[np.array(undecided, dtype=bool)]
-    gid = xref.set_index("record_id")["golden_id"]
+    by_record = xref.drop_duplicates("record_id").set_index("record_id")
     queue = pd.DataFrame(
         {
             "record_id_l": band["record_key_l"].to_numpy(),
@@ -702,8 +861,28 @@ def _review_queue(
             "match_probability": band["match_probability"].to_numpy(),
         }
     )
-    queue["golden_id_l"] = queue["record_id_l"].map(gid)
-    queue["golden_id_r"] = queue["record_id_r"].map(gid)
+    queue["golden_id_l"] = queue["record_id_l"].map(by_record["golden_id"])
+    queue["golden_id_r"] = queue["record_id_r"].map(by_record["golden_id"])
+    p = queue["match_probability"].to_numpy()
+    within = (queue["golden_id_l"] == queue["golden_id_r"]).to_numpy()
+    holds = np.zeros(len(queue), dtype=bool)
+    if "match_probability" in by_record.columns:
+        best = by_record["match_probability"]
+        holds = (queue["record_id_l"].map(best).to_numpy() == p) | (queue["record_id_r"].map(best).to_numpy() == p)
+    from customer_mdm.linkage.predict import DEFAULT_THRESHOLD
+
+    queue = queue[(within & holds) | (~within & (p < DEFAULT_THRESHOLD))]
+    lo = np.minimum(queue["golden_id_l"].astype(str), queue["golden_id_r"].astype(str))
+    hi = np.maximum(queue["golden_id_l"].astype(str), queue["golden_id_r"].astype(str))
+    one_per = np.where(
+        queue["golden_id_l"] == queue["golden_id_r"], queue["record_id_l"] + "|" + queue["record_id_r"], lo + "|" + hi
+    )
+    queue = (
+        queue.assign(_k=one_per)
+        .sort_values(["match_probability", "record_id_l", "record_id_r"], ascending=[False, True, True])
+        .drop_duplicates("_k")
+        .drop(columns="_k")
+    )
     queue["queued_at"] = pd.Timestamp(now)
     queue["run_id"] = run_id
     return queue.sort_values(["match_probability", "record_id_l", "record_id_r"], ascending=[False, True, True])

@@ -40,10 +40,11 @@ def train_and_save(settings: Settings, records: pd.DataFrame) -> TrainedModel:
 
 def train_and_publish(settings: Settings) -> dict[str, Any]:
     """The training DAG's task and `mdm train`: a new model version from the warehouse."""
-    from customer_mdm.linkage.step import read_records
+    from customer_mdm.linkage.step import prepare_evidence, read_records
 
     started = time.perf_counter()
     with connect(settings) as wh:
+        prepare_evidence(wh)  # fresh: the connection may have served an earlier step
         records = read_records(wh, content_hash=False)  # training reads fields, not state
     current = train_and_save(settings, records)
     log.info("linkage model v%s trained on %d records", current.version, len(records))

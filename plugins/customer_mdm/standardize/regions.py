@@ -65,9 +65,15 @@ Speed: the parse of an address depends only on the characters it read (the regio
 most, the one or two characters after it), so each distinct such prefix is parsed once per
 call and the other addresses are answered from a dict (:class:`_HeadCache`).
 
+A line that starts with Latin words is first tried as a province and/or city in English or
+pinyin (``Guangdong Shenzhen 南山区…``, ``Shanghai闵行区…``): words that name a region are
+replaced by its standard Chinese name and the line is parsed as above. A development zone
+where the district goes (``深圳高新区科技路…``, ``苏州工业园区…``) leaves the district empty and is
+not part of the street (which then matches the records that name the district).
+
 Known gaps: no district lists below most prefecture-level cities (their districts are passed
-through as written, unverified); pinyin/English regions inside free-text addresses are not
-parsed; district names that recur across China are only resolved with their city or province;
+through as written, unverified); English/pinyin districts, and regions in English further into
+the line, are not parsed; district names that recur across China are only resolved with their city or province;
 a street address without region that begins with a place name not followed by a road word
 (``上海花园3栋``, ``南京大学…``) is read as that region.
 """
@@ -653,6 +659,11 @@ def _parse_one(raw: str, heads: _HeadCache) -> tuple[str | None, str | None, str
         if key.startswith(prefix, start):
             start += len(prefix)
             break
+    if start < len(key) and key[start].isascii() and key[start].isalpha():
+        latin = _latin_region(ref, key, start)
+        if latin is not None:  # "Guangdong Shenzhen 南山区…": the same line with the Chinese names
+            key = line = latin
+            start = 0
     end, province, city, district, issue, loose = heads.get(ref, key, start)
     if issue == "no_region":
         return None, None, None, line, issue
@@ -665,9 +676,64 @@ def _parse_one(raw: str, heads: _HeadCache) -> tuple[str | None, str | None, str
             district = m.group()
             end = m.end()
     street = line[end:].lstrip(_STREET_LSTRIP) or None
+    if street is not None and district is None and city is not None:
+        # a development zone written where the district goes (深圳高新区…): the city is the region,
+        # the street is what follows the zone (as on the records that name the district)
+        m = _DEV_ZONE.match(street)
+        if m and m.end() < len(street):
+            street = street[m.end() :].lstrip(_STREET_LSTRIP) or None
     if issue is None and street is None:
         issue = "no_street"
     return province, city, district, street, issue
+
+
+#: development zones written instead of a district (the longer names first)
+_DEV_ZONE = re.compile(
+    r"(?:国家级)?(?:高新技术产业开发区|高新技术开发区|经济技术开发区|经济开发区|高新区|工业园区|开发区|经开区|高新园区)"
+)
+_LATIN_WORDS = re.compile(r"[A-Za-z][A-Za-z']*")
+
+
+def _latin_region(ref: _Ref, key: str, start: int) -> str | None:
+    """A line that starts with its province and/or city in English or pinyin (``Guangdong
+    Shenzhen 南山区…``, ``Shanghai闵行区…``, ``zhejiang hangzhou shi …``), rewritten with the
+    standard Chinese names in their place; None when the Latin words name no region."""
+    words: list[tuple[str, int]] = []  # (word, end position)
+    pos = start
+    while len(words) < 6:
+        m = _LATIN_WORDS.match(key, pos)
+        if not m:
+            break
+        words.append((m.group(), m.end()))
+        pos = m.end()
+        while pos < len(key) and key[pos] in " ,-":
+            pos += 1
+
+    def find(level: int, i: int, within: int | None) -> tuple[int | None, int]:
+        """The region of ``level`` the words from ``i`` name (longest first), and the words used."""
+        for n in range(min(3, len(words) - i), 0, -1):
+            text = ref.col_key("".join(w for w, _ in words[i : i + n]))
+            ids = ref.lookup(level, text) or ref.lookup(level, text, loose=True)
+            if within is not None:
+                ids = tuple(x for x in ids if ref.prov[x] == within)
+            if len(ids) == 1:
+                return ids[0], n
+        return None, 0
+
+    prov, used = find(_PROVINCE, 0, None)
+    city, used_city = find(_CITY, used, prov)
+    if prov is None and city is None:
+        return None
+    # a province or city type word after the names ("Guangdong Province", "Hangzhou Shi")
+    n = used + used_city
+    if n < len(words) and words[n][0].lower() in ("province", "sheng", "city", "shi"):
+        n += 1
+    end = words[n - 1][1]
+    names = (ref.name[prov] if prov is not None else "") + (ref.name[city] if city is not None else "")
+    rest = key[end:].lstrip(" ,-")
+    if rest[:1] in ("省", "市") and names.endswith(rest[:1]):
+        rest = rest[1:]
+    return names + rest
 
 
 def parse_addresses(raw: pd.Series) -> pd.DataFrame:
