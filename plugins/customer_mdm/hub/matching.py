@@ -119,10 +119,11 @@ def _records_sql() -> str:
     its golden id and, per term-frequency column, ``tfk_<col>``: how many people (golden ids;
     an unlinked record counts as itself) hold the record's value -- what the link step counts."""
     from customer_mdm.linkage.model import INPUT_COLUMNS
-    from customer_mdm.linkage.step import RECORDS_SQL, _tf_expression
+    from customer_mdm.linkage.step import RECORDS_FROM, _column_sql, _tf_expression
 
     key = "r.source || ':' || r.source_id"
-    cols = [f"r.{c}" for c in dict.fromkeys([*INPUT_COLUMNS, "phone_valid", "email_valid"]) if c != "record_key"]
+    wanted = [c for c in dict.fromkeys([*INPUT_COLUMNS, "phone_valid", "email_valid"]) if c != "record_key"]
+    cols = [f"{_column_sql(c)} as {c}" for c in wanted]
     tf = _tf_columns()
     values = ", ".join(f"{_tf_expression(c)} as tfv_{c}" for c in tf)
     counts = ",\n".join(
@@ -131,11 +132,11 @@ def _records_sql() -> str:
         for c in tf
     )
     joins = " ".join(f"left join k_{c} on k_{c}.v = b.tfv_{c}" for c in tf)
-    picked = ", ".join(f"b.{c.split('.', 1)[1]}" for c in cols)
+    picked = ", ".join(f"b.{c}" for c in wanted)
     ks = ", ".join(f"k_{c}.k as tfk_{c}" for c in tf)
     return (
         f"with base as (select {key} as record_key, x.golden_id, coalesce(x.golden_id, 'record:' || {key}) "
-        f"as tf_entity, {', '.join(cols)}, {values} from {RECORDS_SQL} as r "
+        f"as tf_entity, {', '.join(cols)}, {values} from {RECORDS_FROM} "
         "left join mdm.xref as x on x.source = r.source and x.source_id = r.source_id),\n"
         f"{counts}\n"
         f"select b.record_key, b.golden_id, {picked}, {ks} from base as b {joins} where b.golden_id is not null"
@@ -379,7 +380,35 @@ def linkage_row(row: Mapping[str, Any]) -> dict[str, Any]:
         if alpha is not None and len(alpha) < _MIN_COMPACT:
             alpha = None
     out["email_alpha"] = alpha
+    out["email_is_name"] = _email_is_name(out["email"], pinyin)
+    # the contact evidence of the event feeds (linkage.step.prepare_evidence): a typed record has none
+    out["phone_dead"] = _flag(r.get("phone_dead")) and out["phone_e164"] is not None
+    out["email_dead"] = _flag(r.get("email_dead")) and out["email"] is not None
+    out["household_nameless"] = _flag(r.get("household_nameless"))
+    year = r.get("record_year")
+    out["record_year"] = int(year) if year is not None else None
     return out
+
+
+def _flag(value: Any) -> bool:
+    """``coalesce(try_cast(value as boolean), false)``."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return False
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "t", "1", "yes", "y")
+    return bool(value)
+
+
+def _email_is_name(email: str | None, pinyin: str | None) -> bool:
+    """prepare_records' ``email_is_name``: the mailbox is just the name's pinyin (zhangwei@, wei.zhang@)."""
+    if email is None or pinyin is None:
+        return False
+    local = email.split("@", 1)[0].lower()
+    if not re.fullmatch(r"[a-z._-]+", local):
+        return False
+    head, sep, tail = pinyin.partition(" ")
+    rev = tail.replace(" ", "") + head if sep else pinyin.replace(" ", "")
+    return re.sub(r"[._-]", "", local) in (pinyin.replace(" ", ""), rev)
 
 
 def prepare_input(payload: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
@@ -527,6 +556,8 @@ def _compile(node: Any) -> Expr:
         exp.GT: lambda a, b: a > b,
         exp.LT: lambda a, b: a < b,
         exp.DPipe: lambda a, b: f"{a}{b}",
+        exp.Sub: lambda a, b: a - b,
+        exp.Add: lambda a, b: a + b,
         exp.Contains: lambda a, b: b in a,
         exp.StartsWith: lambda a, b: a.startswith(b),
         exp.EndsWith: lambda a, b: a.endswith(b),
@@ -547,6 +578,9 @@ def _compile(node: Any) -> Expr:
                 return None if b is None else op(a, b)
 
             return apply
+    if isinstance(node, exp.Abs):
+        f = _compile(node.this)
+        return lambda left, r: None if (v := f(left, r)) is None else abs(v)
     if isinstance(node, exp.Length):
         f = _compile(node.this)
         return lambda left, r: None if (v := f(left, r)) is None else len(v)
@@ -600,6 +634,9 @@ class ScoringModel:
     content_hash: str
     comparisons: tuple[Comparison, ...]
     blocking_keys: tuple[tuple[str, ...], ...]
+    #: per blocking key, the typed record's columns looked up in it (a cross rule such as
+    #: ``l.phone_e164 = r.phone_other`` looks the typed mobile up among the records' other numbers)
+    blocking_queries: tuple[tuple[str, ...], ...]
     matches_per_record: float
     base_prior: float
 
@@ -613,31 +650,37 @@ class ScoringModel:
         return float(prob_to_match_weight(p))
 
 
-def _blocking_keys(settings: dict[str, Any]) -> tuple[tuple[str, ...], ...]:
-    """The columns of each blocking rule of the artefact (``l."a" = r."a" AND ...``)."""
+def _blocking_keys(settings: dict[str, Any]) -> tuple[tuple[tuple[str, ...], ...], tuple[tuple[str, ...], ...]]:
+    """The columns of each blocking rule of the artefact (``l."a" = r."a" AND ...``, or a cross rule
+    ``l."a" = r."b"``): per rule the records' (right) columns indexed and the typed (left) record's
+    columns looked up in them."""
     import sqlglot
     from sqlglot import exp
 
-    keys = []
+    keys, queries = [], []
     for rule in settings.get("blocking_rules_to_generate_predictions", []):
         sql = rule["blocking_rule"] if isinstance(rule, dict) else str(rule)
         tree = sqlglot.parse_one(sql, read="duckdb")
-        cols: list[str] = []
+        pairs: dict[tuple[str, str], None] = {}
         for eq in tree.find_all(exp.EQ):
             a, b = eq.this, eq.expression
-            if not (isinstance(a, exp.Column) and isinstance(b, exp.Column) and a.name == b.name):
-                raise MatcherUnavailable("a blocking rule of the model is not an equi-join on one column")
-            cols.append(a.name)
+            if not (isinstance(a, exp.Column) and isinstance(b, exp.Column)):
+                raise MatcherUnavailable("a blocking rule of the model is not an equi-join of columns")
+            if a.table == "r" and b.table == "l":
+                a, b = b, a
+            pairs[(a.name, b.name)] = None
         if any(isinstance(n, exp.Or) for n in tree.walk()):
             raise MatcherUnavailable("a blocking rule of the model uses OR: not supported by match-on-entry")
-        keys.append(tuple(dict.fromkeys(cols)))
-    return tuple(keys)
+        queries.append(tuple(q for q, _ in pairs))
+        keys.append(tuple(i for _, i in pairs))
+    return tuple(keys), tuple(queries)
 
 
 def compile_model(model: TrainedModel) -> ScoringModel:
     """Levels, match weights and TF parameters from Splink's own settings objects."""
     from customer_mdm.linkage.model import LINKAGE_COLUMNS, make_linker, prepare_records
 
+    blocking_keys, blocking_queries = _blocking_keys(model.settings)
     empty = pd.DataFrame({c: pd.Series([], dtype=object) for c in LINKAGE_COLUMNS})
     linker = make_linker(prepare_records(empty), model.settings)
     comparisons = []
@@ -675,7 +718,8 @@ def compile_model(model: TrainedModel) -> ScoringModel:
         version=model.version,
         content_hash=model.content_hash,
         comparisons=tuple(comparisons),
-        blocking_keys=_blocking_keys(model.settings),
+        blocking_keys=blocking_keys,
+        blocking_queries=blocking_queries,
         matches_per_record=model.matches_per_record,
         base_prior=float(model.settings["probability_two_random_records_match"]),
     )
@@ -933,8 +977,8 @@ class Matcher:
     def candidates(self, prepared: Mapping[str, Any], model: ScoringModel) -> list[int]:
         """Positions of the records a blocking rule pairs the typed record with (tombstoned ones out)."""
         found: set[int] = set()
-        for key in model.blocking_keys:
-            values = tuple(prepared.get(c) for c in key)
+        for key, query in zip(model.blocking_keys, model.blocking_queries, strict=True):
+            values = tuple(prepared.get(c) for c in query)
             if any(v is None for v in values):
                 continue
             found.update(self.index.lookup(key, values))

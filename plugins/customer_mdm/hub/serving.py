@@ -121,6 +121,10 @@ def refresh(settings: Settings, run_id: str) -> dict[str, Any]:
     with connect(settings) as wh:
         wh.execute(f"drop schema if exists {schema} cascade")
         wh.execute(f"create schema {schema}")
+        if "match_records" in tables:  # the records' contact evidence, as the link step reads it
+            from customer_mdm.linkage.step import prepare_evidence
+
+            prepare_evidence(wh)
         for name, select in tables.items():
             sql = select.replace(f"{SCHEMA}.", f"{schema}.") if schema != SCHEMA else select
             try:
