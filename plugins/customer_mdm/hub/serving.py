@@ -167,8 +167,9 @@ def _swap_postgres(wh: Any) -> None:
 
 
 def _write_snapshot(settings: Settings, wh: Any, run_id: str, names: list[str]) -> Path:
-    folder = serving_dir(settings)
-    folder.mkdir(parents=True, exist_ok=True)
+    from customer_mdm.private_files import private_dir
+
+    folder = private_dir(serving_dir(settings))  # personal data: 0700, the snapshot 0600
     stem = re.sub(r"[^A-Za-z0-9_.-]", "_", run_id)
     path = folder / f"{stem}-{time.time_ns()}.duckdb"
     tmp = path.with_suffix(".building")
@@ -180,6 +181,7 @@ def _write_snapshot(settings: Settings, wh: Any, run_id: str, names: list[str]) 
             wh.execute(f"create table mdm_snapshot.{SCHEMA}.{_ident(name)} as select * from {SCHEMA}.{name}")
     finally:
         wh.execute("detach mdm_snapshot")
+    os.chmod(tmp, 0o600)
     os.replace(tmp, path)
     return path
 
@@ -267,6 +269,7 @@ def scrub(settings: Settings, golden_ids: Sequence[str]) -> dict[str, int]:
         con.execute("detach old_snapshot")
     finally:
         con.close()
+    os.chmod(tmp, 0o600)
     os.replace(tmp, path)
     pointer_tmp = folder / f".{POINTER}.{os.getpid()}.tmp"
     pointer_tmp.write_text(path.name)
