@@ -58,6 +58,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -119,10 +120,16 @@ def _records_sql() -> str:
     its golden id and, per term-frequency column, ``tfk_<col>``: how many people (golden ids;
     an unlinked record counts as itself) hold the record's value -- what the link step counts."""
     from customer_mdm.linkage.model import INPUT_COLUMNS
-    from customer_mdm.linkage.step import RECORDS_SQL, _tf_expression
+    from customer_mdm.linkage.step import RECORDS_FROM, _column_sql, _tf_expression
 
     key = "r.source || ':' || r.source_id"
-    cols = [f"r.{c}" for c in dict.fromkeys([*INPUT_COLUMNS, "phone_valid", "email_valid"]) if c != "record_key"]
+    # the link step's columns: the record's own and the event feeds' evidence (EVIDENCE_TABLE,
+    # built on the refresh's connection by serving.refresh)
+    cols = [
+        f"{_column_sql(c)} as {c}"
+        for c in dict.fromkeys([*INPUT_COLUMNS, "phone_valid", "email_valid"])
+        if c != "record_key"
+    ]
     tf = _tf_columns()
     values = ", ".join(f"{_tf_expression(c)} as tfv_{c}" for c in tf)
     counts = ",\n".join(
@@ -131,11 +138,11 @@ def _records_sql() -> str:
         for c in tf
     )
     joins = " ".join(f"left join k_{c} on k_{c}.v = b.tfv_{c}" for c in tf)
-    picked = ", ".join(f"b.{c.split('.', 1)[1]}" for c in cols)
+    picked = ", ".join(f"b.{c.rsplit(' as ', 1)[1]}" for c in cols)
     ks = ", ".join(f"k_{c}.k as tfk_{c}" for c in tf)
     return (
         f"with base as (select {key} as record_key, x.golden_id, coalesce(x.golden_id, 'record:' || {key}) "
-        f"as tf_entity, {', '.join(cols)}, {values} from {RECORDS_SQL} as r "
+        f"as tf_entity, {', '.join(cols)}, {values} from {RECORDS_FROM} "
         "left join mdm.xref as x on x.source = r.source and x.source_id = r.source_id),\n"
         f"{counts}\n"
         f"select b.record_key, b.golden_id, {picked}, {ks} from base as b {joins} where b.golden_id is not null"
@@ -210,7 +217,12 @@ def _seed(path: str) -> pd.DataFrame:
 
 
 def _gender_codes(settings: Settings) -> dict[str, str]:
-    codes = _seed(str(settings.dbt_project_dir / "seeds" / "ref_code_values.csv"))
+    return _gender_table(str(settings.dbt_project_dir / "seeds" / "ref_code_values.csv"))
+
+
+@lru_cache(maxsize=4)
+def _gender_table(path: str) -> dict[str, str]:
+    codes = _seed(path)
     g = codes[codes["domain"] == "gender"]
     return dict(zip(g["raw_value"], g["code"], strict=True))
 
@@ -251,8 +263,16 @@ def _first(frame: pd.DataFrame) -> dict[str, Any]:
     }
 
 
+# Per value: the scalar fast path of customer_mdm.hub.standardise (microseconds), else the
+# pipeline's DataFrame standardiser on a one-value Series (milliseconds; other scripts, unusual
+# characters). Both give the same columns: tests/hub/test_fast_path.py.
 @lru_cache(maxsize=20000)
 def _std_name(raw: str) -> tuple[tuple[str, Any], ...]:
+    from customer_mdm.hub.standardise import fast_name
+
+    fast = fast_name(raw)
+    if fast is not None:
+        return fast
     from customer_mdm.standardize.names import standardize_names
 
     return tuple(_first(standardize_names(pd.Series([raw], dtype=object))).items())
@@ -260,6 +280,11 @@ def _std_name(raw: str) -> tuple[tuple[str, Any], ...]:
 
 @lru_cache(maxsize=20000)
 def _std_phone(raw: str) -> tuple[tuple[str, Any], ...]:
+    from customer_mdm.hub.standardise import fast_phone
+
+    fast = fast_phone(raw)
+    if fast is not None:
+        return fast
     from customer_mdm.standardize.phones import standardize_phones
 
     return tuple(_first(standardize_phones(pd.Series([raw], dtype=object))).items())
@@ -267,30 +292,35 @@ def _std_phone(raw: str) -> tuple[tuple[str, Any], ...]:
 
 @lru_cache(maxsize=20000)
 def _std_birth(raw: str) -> tuple[tuple[str, Any], ...]:
+    from customer_mdm.hub.standardise import fast_birth_date
+
+    fast = fast_birth_date(raw)
+    if fast is not None:
+        return fast
     from customer_mdm.standardize.dates import standardize_birth_dates
 
     return tuple(_first(standardize_birth_dates(pd.Series([raw], dtype=object))).items())
 
 
-@lru_cache(maxsize=20000)
 def _std_region(province: str | None, city: str | None, district: str | None) -> tuple[tuple[str, Any], ...]:
-    from customer_mdm.standardize.regions import standardize_regions
+    from customer_mdm.hub.standardise import fast_region
 
-    def s(v: str | None) -> pd.Series:
-        return pd.Series([v], dtype=object)
-
-    return tuple(_first(standardize_regions(s(province), s(city), s(district))).items())
+    return fast_region(province, city, district)
 
 
-@lru_cache(maxsize=20000)
 def _std_address(raw: str) -> tuple[tuple[str, Any], ...]:
-    from customer_mdm.standardize.regions import parse_addresses
+    from customer_mdm.hub.standardise import fast_address
 
-    return tuple(_first(parse_addresses(pd.Series([raw], dtype=object))).items())
+    return fast_address(raw)
 
 
-def _records_row(payload: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
-    """The typed fields as an ``int_customer_records`` row (the linkage's input columns)."""
+def _records_row(
+    payload: Mapping[str, Any],
+    settings: Settings,
+    dead: Callable[[str | None, str | None], tuple[bool, bool]] | None = None,
+) -> dict[str, Any]:
+    """The typed fields as an ``int_customer_records`` row (the linkage's input columns) with
+    the link step's evidence columns."""
     from customer_mdm.hub.standardise import standard_email
 
     raw = {f: _text(payload, f) for f in FIELDS}
@@ -316,6 +346,14 @@ def _records_row(payload: Mapping[str, Any], settings: Settings) -> dict[str, An
         row[c] = region.get(f"{c}_std") or address.get(f"{c}_std")
     row["street"] = address.get("street") or raw["address"]
     row["company_key"] = _company_key(raw["company"])
+    # the evidence the link step would find for a record typed in now: no former number, this
+    # year, and the contact feeds' verdict on the number and address (``dead``: the matcher's
+    # index knows which published numbers / addresses were reported unreachable / bounced)
+    row["phone_other"] = None
+    row["record_year"] = datetime.now(UTC).year
+    phone_ok = row["phone_e164"] if row["phone_valid"] else None
+    row["phone_dead"], row["email_dead"] = dead(phone_ok, row["email"]) if dead is not None else (False, False)
+    row["household_nameless"] = False
     return row
 
 
@@ -379,10 +417,36 @@ def linkage_row(row: Mapping[str, Any]) -> dict[str, Any]:
         if alpha is not None and len(alpha) < _MIN_COMPACT:
             alpha = None
     out["email_alpha"] = alpha
+    # the event feeds' evidence (customer_mdm.linkage.step.prepare_evidence)
+    other = r.get("phone_other")
+    out["phone_other"] = other if other is not None and other != (out["phone_e164"] or "") else None
+    out["phone_dead"] = _flag(r.get("phone_dead")) and out["phone_e164"] is not None
+    out["email_dead"] = _flag(r.get("email_dead")) and out["email"] is not None
+    out["household_nameless"] = _flag(r.get("household_nameless"))
+    year = r.get("record_year")
+    out["record_year"] = int(year) if year is not None else None
+    is_name = False
+    if pinyin is not None and out["email"] is not None:
+        local = out["email"].split("@", 1)[0].lower()
+        if re.fullmatch(r"[a-z._-]+", local):
+            bare = re.sub(r"[._-]", "", local)
+            head, sep, tail = pinyin.partition(" ")
+            whole = pinyin.replace(" ", "")
+            is_name = bare in (whole, tail.replace(" ", "") + head if sep else whole)
+    out["email_is_name"] = is_name
     return out
 
 
-def prepare_input(payload: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
+def _flag(v: Any) -> bool:
+    """``coalesce(try_cast(v as boolean), false)`` for the evidence flags."""
+    return bool(v) if isinstance(v, (bool, np.bool_)) else False
+
+
+def prepare_input(
+    payload: Mapping[str, Any],
+    settings: Settings,
+    dead: Callable[[str | None, str | None], tuple[bool, bool]] | None = None,
+) -> dict[str, Any]:
     """The typed fields standardised and prepared exactly as the pipeline prepares a source record
     for linkage (``int_customer_records`` + ``prepare_records``). Raises :class:`MatchInputError`."""
     unknown = sorted(set(payload) - set(FIELDS) - {"limit"})
@@ -390,7 +454,7 @@ def prepare_input(payload: Mapping[str, Any], settings: Settings) -> dict[str, A
         raise MatchInputError(unknown[0], f"unknown field {unknown[0]!r}; accepted: {', '.join(FIELDS)}")
     if all(_text(payload, f) is None for f in REQUIRED_ANY):
         raise MatchInputError("name", "at least one of name, mobile or email is required")
-    return linkage_row(_records_row(payload, settings))
+    return linkage_row(_records_row(payload, settings, dead))
 
 
 def standardised_view(prepared: Mapping[str, Any], company: str | None) -> dict[str, Any]:
@@ -527,6 +591,8 @@ def _compile(node: Any) -> Expr:
         exp.GT: lambda a, b: a > b,
         exp.LT: lambda a, b: a < b,
         exp.DPipe: lambda a, b: f"{a}{b}",
+        exp.Sub: lambda a, b: a - b,
+        exp.Add: lambda a, b: a + b,
         exp.Contains: lambda a, b: b in a,
         exp.StartsWith: lambda a, b: a.startswith(b),
         exp.EndsWith: lambda a, b: a.endswith(b),
@@ -547,6 +613,9 @@ def _compile(node: Any) -> Expr:
                 return None if b is None else op(a, b)
 
             return apply
+    if isinstance(node, exp.Abs):
+        f = _compile(node.this)
+        return lambda left, r: None if (v := f(left, r)) is None else abs(v)
     if isinstance(node, exp.Length):
         f = _compile(node.this)
         return lambda left, r: None if (v := f(left, r)) is None else len(v)
@@ -574,6 +643,10 @@ def compile_condition(sql: str) -> Expr | None:
 
 
 # ============================================================================ the model
+#: a blocking rule: (column of the typed record, column of the published record) per equality
+BlockingKey = tuple[tuple[str, str], ...]
+
+
 @dataclass(frozen=True)
 class Level:
     label: str
@@ -599,7 +672,7 @@ class ScoringModel:
     version: int | None
     content_hash: str
     comparisons: tuple[Comparison, ...]
-    blocking_keys: tuple[tuple[str, ...], ...]
+    blocking_keys: tuple[BlockingKey, ...]
     matches_per_record: float
     base_prior: float
 
@@ -613,24 +686,31 @@ class ScoringModel:
         return float(prob_to_match_weight(p))
 
 
-def _blocking_keys(settings: dict[str, Any]) -> tuple[tuple[str, ...], ...]:
-    """The columns of each blocking rule of the artefact (``l."a" = r."a" AND ...``)."""
+def _blocking_keys(settings: dict[str, Any]) -> tuple[BlockingKey, ...]:
+    """Each blocking rule of the artefact (``l."a" = r."a" AND ...``, also across columns:
+    ``l.phone_e164 = r.phone_other``) as its (typed column, record column) pairs, in both
+    orientations (the typed record may be either side of a pair)."""
     import sqlglot
     from sqlglot import exp
 
-    keys = []
+    keys: list[BlockingKey] = []
     for rule in settings.get("blocking_rules_to_generate_predictions", []):
         sql = rule["blocking_rule"] if isinstance(rule, dict) else str(rule)
         tree = sqlglot.parse_one(sql, read="duckdb")
-        cols: list[str] = []
+        pairs: list[tuple[str, str]] = []
         for eq in tree.find_all(exp.EQ):
             a, b = eq.this, eq.expression
-            if not (isinstance(a, exp.Column) and isinstance(b, exp.Column) and a.name == b.name):
-                raise MatcherUnavailable("a blocking rule of the model is not an equi-join on one column")
-            cols.append(a.name)
+            if not (isinstance(a, exp.Column) and isinstance(b, exp.Column)):
+                raise MatcherUnavailable("a blocking rule of the model is not an equi-join of columns")
+            if a.table == "r" and b.table == "l":
+                a, b = b, a
+            pairs.append((a.name, b.name))
         if any(isinstance(n, exp.Or) for n in tree.walk()):
             raise MatcherUnavailable("a blocking rule of the model uses OR: not supported by match-on-entry")
-        keys.append(tuple(dict.fromkeys(cols)))
+        key = tuple(dict.fromkeys(pairs))
+        for k in (key, tuple((rc, lc) for lc, rc in key)):
+            if k not in keys:
+                keys.append(k)
     return tuple(keys)
 
 
@@ -679,6 +759,11 @@ def compile_model(model: TrainedModel) -> ScoringModel:
         matches_per_record=model.matches_per_record,
         base_prior=float(model.settings["probability_two_random_records_match"]),
     )
+
+
+def _record_columns(model: ScoringModel) -> list[tuple[str, ...]]:
+    """The published records' columns of each blocking rule (what the index is sorted by)."""
+    return list(dict.fromkeys(tuple(right for _, right in key) for key in model.blocking_keys))
 
 
 class _ModelWatch:
@@ -801,7 +886,9 @@ def _sorted_codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """int32 codes (-1: NULL) into the distinct values sorted in Python's order."""
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
     objs = np.empty(len(uniques), dtype=object)
-    objs[:] = [int(u) if isinstance(u, np.integer) else u for u in uniques.tolist()]
+    objs[:] = [
+        bool(u) if isinstance(u, np.bool_) else int(u) if isinstance(u, np.integer) else u for u in uniques.tolist()
+    ]
     order = np.argsort(objs, kind="stable")
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))
@@ -898,6 +985,8 @@ class Matcher:
             if has_tombstones
             else set()
         )
+        self.dead_phones = self._flagged("phone_dead", "phone_e164")
+        self.dead_emails = self._flagged("email_dead", "email")
         self._digest: Callable[[str, str], str] | None = None
         if self.tombstones:
             from customer_mdm.privacy import erasure_salt
@@ -909,10 +998,26 @@ class Matcher:
 
             self._digest = digest
 
+    def _flagged(self, flag: str, col: str) -> frozenset[str]:
+        """Values of ``col`` on records whose evidence ``flag`` is set (the contact feeds say the
+        number is unreachable / the address bounced: a verdict on the value, not the record)."""
+        if flag not in self.index.columns:
+            return frozenset()
+        code = self.index.code(flag, True)
+        if code < 0:
+            return frozenset()
+        values, uniques = self.index.columns[col]
+        hit = values[self.index.columns[flag][0] == code]
+        return frozenset(str(v) for v in uniques[np.unique(hit[hit >= 0])].tolist())
+
+    def contact_evidence(self, phone: str | None, email: str | None) -> tuple[bool, bool]:
+        """(phone_dead, email_dead) of a typed record with this valid number and address."""
+        return phone is not None and phone in self.dead_phones, email is not None and email in self.dead_emails
+
     # ------------------------------------------------------------------ candidates
     def _model(self) -> ScoringModel:
         model = self.models.current()
-        missing = [k for k in model.blocking_keys if k not in self.index.blocks]
+        missing = [cols for cols in _record_columns(model) if cols not in self.index.blocks]
         if missing:
             with self._blocks_lock:
                 self.index.build_blocks(missing)
@@ -934,10 +1039,10 @@ class Matcher:
         """Positions of the records a blocking rule pairs the typed record with (tombstoned ones out)."""
         found: set[int] = set()
         for key in model.blocking_keys:
-            values = tuple(prepared.get(c) for c in key)
+            values = tuple(prepared.get(left) for left, _ in key)
             if any(v is None for v in values):
                 continue
-            found.update(self.index.lookup(key, values))
+            found.update(self.index.lookup(tuple(right for _, right in key), values))
         return sorted(i for i in found if not self._erased(i))
 
     # ------------------------------------------------------------------ scoring
@@ -991,7 +1096,7 @@ class Matcher:
 
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_LIMIT:
             raise MatchInputError("limit", f"limit must be an integer from 1 to {MAX_LIMIT}")
-        prepared = prepare_input(payload, self.settings)
+        prepared = prepare_input(payload, self.settings, self.contact_evidence)
         model = self._model()
         prior = model.prior_weight(self.index.n_records + 1)
         best: dict[str, PairScore] = {}

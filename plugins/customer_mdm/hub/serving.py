@@ -111,6 +111,7 @@ def refresh(settings: Settings, run_id: str) -> dict[str, Any]:
     Called by the publish step (and after the governance models). Returns a summary: the
     tables built with their row counts, the snapshot file (DuckDB) and the tables skipped
     because their source is not built yet."""
+    from customer_mdm.linkage.step import EVIDENCE_TABLE, prepare_evidence
     from customer_mdm.warehouse import connect
 
     tables = serving_tables()
@@ -121,6 +122,8 @@ def refresh(settings: Settings, run_id: str) -> dict[str, Any]:
     with connect(settings) as wh:
         wh.execute(f"drop schema if exists {schema} cascade")
         wh.execute(f"create schema {schema}")
+        if any(EVIDENCE_TABLE in select for select in tables.values()):
+            prepare_evidence(wh)  # the link step's evidence (a temporary table of this connection)
         for name, select in tables.items():
             sql = select.replace(f"{SCHEMA}.", f"{schema}.") if schema != SCHEMA else select
             try:
