@@ -170,34 +170,25 @@ def lookup(
     given = [k for k, v in (("mobile", mobile), ("email", email), ("source", source or source_id)) if v]
     if len(given) != 1:
         raise invalid("mobile", "give exactly one of mobile, email or source with source_id")
+    from customer_mdm.hub.lookup import lookup_index
+
     if mobile:
         value = standard_mobile(mobile)
         if value is None:
             raise invalid("mobile", "not a valid phone number")
-        rows = reader.query(
-            "select golden_id from serving.golden_customer where phone = ? "
-            "union select golden_id from serving.source_records where phone_e164 = ?",
-            [value, value],
-        )
+        found = lookup_index(reader).by_phone(value)
     elif email:
         value = standard_email(email, request.app.state.settings)
         if value is None:
             raise invalid("email", "not a valid e-mail address")
-        rows = reader.query(
-            "select golden_id from serving.golden_customer where email = ? "
-            "union select golden_id from serving.source_records where email = ?",
-            [value, value],
-        )
+        found = lookup_index(reader).by_email(value)
     else:
         if source not in SOURCES:
             raise invalid("source", f"one of {', '.join(SOURCES)}")
         if not source_id or not source_id.strip():
             raise invalid("source_id", "required with source")
-        rows = reader.query(
-            "select golden_id from serving.customer_xref where source = ? and source_id = ?",
-            [source, source_id.strip()],
-        )
-    ids = sorted({str(r[0]) for r in rows if r[0] is not None})
+        found = lookup_index(reader).by_source(source, source_id.strip())
+    ids = sorted(found)
     _access(request, who, "lookup", list(ids))
     return {"golden_ids": ids}
 
@@ -278,8 +269,12 @@ def golden_record(reader: ServingReader, golden_id: str) -> dict[str, Any] | Non
 @router.get("/customers/{golden_id}")
 def customer(golden_id: str, request: Request, who: Annotated[Principal, Depends(require("read"))]) -> dict[str, Any]:
     """The golden record with provenance; a merged id answers with ``current_golden_id``."""
-    current = _resolve(request, golden_id)
-    record = golden_record(_reader(request), current)
+    # a current golden id (the usual case) is read at once; else resolved through the registry
+    record = golden_record(_reader(request), golden_id) if len(golden_id) <= 128 else None
+    current = golden_id
+    if record is None:
+        current = _resolve(request, golden_id)
+        record = golden_record(_reader(request), current)
     if record is None:
         raise not_found()
     record["golden_id"] = golden_id
