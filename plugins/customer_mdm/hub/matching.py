@@ -56,7 +56,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -836,8 +836,9 @@ class _Index:
         c = codes[i]
         return None if c < 0 else uniques[c]
 
-    def row(self, i: int) -> dict[str, Any]:
-        return {col: self.value(col, i) for col in self.columns}
+    def row(self, i: int) -> _LazyRow:
+        """Record ``i`` as a read-only mapping; a column is decoded when a condition reads it."""
+        return _LazyRow(self, i)
 
     def code(self, col: str, value: Any) -> int:
         """The code of ``value`` in ``col`` (-1: no record holds it)."""
@@ -880,6 +881,30 @@ class _Index:
         keys, pos = self.blocks[key]
         lo, hi = np.searchsorted(keys, composite, "left"), np.searchsorted(keys, composite, "right")
         return [int(p) for p in pos[lo:hi]]
+
+
+class _LazyRow(Mapping[str, Any]):
+    """One record of the index (see :meth:`_Index.row`)."""
+
+    __slots__ = ("_i", "_index")
+
+    def __init__(self, index: _Index, i: int) -> None:
+        self._index = index
+        self._i = i
+
+    def __getitem__(self, col: str) -> Any:
+        return self._index.value(col, self._i)
+
+    def get(self, col: str, default: Any = None) -> Any:
+        if col not in self._index.columns:
+            return default
+        return self._index.value(col, self._i)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index.columns)
+
+    def __len__(self) -> int:
+        return len(self._index.columns)
 
 
 def _sorted_codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
