@@ -103,3 +103,19 @@ def test_duckdb_cannot_write_an_encrypted_file_offline(tmp_path: Path) -> None:
         con.execute(f"attach '{tmp_path / 'enc.duckdb'}' as enc (encryption_key 'k3y-for-a-test')")
         con.execute("create table enc.t as select 42 as x")
     con.close()
+
+
+def test_hub_store_and_serving_snapshots_are_private(duckdb_settings: Settings) -> None:
+    """The hub's intake store and the serving snapshot files hold personal data: 0600 in 0700."""
+    from customer_mdm.hub.serving import SCHEMA, _point_to, _write_snapshot, serving_dir
+    from customer_mdm.hub.store import SqliteStore, store_path
+
+    store = SqliteStore(store_path(duckdb_settings))
+    store.execute("create table if not exists hub.t (x text)")
+    assert mode(store_path(duckdb_settings)) == 0o600 and mode(store_path(duckdb_settings).parent) == 0o700
+    with connect(duckdb_settings) as wh:
+        wh.execute(f"create schema {SCHEMA}")
+        wh.execute(f"create table {SCHEMA}.golden_customer as select 'G1' as golden_id, '王伟' as name")
+        snapshot = _write_snapshot(duckdb_settings, wh, "run-1", ["golden_customer"])
+    _point_to(duckdb_settings, snapshot)
+    assert mode(snapshot) == 0o600 and mode(serving_dir(duckdb_settings)) == 0o700

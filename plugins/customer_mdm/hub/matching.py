@@ -437,9 +437,13 @@ def linkage_row(row: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _flag(v: Any) -> bool:
-    """``coalesce(try_cast(v as boolean), false)`` for the evidence flags."""
-    return bool(v) if isinstance(v, (bool, np.bool_)) else False
+def _flag(value: Any) -> bool:
+    """``coalesce(try_cast(value as boolean), false)`` for the evidence flags."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "t", "1", "yes", "y")
+    return False
 
 
 def prepare_input(

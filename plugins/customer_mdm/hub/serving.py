@@ -139,7 +139,6 @@ def refresh(settings: Settings, run_id: str) -> dict[str, Any]:
     Called by the publish step (and after the governance models). Returns a summary: the
     tables built with their row counts, the snapshot file (DuckDB) and the tables skipped
     because their source is not built yet."""
-    from customer_mdm.linkage.step import EVIDENCE_TABLE, prepare_evidence
     from customer_mdm.warehouse import connect
 
     tables = serving_tables()
@@ -150,8 +149,10 @@ def refresh(settings: Settings, run_id: str) -> dict[str, Any]:
     with connect(settings) as wh:
         wh.execute(f"drop schema if exists {schema} cascade")
         wh.execute(f"create schema {schema}")
-        if any(EVIDENCE_TABLE in select for select in tables.values()):
-            prepare_evidence(wh)  # the link step's evidence (a temporary table of this connection)
+        if "match_records" in tables:  # the records' contact evidence, as the link step reads it
+            from customer_mdm.linkage.step import prepare_evidence
+
+            prepare_evidence(wh)
         for name, select in tables.items():
             sql = select.replace(f"{SCHEMA}.", f"{schema}.") if schema != SCHEMA else select
             try:
@@ -199,8 +200,9 @@ def _swap_postgres(wh: Any) -> None:
 
 
 def _write_snapshot(settings: Settings, wh: Any, run_id: str, names: list[str]) -> Path:
-    folder = serving_dir(settings)
-    folder.mkdir(parents=True, exist_ok=True)
+    from customer_mdm.private_files import private_dir
+
+    folder = private_dir(serving_dir(settings))  # personal data: 0700, the snapshot 0600
     stem = re.sub(r"[^A-Za-z0-9_.-]", "_", run_id)
     path = folder / f"{stem}-{time.time_ns()}.duckdb"
     tmp = path.with_suffix(".building")
@@ -213,6 +215,7 @@ def _write_snapshot(settings: Settings, wh: Any, run_id: str, names: list[str]) 
         create_indexes(wh.execute, f"mdm_snapshot.{SCHEMA}", names)
     finally:
         wh.execute("detach mdm_snapshot")
+    os.chmod(tmp, 0o600)
     os.replace(tmp, path)
     return path
 
@@ -305,6 +308,7 @@ def scrub(settings: Settings, golden_ids: Sequence[str]) -> dict[str, int]:
         con.execute("detach old_snapshot")
     finally:
         con.close()
+    os.chmod(tmp, 0o600)
     os.replace(tmp, path)
     pointer_tmp = folder / f".{POINTER}.{os.getpid()}.tmp"
     pointer_tmp.write_text(path.name)

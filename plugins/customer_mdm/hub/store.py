@@ -177,7 +177,11 @@ class SqliteStore(Store):
     target = "duckdb"
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        from customer_mdm.private_files import private_dir
+
+        private_dir(path.parent)  # intake holds personal data: 0700, the database file 0600
+        if not path.exists():
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
         # isolation_level=None: autocommit unless a transaction is opened explicitly
         self.con = sqlite3.connect(":memory:", timeout=30, isolation_level=None, check_same_thread=False)
         self.con.execute("attach database ? as hub", [str(path)])
