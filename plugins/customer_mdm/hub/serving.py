@@ -89,14 +89,20 @@ SERVING_INDEXES: dict[str, tuple[tuple[str, ...], ...]] = {
 }
 
 
-def create_indexes(execute: Callable[[str], Any], schema: str, tables: Sequence[str]) -> int:
+def create_indexes(
+    execute: Callable[[str], Any], schema: str, tables: Sequence[str], columns: Callable[[str], Sequence[str]]
+) -> int:
     """``create index`` for :data:`SERVING_INDEXES` on the tables of ``schema`` (``schema`` may be
-    ``catalog.schema``) that exist; returns how many were created."""
+    ``catalog.schema``) that exist and have the columns (``columns(table)``); returns how many
+    were created."""
     made = 0
     for table, keys in SERVING_INDEXES.items():
         if table not in tables:
             continue
+        present = set(columns(table))
         for cols in keys:
+            if not set(cols) <= present:
+                continue
             name = f"ix_{table}_{'_'.join(cols)}"
             execute(f"create index {name} on {schema}.{_ident(table)} ({', '.join(_ident(c) for c in cols)})")
             made += 1
@@ -176,7 +182,7 @@ def refresh(settings: Settings, run_id: str) -> dict[str, Any]:
             [run_id, published_at, built.get("golden_customer", 0)],
         )
         if settings.target == "postgres":
-            create_indexes(wh.execute, schema, list(built))
+            create_indexes(wh.execute, schema, list(built), lambda t: _columns(wh, schema, t))
             _swap_postgres(wh)
             return {"tables": built, "skipped": skipped, "schema": SCHEMA}
         snapshot = _write_snapshot(settings, wh, run_id, [*built, "meta"])
@@ -212,7 +218,7 @@ def _write_snapshot(settings: Settings, wh: Any, run_id: str, names: list[str]) 
         wh.execute(f"create schema mdm_snapshot.{SCHEMA}")
         for name in names:
             wh.execute(f"create table mdm_snapshot.{SCHEMA}.{_ident(name)} as select * from {SCHEMA}.{name}")
-        create_indexes(wh.execute, f"mdm_snapshot.{SCHEMA}", names)
+        create_indexes(wh.execute, f"mdm_snapshot.{SCHEMA}", names, lambda t: _columns(wh, SCHEMA, t))
     finally:
         wh.execute("detach mdm_snapshot")
     os.chmod(tmp, 0o600)
@@ -304,7 +310,7 @@ def scrub(settings: Settings, golden_ids: Sequence[str]) -> dict[str, int]:
             before = int(snap.scalar(f"select count(*) from {source}") or 0)
             con.execute(f"create table {SCHEMA}.{name} as select * from {source} where {keep}", params)
             removed[name] = before - int(snap.scalar(f"select count(*) from {SCHEMA}.{name}") or 0)
-        create_indexes(con.execute, SCHEMA, names)
+        create_indexes(con.execute, SCHEMA, names, lambda t: _columns(snap, SCHEMA, t, catalog="old_snapshot"))
         con.execute("detach old_snapshot")
     finally:
         con.close()
