@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from customer_mdm.hub.auth import Principal, require
@@ -92,6 +92,27 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _json_default(value: Any) -> Any:
+    """json.dumps ``default``: dates, decimals, bytes as :func:`_jsonable`; anything else as
+    FastAPI would encode it."""
+    out = _jsonable(value)
+    if out is value:
+        from fastapi.encoders import jsonable_encoder
+
+        return jsonable_encoder(value)
+    return out
+
+
+def fast_json(body: Any, status_code: int = 200) -> Response:
+    """A JSON answer encoded once by :func:`json.dumps` (FastAPI's ``jsonable_encoder`` walk of
+    a returned dict costs about three times as much on the hot routes)."""
+    return Response(
+        json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_json_default),
+        status_code=status_code,
+        media_type="application/json",
+    )
+
+
 def _row(row: dict[str, Any]) -> dict[str, Any]:
     return {k: _jsonable(v) for k, v in row.items()}
 
@@ -138,7 +159,7 @@ class MatchIn(BaseModel):
 
 
 @router.post("/match")
-def match(body: MatchIn, request: Request, who: Annotated[Principal, Depends(require("match"))]) -> Any:
+def match(body: MatchIn, request: Request, who: Annotated[Principal, Depends(require("match"))]) -> Response:
     """Match-on-entry: candidates among the golden customers (scoring: customer_mdm.hub.matching)."""
     if not any((v or "").strip() for v in (body.name, body.mobile, body.email)):
         raise invalid("name", "at least one of name, mobile or email is required")
@@ -152,7 +173,7 @@ def match(body: MatchIn, request: Request, who: Annotated[Principal, Depends(req
     except MatcherUnavailable as exc:
         raise ApiError(503, "unavailable", str(exc)) from None
     _access(request, who, "match", [c.get("golden_id") for c in result.get("candidates", [])])
-    return result
+    return fast_json(result)
 
 
 # ----------------------------------------------------------------------------- lookup
@@ -164,7 +185,7 @@ def lookup(
     email: Annotated[str | None, Query(max_length=320)] = None,
     source: Annotated[str | None, Query(max_length=32)] = None,
     source_id: Annotated[str | None, Query(max_length=128)] = None,
-) -> dict[str, Any]:
+) -> Response:
     """Golden ids by mobile, e-mail or a source record id (inputs standardised first)."""
     reader = _reader(request)
     given = [k for k, v in (("mobile", mobile), ("email", email), ("source", source or source_id)) if v]
@@ -190,7 +211,7 @@ def lookup(
         found = lookup_index(reader).by_source(source, source_id.strip())
     ids = sorted(found)
     _access(request, who, "lookup", list(ids))
-    return {"golden_ids": ids}
+    return fast_json({"golden_ids": ids})
 
 
 # ----------------------------------------------------------------------------- customer
@@ -267,7 +288,7 @@ def golden_record(reader: ServingReader, golden_id: str) -> dict[str, Any] | Non
 
 
 @router.get("/customers/{golden_id}")
-def customer(golden_id: str, request: Request, who: Annotated[Principal, Depends(require("read"))]) -> dict[str, Any]:
+def customer(golden_id: str, request: Request, who: Annotated[Principal, Depends(require("read"))]) -> Response:
     """The golden record with provenance; a merged id answers with ``current_golden_id``."""
     # a current golden id (the usual case) is read at once; else resolved through the registry
     record = golden_record(_reader(request), golden_id) if len(golden_id) <= 128 else None
@@ -281,7 +302,7 @@ def customer(golden_id: str, request: Request, who: Annotated[Principal, Depends
     record["current_golden_id"] = current
     record["golden_version"] = _reader(request).status()["golden_version"]
     _access(request, who, "read", [current])
-    return record
+    return fast_json(record)
 
 
 # ----------------------------------------------------------------------------- writes
