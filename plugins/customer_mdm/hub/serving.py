@@ -75,6 +75,40 @@ SERVING_TABLES: dict[str, str] = {
 OPTIONAL_TABLES = {"field_freshness", "orders", "self_service_changes", "match_tombstones"}
 
 
+#: indexes of the serving tables (point reads of the API and the console: a golden id, a record
+#: id, a phone or e-mail), created after a build on both targets and in every DuckDB snapshot
+SERVING_INDEXES: dict[str, tuple[tuple[str, ...], ...]] = {
+    "golden_customer": (("golden_id",), ("phone",), ("email",)),
+    "customer_xref": (("golden_id",), ("source", "source_id"), ("record_id",)),
+    "golden_registry": (("golden_id",), ("merged_into",)),
+    "source_records": (("golden_id",), ("phone_e164",), ("email",)),
+    "golden_id_history": (("golden_id",), ("other_golden_id",)),
+    "orders": (("golden_id",),),
+    "self_service_changes": (("golden_id",),),
+    "field_freshness": (("golden_id",),),
+}
+
+
+def create_indexes(
+    execute: Callable[[str], Any], schema: str, tables: Sequence[str], columns: Callable[[str], Sequence[str]]
+) -> int:
+    """``create index`` for :data:`SERVING_INDEXES` on the tables of ``schema`` (``schema`` may be
+    ``catalog.schema``) that exist and have the columns (``columns(table)``); returns how many
+    were created."""
+    made = 0
+    for table, keys in SERVING_INDEXES.items():
+        if table not in tables:
+            continue
+        present = set(columns(table))
+        for cols in keys:
+            if not set(cols) <= present:
+                continue
+            name = f"ix_{table}_{'_'.join(cols)}"
+            execute(f"create index {name} on {schema}.{_ident(table)} ({', '.join(_ident(c) for c in cols)})")
+            made += 1
+    return made
+
+
 def serving_tables() -> dict[str, str]:
     """Every serving table: the hub's, MATCH's ``MATCH_TABLES`` and CONSOLE's ``CONSOLE_TABLES``."""
     tables = dict(SERVING_TABLES)
@@ -139,11 +173,16 @@ def refresh(settings: Settings, run_id: str) -> dict[str, Any]:
                     continue
                 raise
             built[name] = int(wh.scalar(f"select count(*) from {schema}.{name}") or 0)
-        wh.execute(f"create table {schema}.meta (run_id text, published_at timestamp, golden_customers bigint)")
         wh.execute(
-            f"insert into {schema}.meta values (?, ?, ?)", [run_id, published_at, built.get("golden_customer", 0)]
+            f"create table {schema}.meta (run_id text, published_at timestamp, golden_customers bigint, "
+            "erased_at timestamp)"
+        )
+        wh.execute(
+            f"insert into {schema}.meta values (?, ?, ?, null)",
+            [run_id, published_at, built.get("golden_customer", 0)],
         )
         if settings.target == "postgres":
+            create_indexes(wh.execute, schema, list(built), lambda t: _columns(wh, schema, t))
             _swap_postgres(wh)
             return {"tables": built, "skipped": skipped, "schema": SCHEMA}
         snapshot = _write_snapshot(settings, wh, run_id, [*built, "meta"])
@@ -179,6 +218,7 @@ def _write_snapshot(settings: Settings, wh: Any, run_id: str, names: list[str]) 
         wh.execute(f"create schema mdm_snapshot.{SCHEMA}")
         for name in names:
             wh.execute(f"create table mdm_snapshot.{SCHEMA}.{_ident(name)} as select * from {SCHEMA}.{name}")
+        create_indexes(wh.execute, f"mdm_snapshot.{SCHEMA}", names, lambda t: _columns(wh, SCHEMA, t))
     finally:
         wh.execute("detach mdm_snapshot")
     os.chmod(tmp, 0o600)
@@ -229,6 +269,10 @@ def scrub(settings: Settings, golden_ids: Sequence[str]) -> dict[str, int]:
                 return removed
             for table in _person_tables(wh, SCHEMA):
                 removed[table] = _delete_person_rows(wh, f"{SCHEMA}.{table}", ids, _columns(wh, SCHEMA, table))
+            if "erased_at" in _columns(wh, SCHEMA, "meta"):
+                # a new serving version: servers drop what they derived from the old one (lookup
+                # index, matcher) and rebuild it without the erased persons
+                wh.execute(f"update {SCHEMA}.meta set erased_at = ?", [datetime.now(UTC).replace(tzinfo=None)])
         return removed
     import duckdb
 
@@ -266,6 +310,7 @@ def scrub(settings: Settings, golden_ids: Sequence[str]) -> dict[str, int]:
             before = int(snap.scalar(f"select count(*) from {source}") or 0)
             con.execute(f"create table {SCHEMA}.{name} as select * from {source} where {keep}", params)
             removed[name] = before - int(snap.scalar(f"select count(*) from {SCHEMA}.{name}") or 0)
+        create_indexes(con.execute, SCHEMA, names, lambda t: _columns(snap, SCHEMA, t, catalog="old_snapshot"))
         con.execute("detach old_snapshot")
     finally:
         con.close()
@@ -445,17 +490,24 @@ class ServingReader:
     def version(self) -> str | None:
         """An identifier of the serving data now read (the snapshot / the published run id)."""
         if self.settings.target == "postgres":
-            rows = self.query("select run_id, published_at from serving.meta")
-            return f"{rows[0][0]}@{rows[0][1]}" if rows else None
+            rows = self.query("select * from serving.meta")  # erased_at: an erasure scrubbed it
+            return "@".join(str(v) for v in rows[0]) if rows else None
         self._duck_current()
         return self._version
 
     def status(self) -> dict[str, Any]:
-        """``golden_version`` (run id of the published golden tables) and ``golden_customers``."""
-        rows = self.query("select run_id, golden_customers from serving.meta")
-        if not rows:
-            return {"golden_version": None, "golden_customers": 0}
-        return {"golden_version": rows[0][0], "golden_customers": int(rows[0][1] or 0)}
+        """``golden_version`` (run id of the published golden tables) and ``golden_customers``
+        (read once per serving version)."""
+
+        def read(reader: ServingReader) -> dict[str, Any]:
+            rows = reader.query("select run_id, golden_customers from serving.meta")
+            if not rows:
+                return {"golden_version": None, "golden_customers": 0}
+            return {"golden_version": rows[0][0], "golden_customers": int(rows[0][1] or 0)}
+
+        if self.version() is None:
+            return read(self)
+        return dict(self.cached("customer_mdm.hub.serving.status", read))
 
     def cached(self, key: str, build: Callable[[ServingReader], Any]) -> Any:
         """An object derived from the serving data (a matcher, an index), built once per serving
