@@ -124,3 +124,22 @@ def test_governance_role_may_not_act_and_sign_out_ends_the_session(server: tuple
     # the old cookie is worthless: the session is gone from the store
     stale = httpx.get(base + "/console/governance", cookies={"mdm_console": session_id}, follow_redirects=False)
     assert stale.status_code == 303 and stale.headers["location"] == "/console/login"
+
+
+def test_governance_serves_the_dbt_docs_site_and_nothing_beside_it(server: tuple[Settings, str]) -> None:
+    """The dbt docs site (regenerated after each publication) is served behind sign-in; a path
+    that leaves its folder is not."""
+    settings, base = server
+    site = settings.dbt_docs_dir
+    site.mkdir(parents=True, exist_ok=True)
+    (site / "index.html").write_text("<html><body>dbt docs</body></html>", encoding="utf-8")
+    (site / "manifest.json").write_text('{"nodes": {}}', encoding="utf-8")
+    assert httpx.get(base + "/console/governance/file/dbt/index.html", follow_redirects=False).status_code == 303
+    with httpx.Client() as gina:
+        sign_in(gina, base, "gina")
+        assert "governance/file/dbt/index.html" in gina.get(base + "/console/governance").text
+        page = gina.get(base + "/console/governance/file/dbt/index.html")
+        assert page.status_code == 200 and "dbt docs" in page.text
+        assert gina.get(base + "/console/governance/file/dbt/manifest.json").json() == {"nodes": {}}
+        assert gina.get(base + "/console/governance/file/dbt/../../hub/hub.sqlite").status_code == 404
+        assert gina.get(base + "/console/governance/file/dbt/%2e%2e/%2e%2e/hub/hub.sqlite").status_code == 404

@@ -64,6 +64,7 @@ DOT_ENV = {
     "POSTGRES_PASSWORD": secrets.token_urlsafe(16),
     "AIRFLOW_DB_PASSWORD": secrets.token_urlsafe(16),
     "MDM_PG_PASSWORD": secrets.token_urlsafe(16),
+    "MDM_PG_API_PASSWORD": secrets.token_urlsafe(16),
     "AIRFLOW_ADMIN_USER": "admin",
     "AIRFLOW_ADMIN_PASSWORD": secrets.token_urlsafe(16),
     "AIRFLOW_FERNET_KEY": "",  # generated below

@@ -804,11 +804,14 @@ def governance(request: Request, *, user: UserDep, rd: ReaderDep) -> HTMLRespons
 
 def _reports(settings: Settings) -> dict[str, str]:
     """The static reports on this host a governance lead opens: Data Docs, the scorecard
-    report, the linkage model's charts (name -> path under the reports or models folder)."""
+    report, the dbt docs site (catalogue and lineage graph), the linkage model's charts
+    (name -> path under the reports, dbt docs or models folder)."""
     found: dict[str, str] = {}
     for rel in ("data_docs/index.html", "scorecard/index.html"):
         if (settings.reports_dir / rel).is_file():
             found[rel.split("/")[0]] = f"reports/{rel}"
+    if (settings.dbt_docs_dir / "index.html").is_file():  # the catalogue, regenerated after each publication
+        found["dbt_docs"] = "dbt/index.html"
     for folder, prefix in (
         (settings.reports_dir / "linkage", "reports/linkage"),
         (settings.models_dir / "linkage", "models"),
@@ -819,10 +822,10 @@ def _reports(settings: Settings) -> dict[str, str]:
 
 
 def _report_path(settings: Settings, name: str) -> Path | None:
-    """A file under the reports folder (``reports/...``) or the model charts (``models/...``),
-    never outside them."""
+    """A file under the reports folder (``reports/...``), the dbt docs site (``dbt/...``) or the
+    model charts (``models/...``), never outside them."""
     root_name, _, rel = name.partition("/")
-    roots = {"reports": settings.reports_dir, "models": settings.models_dir / "linkage"}
+    roots = {"reports": settings.reports_dir, "models": settings.models_dir / "linkage", "dbt": settings.dbt_docs_dir}
     root = roots.get(root_name)
     if root is None or not rel:
         return None
