@@ -353,9 +353,12 @@ def main(argv: list[str] | None = None) -> None:
         print(render(results[-1:]) + "\n\n" + render_stages(results[-1]), flush=True)
     table = render(results) + "".join("\n\n" + render_stages(r) for r in results)
     if args.hub:
+        from customer_mdm.console.bench import render_console
         from customer_mdm.hub.match_bench import render_hub
 
-        table += "\n\n" + render_hub([(r.source_records, r.extra.get("hub", {})) for r in results])
+        hubs = [(r.source_records, r.extra.get("hub", {})) for r in results]
+        table += "\n\n" + render_hub(hubs)
+        table += "\n\n" + render_console([(n, h.get("console", {})) for n, h in hubs])
     (base / "results.json").write_text(json.dumps([r.__dict__ for r in results], indent=2, default=str))
     (base / "results.md").write_text(table + "\n")
     print("\n" + table)

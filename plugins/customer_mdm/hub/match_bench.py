@@ -226,6 +226,7 @@ def bench_hub(
         result["match"] = _load(base_url, token, bodies, clients, seconds)
         mobiles = [("GET", "/v1/lookup", {"mobile": b["mobile"]}) for b in existing if "mobile" in b]
         result["lookup"] = _load(base_url, token, mobiles, clients, seconds / 2)
+        result["console"] = _console(settings, base_url, seed)
     finally:
         os.killpg(server.pid, signal.SIGTERM)  # the server we started (its own session)
         try:
@@ -234,6 +235,19 @@ def bench_hub(
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
     return result
+
+
+def _console(settings: Settings, base_url: str, seed: int) -> dict[str, Any]:
+    """The console's page timings on the same server (customer_mdm.console.bench)."""
+    from customer_mdm.console.bench import bench_console
+
+    try:
+        return bench_console(settings, base_url, seed=seed)
+    except Exception as exc:  # noqa: BLE001 - the match figures still count
+        import logging
+
+        logging.getLogger(__name__).warning("console bench failed: %s", type(exc).__name__)
+        return {"error": type(exc).__name__}
 
 
 def render_hub(rows: list[tuple[int, dict[str, Any]]]) -> str:
