@@ -47,16 +47,20 @@ POINTER = "CURRENT"
 PERSON_ID_COLUMNS = ("golden_id", "other_golden_id", "merged_into")
 
 #: the hub's own serving tables: name -> select over the warehouse (build order)
+#: Tables read by golden id are written in golden-id order: on DuckDB the snapshot's zone maps
+#: then skip almost every row group of a point lookup (PostgreSQL: :data:`SERVING_INDEXES`).
 SERVING_TABLES: dict[str, str] = {
-    "golden_customer": "select * from marts.dim_customer",
+    "golden_customer": "select * from marts.dim_customer order by golden_id",
     "customer_xref": (
-        "select record_id, source, source_id, golden_id, match_probability, assignment, assigned_at_utc from mdm.xref"
+        "select record_id, source, source_id, golden_id, match_probability, assignment, assigned_at_utc from mdm.xref "
+        "order by source, source_id"
     ),
-    "golden_registry": "select golden_id, status, merged_into from mdm.golden_registry",
-    "golden_id_history": "select * from mdm.golden_id_history",
+    "golden_registry": "select golden_id, status, merged_into from mdm.golden_registry order by golden_id",
+    "golden_id_history": "select * from mdm.golden_id_history order by golden_id",
     "source_records": (
         "select x.golden_id, r.* from intermediate.int_customer_records as r "
-        "inner join mdm.xref as x on x.source = r.source and x.source_id = r.source_id"
+        "inner join mdm.xref as x on x.source = r.source and x.source_id = r.source_id "
+        "order by x.golden_id, r.source, r.source_id"
     ),
     "orders": (
         "select x.golden_id, o.* from marts.fct_orders as o "
@@ -68,6 +72,18 @@ SERVING_TABLES: dict[str, str] = {
     ),
     "survivorship_rules": "select * from reference.ref_survivorship_rules",
     "field_freshness": "select * from governance.governance_field_freshness",
+}
+
+#: PostgreSQL: the indexes of the hub's serving tables (name -> column lists), built in the build
+#: schema before the swap. DuckDB needs none: the tables are written in lookup order.
+SERVING_INDEXES: dict[str, list[tuple[str, ...]]] = {
+    "golden_customer": [("golden_id",), ("phone",), ("email",)],
+    "customer_xref": [("source", "source_id"), ("golden_id",)],
+    "golden_registry": [("golden_id",)],
+    "golden_id_history": [("golden_id",), ("other_golden_id",)],
+    "source_records": [("golden_id",), ("phone_e164",), ("email",)],
+    "orders": [("golden_id",)],
+    "self_service_changes": [("golden_id",)],
 }
 
 #: tables a refresh may find missing (built by a later step, e.g. governance after publish):
@@ -93,6 +109,19 @@ def serving_tables() -> dict[str, str]:
     return tables
 
 
+def serving_indexes() -> dict[str, list[tuple[str, ...]]]:
+    """The PostgreSQL indexes of every serving table: the hub's and CONSOLE's ``CONSOLE_INDEXES``."""
+    indexes = {name: list(cols) for name, cols in SERVING_INDEXES.items()}
+    try:
+        from customer_mdm.console import CONSOLE_INDEXES  # type: ignore[attr-defined]
+
+        for name, cols in CONSOLE_INDEXES.items():
+            indexes.setdefault(name, []).extend(cols)
+    except ImportError:
+        pass
+    return indexes
+
+
 def serving_dir(settings: Settings) -> Path:
     """Where the DuckDB serving snapshots and their pointer live: ``$MDM_HOME/serving``."""
     return settings.home / "serving"
@@ -114,6 +143,7 @@ def refresh(settings: Settings, run_id: str) -> dict[str, Any]:
     from customer_mdm.warehouse import connect
 
     tables = serving_tables()
+    indexes = serving_indexes()
     built: dict[str, int] = {}
     skipped: list[str] = []
     schema = BUILD_SCHEMA if settings.target == "postgres" else SCHEMA
@@ -139,6 +169,10 @@ def refresh(settings: Settings, run_id: str) -> dict[str, Any]:
                     continue
                 raise
             built[name] = int(wh.scalar(f"select count(*) from {schema}.{name}") or 0)
+            if settings.target == "postgres":
+                for k, cols in enumerate(indexes.get(name, [])):
+                    wh.execute(f"create index {name}_{k}_idx on {schema}.{name} ({', '.join(map(_ident, cols))})")
+                wh.execute(f"analyze {schema}.{name}")
         wh.execute(f"create table {schema}.meta (run_id text, published_at timestamp, golden_customers bigint)")
         wh.execute(
             f"insert into {schema}.meta values (?, ?, ?)", [run_id, published_at, built.get("golden_customer", 0)]
