@@ -3,6 +3,7 @@ tail and the e-mail find the customer with one lookup each, on DuckDB and Postgr
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -97,3 +98,25 @@ CASES = [
 def test_search_by_key(reader: serving.ServingReader) -> None:
     for k, (query, expected) in enumerate(CASES):
         assert [r["golden_id"] for r in _search(reader, query)] == expected, f"case {k}"
+
+
+def test_erasure_scrubs_the_search_keys_and_keeps_the_snapshot_indexes(tmp_path: Path) -> None:
+    import duckdb
+
+    settings = Settings.from_env(env={}, home=tmp_path / "home", landing=tmp_path / "landing", target="duckdb")
+    settings.home.mkdir(parents=True)
+    reader = build_serving(settings)
+    erased = CUSTOMERS[0][0]
+    assert [r["golden_id"] for r in _search(reader, "13800138000")] == [erased]
+    removed = serving.scrub(settings, [erased])
+    assert removed["console_search"] > 0 and removed["source_records"] == 2
+    assert _search(reader, "13800138000") == [] and _search(reader, "xm.wang@example.com") == []
+    assert [r["golden_id"] for r in _search(reader, "王")] == ["G000000000002"]
+    snapshot = serving.current_snapshot(settings)
+    assert snapshot is not None
+    con = duckdb.connect(str(snapshot), read_only=True)
+    try:
+        indexed = {r[0] for r in con.execute("select table_name from duckdb_indexes()").fetchall()}
+    finally:
+        con.close()
+    assert indexed == set(serving.DUCKDB_INDEXES)

@@ -389,9 +389,19 @@ def _search(rd: Any, q: str) -> list[dict[str, Any]]:
         "select golden_id from serving.console_search where kind = ? and search_key = ?" for k, _ in keys if k
     )
     params = [v for k, key in keys if k for v in (k, key)] + [key for k, key in keys if not k]
+    if also:
+        return rd.query_dicts(
+            f"select {cols} from serving.golden_customer where golden_id in ({lookups}){also} "
+            "order by golden_id limit 50",
+            params,
+        )
+    # the ids first, then their rows by a list of values (an index lookup, not a semi-join scan)
+    ids = [r[0] for r in rd.query(f"select golden_id from ({lookups}) as k order by golden_id limit 50", params)]
+    if not ids:
+        return []
+    marks = ", ".join("?" * len(ids))
     return rd.query_dicts(
-        f"select {cols} from serving.golden_customer where golden_id in ({lookups}){also} order by golden_id limit 50",
-        params,
+        f"select {cols} from serving.golden_customer where golden_id in ({marks}) order by golden_id", ids
     )
 
 

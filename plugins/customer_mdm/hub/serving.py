@@ -86,6 +86,15 @@ SERVING_INDEXES: dict[str, list[tuple[str, ...]]] = {
     "self_service_changes": [("golden_id",)],
 }
 
+#: DuckDB: ART indexes in the snapshot. A point lookup of whole rows (``select *``) on a wide
+#: table reads every column of a whole row group even when the table is in golden-id order
+#: (20 ms for source_records' 58 columns at 100k records); through an index only the matching
+#: rows are fetched (about 4 ms). Narrow reads need none (zone maps suffice).
+DUCKDB_INDEXES: dict[str, list[tuple[str, ...]]] = {
+    "golden_customer": [("golden_id",)],
+    "source_records": [("golden_id",)],
+}
+
 #: tables a refresh may find missing (built by a later step, e.g. governance after publish):
 #: they are created empty-less (skipped) and the reader treats them as holding no rows
 OPTIONAL_TABLES = {"field_freshness", "orders", "self_service_changes", "match_tombstones"}
@@ -213,11 +222,23 @@ def _write_snapshot(settings: Settings, wh: Any, run_id: str, names: list[str]) 
         wh.execute(f"create schema mdm_snapshot.{SCHEMA}")
         for name in names:
             wh.execute(f"create table mdm_snapshot.{SCHEMA}.{_ident(name)} as select * from {SCHEMA}.{name}")
+        _duck_indexes(wh, "mdm_snapshot", names)
     finally:
         wh.execute("detach mdm_snapshot")
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)
     return path
+
+
+def _duck_indexes(con: Any, catalog: str | None, names: Sequence[str]) -> None:
+    """Create :data:`DUCKDB_INDEXES` of the tables ``names`` in the snapshot attached as ``catalog``
+    (``None``: the connection's own database)."""
+    prefix = f"{catalog}." if catalog else ""
+    for name in names:
+        for k, cols in enumerate(DUCKDB_INDEXES.get(name, [])):
+            con.execute(
+                f"create index {_ident(name)}_{k}_idx on {prefix}{SCHEMA}.{name} ({', '.join(map(_ident, cols))})"
+            )
 
 
 def _point_to(settings: Settings, snapshot: Path) -> None:
@@ -301,6 +322,7 @@ def scrub(settings: Settings, golden_ids: Sequence[str]) -> dict[str, int]:
             con.execute(f"create table {SCHEMA}.{name} as select * from {source} where {keep}", params)
             removed[name] = before - int(snap.scalar(f"select count(*) from {SCHEMA}.{name}") or 0)
         con.execute("detach old_snapshot")
+        _duck_indexes(snap, None, names)  # the copy has the indexes of the one it replaces
     finally:
         con.close()
     os.chmod(tmp, 0o600)
