@@ -8,7 +8,9 @@ a child) every 0.1 s. Then it scores the cross-reference against the generator's
 (pairwise precision, recall, F1) and times an incremental run after a 1 % delta: a new CRM
 batch holding second accounts of 1 % of the people (new ids, known persons). After the full
 run the hub is served on loopback and match-on-entry is measured with 4 clients (latency,
-throughput, call-centre accuracy: :mod:`customer_mdm.hub.match_bench`; ``--no-hub`` skips it).
+throughput, call-centre accuracy: :mod:`customer_mdm.hub.match_bench`), then the console's pages
+as a signed-in steward sees them (review queue, customer search, customer 360:
+:mod:`customer_mdm.console.bench`); ``--no-hub`` skips both.
 It prints a table and writes ``$MDM_HOME/bench/results.json`` and ``results.md``.
 
     python -m customer_mdm.bench --sizes 100000,1000000

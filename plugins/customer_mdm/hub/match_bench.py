@@ -15,7 +15,8 @@ Figures (printed beside the pipeline's):
   say it -- and sent as a form would: the share whose top candidate is one of that person's
   golden ids (``existing_top1``) and whose answer is ``match`` as well (``existing_match``);
 - **made-up people** (the generator's people of another seed, rendered the same way): the
-  share answered ``no_match`` (``made_up_no_match``).
+  share answered ``no_match`` (``made_up_no_match``);
+- ``console``: the console's page timings on the same server (customer_mdm.console.bench).
 
 The personal values of the generated people never leave this process but as HTTP bodies on
 loopback; nothing is logged.
