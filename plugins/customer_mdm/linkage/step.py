@@ -926,12 +926,13 @@ def insert_decision(
 
     decided_at = _now()
     principal = str(wh.scalar("select session_user")) if wh.target == "postgres" else os_principal()
+    stored = note
     if decided_by:  # a display note, never the actor
-        note = f"{note} (noted as: {decided_by})" if note else f"noted as: {decided_by}"
+        stored = f"{note} (noted as: {decided_by})" if note else f"noted as: {decided_by}"
     with wh.transaction():
         wh.execute(
             "insert into mdm.steward_decisions (record_id_l, record_id_r, decision, decided_by, decided_at, note) "
             "values (?, ?, ?, ?, ?, ?)",
-            [left, right, decision, principal, decided_at, note],
+            [left, right, decision, principal, decided_at, stored],
         )
-        record_steward_decision(settings, wh, left, right, decision, None, note, decided_at)
+        record_steward_decision(settings, wh, left, right, decision, decided_by, note, decided_at)
