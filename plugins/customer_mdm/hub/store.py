@@ -29,7 +29,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -330,14 +330,18 @@ def _columns(store: Store, table: str) -> set[str]:
 def record_access(
     store: Store, principal: str, action: str, route: str, status: int, golden_ids: Sequence[str | None] = (None,)
 ) -> None:
-    """Append to ``hub.access_log``: who (``token:<name>``) read or wrote whose data, by which route."""
+    """Append to ``hub.access_log``: who (``token:<name>``) read or wrote whose data, by which route.
+    One row per golden id, all in one transaction (a search that finds 50 customers commits once,
+    not 50 times)."""
     at = now()
-    for gid in golden_ids or (None,):
-        store.execute(
-            f"insert into {SCHEMA}.access_log (at, principal, action, golden_id, route, status) "
-            "values (?, ?, ?, ?, ?, ?)",
-            [at, principal, action, gid, route, status],
-        )
+    ids = list(golden_ids or (None,))
+    with store.transaction() if len(ids) > 1 else nullcontext():
+        for gid in ids:
+            store.execute(
+                f"insert into {SCHEMA}.access_log (at, principal, action, golden_id, route, status) "
+                "values (?, ?, ?, ?, ?, ?)",
+                [at, principal, action, gid, route, status],
+            )
 
 
 def erase(settings: Settings, golden_ids: Sequence[str], identifiers: Sequence[str] = ()) -> dict[str, int]:
