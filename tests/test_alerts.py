@@ -143,3 +143,22 @@ def test_the_webhook_url_never_reaches_the_log(webhook, monkeypatch, caplog):
     messages = [r.getMessage() for r in caplog.records]
     assert any("answered HTTP 403" in m for m in messages) and any("unreachable" in m for m in messages)
     assert not [m for m in messages if token in m]
+
+
+def test_sending_an_alert_leaves_the_process_logging_alone() -> None:
+    """Importing airflow.sdk replaces the root logger's handlers (stdout): a process that only
+    sends an alert (a stale feed during `mdm run --no-airflow`) keeps its log on stderr."""
+    import subprocess
+    import sys
+
+    code = (
+        "import logging, sys\n"
+        "logging.basicConfig(level=logging.INFO, stream=sys.stderr)\n"
+        "from customer_mdm.alerts import build_payload, send_alert\n"
+        "send_alert(build_payload('source_stale', None, 'feed x is stale'), channels=[])\n"
+        "logging.getLogger('customer_mdm.pipeline').info('after the alert')\n"
+        "print('airflow.sdk' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "False"
+    assert "after the alert" in done.stderr

@@ -26,7 +26,8 @@ It is used
 A channel that is down or answers with an error (WeCom and DingTalk answer HTTP 200 with a
 non-zero ``errcode``) is logged by its name, never by its URL, secret or recipients, and never
 fails the task or hides the original failure. Imported by the DAG files at parse time: standard
-library and ``airflow.sdk`` only (the SMTP provider is imported when an e-mail is sent).
+library only; ``airflow.sdk`` when the notifier class is first used, the SMTP provider when an
+e-mail is sent.
 """
 
 from __future__ import annotations
@@ -47,8 +48,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-
-from airflow.sdk import BaseNotifier
 
 log = logging.getLogger(__name__)
 
@@ -304,32 +303,50 @@ def send_alert(
     return {channel.name: deliver(channel, payload) for channel in channels}
 
 
-class MdmAlertNotifier(BaseNotifier):
-    """Log an alert and deliver it to the configured channels (see the module docstring).
+def _notifier_class() -> type:
+    """:class:`MdmAlertNotifier`, defined on first use: importing ``airflow.sdk`` replaces the
+    root logger's handlers (Airflow's logging on stdout), which must not happen to a process that
+    only sends an alert (``mdm run --no-airflow``, whose log is on stderr and JSON on stdout)."""
+    from airflow.sdk import BaseNotifier
 
-    ``event`` names the kind of alert (``task_failed``, ``run_failed``, ``golden_tables_late``);
-    ``message`` overrides the generated one-line text; ``webhook`` overrides the environment
-    (tests). The deadline alert passes only JSON-serialisable keyword arguments, and the triggerer
-    adds ``context``.
-    """
+    class MdmAlertNotifier(BaseNotifier):
+        """Log an alert and deliver it to the configured channels (see the module docstring).
 
-    def __init__(
-        self,
-        event: str = TASK_FAILED,
-        message: str | None = None,
-        webhook: str | None = None,
-        context: Any = None,
-    ) -> None:
-        super().__init__(context=context)
-        self.event = event
-        self.message = message
-        self.webhook = webhook
+        ``event`` names the kind of alert (``task_failed``, ``run_failed``, ``golden_tables_late``);
+        ``message`` overrides the generated one-line text; ``webhook`` overrides the environment
+        (tests). The deadline alert passes only JSON-serialisable keyword arguments, and the triggerer
+        adds ``context``.
+        """
 
-    def payload(self, context: Mapping[str, Any] | None) -> dict[str, Any]:
-        return build_payload(self.event, context, self.message)
+        def __init__(
+            self,
+            event: str = TASK_FAILED,
+            message: str | None = None,
+            webhook: str | None = None,
+            context: Any = None,
+        ) -> None:
+            super().__init__(context=context)
+            self.event = event
+            self.message = message
+            self.webhook = webhook
 
-    def notify(self, context: Any) -> None:
-        send_alert(self.payload(context), self.webhook)
+        def payload(self, context: Mapping[str, Any] | None) -> dict[str, Any]:
+            return build_payload(self.event, context, self.message)
 
-    async def async_notify(self, context: Any) -> None:
-        await asyncio.to_thread(send_alert, self.payload(context), self.webhook)
+        def notify(self, context: Any) -> None:
+            send_alert(self.payload(context), self.webhook)
+
+        async def async_notify(self, context: Any) -> None:
+            await asyncio.to_thread(send_alert, self.payload(context), self.webhook)
+
+    MdmAlertNotifier.__module__ = __name__
+    MdmAlertNotifier.__qualname__ = "MdmAlertNotifier"
+    return MdmAlertNotifier
+
+
+def __getattr__(name: str) -> Any:  # PEP 562: ``from customer_mdm.alerts import MdmAlertNotifier``
+    if name == "MdmAlertNotifier":
+        cls = _notifier_class()
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

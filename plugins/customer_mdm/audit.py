@@ -116,7 +116,7 @@ FORGET_FUNCTION = "audit.forget_golden_ids"
 ACTOR_ACTIONS = {
     "run": ("new", "merge", "split", "retire", "survivorship_change"),
     "erasure": ("erasure",),
-    "steward": ("steward_decision",),
+    "steward": ("steward_decision", "steward_correction"),
 }
 _PIPELINE_ROLE, _STEWARD_ROLE = "mdm_pipeline", "mdm_steward"
 
@@ -173,7 +173,7 @@ begin
         if kind is null or act is null or not (
             (kind = 'run' and act in ('new', 'merge', 'split', 'retire', 'survivorship_change'))
             or (kind = 'erasure' and act = 'erasure')
-            or (kind = 'steward' and act = 'steward_decision')) then
+            or (kind = 'steward' and act in ('steward_decision', 'steward_correction'))) then
             raise exception 'invalid audit row: action % with actor kind %', act, kind;
         end if;
         if kind <> 'steward' and not (is_super or is_pipeline) then
@@ -185,7 +185,11 @@ begin
         insert into audit.golden_changes (changed_at, actor, actor_kind, action, golden_id, field,
                                           old_value, new_value, reason, run_id, principal)
         values (coalesce((r->>'changed_at')::timestamp, (now() at time zone 'utc')),
-                case when kind = 'steward' then who else r->>'actor' end,
+                -- a steward row names the login that wrote it; only the pipeline relays the
+                -- console's signed-in user (an authenticated session of the hub) as the actor
+                case when kind = 'steward'
+                          and not ((is_super or is_pipeline) and coalesce(r->>'actor' like 'user:%', false))
+                     then who else r->>'actor' end,
                 kind, act, r->>'golden_id', r->>'field', r->>'old_value', r->>'new_value',
                 r->>'reason', r->>'run_id', who);
         n := n + 1;
@@ -254,6 +258,7 @@ def pg_installed(wh: Warehouse) -> bool:
         "select pg_get_userbyid(c.relowner), "
         "  (select count(*) from pg_proc p join pg_namespace n on n.oid = p.pronamespace "
         "    where n.nspname = 'audit' and p.proname = 'append_changes' and p.prosecdef "
+        "    and p.prosrc like '%steward_correction%' "
         "    and pg_get_userbyid(p.proowner) = ?), "
         "  (select count(*) from pg_proc p join pg_namespace n on n.oid = p.pronamespace "
         "    where n.nspname = 'audit' and p.proname = 'forget_golden_ids' and p.prosecdef "
@@ -349,7 +354,9 @@ def append(wh: Warehouse, rows: list[dict[str, Any]] | pd.DataFrame) -> int:
         payload = json.dumps(body.to_dict("records"), ensure_ascii=False, default=str)
         return int(wh.scalar(f"select {APPEND_FUNCTION}(cast(? as jsonb))", [payload]))
     frame["principal"] = os_principal()
-    steward = frame["actor_kind"] == "steward"
+    # a steward row names who wrote it; a console user (``user:NAME``, signed in to the hub) is kept
+    relayed = frame["actor"].map(lambda a: isinstance(a, str) and a.startswith("user:"))
+    steward = (frame["actor_kind"] == "steward") & ~relayed
     frame.loc[steward, "actor"] = frame.loc[steward, "principal"]
     return wh.insert_df(AUDIT_TABLE, frame)
 
@@ -524,8 +531,11 @@ def record_steward_decision(
     decided_by: str | None,
     note: str | None,
     decided_at: datetime,
+    actor: str | None = None,
 ) -> int:
-    """One audit row per golden id the two records belong to (one row when they share it)."""
+    """One audit row per golden id the two records belong to (one row when they share it).
+    ``actor``: the console's signed-in user (``user:NAME``) when the pipeline applies a console
+    decision; otherwise the authenticated principal is recorded."""
     from customer_mdm.privacy import pseudonym
 
     if wh.target != "postgres" or not pg_installed(wh):  # a steward's role may append, not run DDL
@@ -545,7 +555,7 @@ def record_steward_decision(
         [
             {
                 "changed_at": decided_at,
-                "actor": None,  # the authenticated principal, set by append()
+                "actor": actor,  # None: the authenticated principal, set by append()
                 "actor_kind": "steward",
                 "action": "steward_decision",
                 "golden_id": gid,

@@ -90,3 +90,49 @@ def served(settings: Settings, env: dict[str, str] | None = None) -> Iterator[st
 
 def sign_in(client: httpx.Client, base: str, name: str, password: str = PASSWORD) -> httpx.Response:
     return client.post(f"{base}/console/login", data={"username": name, "password": password})
+
+
+def ensure_review_pairs(settings: Settings, wanted: int = 3) -> int:
+    """The link step queues only the pairs whose review could change a decision, so a small
+    generated warehouse may have none. Queue ``wanted`` pairs of real records as the link step
+    would (two golden customers of one name, probability inside the review band), then republish
+    the serving tables. Returns how many pairs the queue holds."""
+    from customer_mdm.hub import serving
+    from customer_mdm.warehouse import connect
+
+    with connect(settings) as wh:
+        have = int(wh.scalar("select count(*) from mdm.review_queue") or 0)
+        if have < wanted:
+            pairs = wh.query(
+                "with r as (select x.record_id, x.golden_id, c.name_sorted_key from mdm.xref as x "
+                "join intermediate.int_customer_records as c on c.source = x.source and c.source_id = x.source_id "
+                "where c.name_sorted_key is not null) "
+                "select min(a.record_id), b.record_id, a.golden_id, b.golden_id from r as a join r as b "
+                "on a.name_sorted_key = b.name_sorted_key and a.golden_id < b.golden_id "
+                "group by b.record_id, a.golden_id, b.golden_id order by 1, 2 limit ?",
+                [wanted - have],
+            )
+            if len(pairs) < wanted - have:  # no shared names: any two customers
+                pairs += wh.query(
+                    "select min(a.record_id), min(b.record_id), a.golden_id, b.golden_id from mdm.xref as a "
+                    "join mdm.xref as b on a.golden_id < b.golden_id group by a.golden_id, b.golden_id "
+                    "order by 3, 4 limit ?",
+                    [wanted - have - len(pairs)],
+                )
+            run_id = wh.scalar("select max(run_id) from mdm.link_runs")
+            for left, right, gl, gr in pairs:
+                wh.execute(
+                    "insert into mdm.review_queue (record_id_l, record_id_r, match_probability, golden_id_l, "
+                    "golden_id_r, queued_at, run_id) values (?, ?, 0.5, ?, ?, current_timestamp, ?)",
+                    [
+                        min(left, right),
+                        max(left, right),
+                        gl if left < right else gr,
+                        gr if left < right else gl,
+                        run_id,
+                    ],
+                )
+        total = int(wh.scalar("select count(*) from mdm.review_queue") or 0)
+    if total > have:
+        serving.refresh(settings, str(run_id))
+    return total

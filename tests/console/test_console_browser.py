@@ -21,7 +21,16 @@ import pytest
 from customer_mdm.config import Settings
 from customer_mdm.generate import generate_landing
 from customer_mdm.warehouse import connect
-from tests.console.conftest import CHROMIUM, CHROMIUM_ARGS, PASSWORD, add_user, mdm, served, sign_in
+from tests.console.conftest import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    PASSWORD,
+    add_user,
+    ensure_review_pairs,
+    mdm,
+    served,
+    sign_in,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -40,6 +49,7 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings
     first = mdm(settings, "run", "--no-airflow", "--quiet", "--json")
     assert first.returncode == 0, first.stderr[-4000:]
     assert json.loads(first.stdout)["status"] == "success"
+    ensure_review_pairs(settings)
     add_user(settings, "alice", "steward", "en")
     add_user(settings, "gina", "governance", "zh")
     shots = Path(os.environ.get("MDM_SCREENSHOTS_DIR") or tmp / "screenshots")

@@ -18,7 +18,7 @@ from customer_mdm.generate import generate_landing
 from customer_mdm.pipeline import run_inline
 from customer_mdm.security import API_ROLE, PASSWORD_ENV, apply
 from customer_mdm.warehouse import connect
-from tests.console.conftest import add_user, served, sign_in
+from tests.console.conftest import add_user, ensure_review_pairs, served, sign_in
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -33,6 +33,7 @@ def pg_console(pg_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iter
     password = secrets.token_urlsafe(18)
     apply(settings, env={PASSWORD_ENV[API_ROLE]: password})
     assert run_inline(settings, governance=True)["status"] == "success"
+    ensure_review_pairs(settings)
     add_user(settings, "alice", "steward")
     add_user(settings, "gina", "governance")
     api_dsn = pg_server.dsn(name, user=API_ROLE, password=password)

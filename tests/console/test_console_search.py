@@ -119,4 +119,4 @@ def test_erasure_scrubs_the_search_keys_and_keeps_the_snapshot_indexes(tmp_path:
         indexed = {r[0] for r in con.execute("select table_name from duckdb_indexes()").fetchall()}
     finally:
         con.close()
-    assert indexed == set(serving.DUCKDB_INDEXES)
+    assert {"golden_customer", "source_records"} <= indexed

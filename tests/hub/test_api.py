@@ -350,6 +350,8 @@ def test_erased_person_is_404_in_every_serving_file_and_gone_from_the_store(hub:
             [hub.person["golden_id"]],
         )[0]
     assert get(hub, f"/v1/customers/{gid}").status_code == 200  # leaves an access-log row
+    for _ in range(4):  # the workers build their lookup index of this serving version
+        assert get(hub, "/v1/lookup", mobile=phone).json()["golden_ids"] == [gid]
     removed = serving.scrub(hub.settings, [gid])
     assert removed["golden_customer"] == 1
     store_removed = erase(hub.settings, [gid])
@@ -360,6 +362,8 @@ def test_erased_person_is_404_in_every_serving_file_and_gone_from_the_store(hub:
     r = get(hub, f"/v1/customers/{gid}")
     assert r.status_code == 404 and error_of(r)["code"] == "not_found"
     assert get(hub, f"/v1/customers/{gid}/export").status_code == 404
+    for _ in range(6):  # the scrub is a new serving version: no worker answers from its old index
+        assert gid not in get(hub, "/v1/lookup", mobile=phone).json()["golden_ids"]
     with open_store(hub.settings) as store:
         assert store.scalar("select count(*) from hub.access_log where golden_id = ?", [gid]) == 0
     if hub.settings.target == "duckdb":

@@ -84,7 +84,12 @@ def test_init_script_creates_databases_and_roles(cluster: LocalPostgres, tmp_pat
     # ... all but the audit log, which only a role that can create its owner role installs
     assert [w for w in summary["warnings"] if "audit log" not in w] == []
     assert summary["connected_as"] == "mdm_pipeline"
-    assert summary["roles"] == {"mdm_pipeline": "exists", "mdm_steward": "exists", "bi_reader": "exists"}
+    assert summary["roles"] == {
+        "mdm_pipeline": "exists",
+        "mdm_steward": "exists",
+        "bi_reader": "exists",
+        "mdm_api": "exists",
+    }
     assert "bi" in summary["schemas"] and "marts" in summary["schemas"]
     # what the compose stack's airflow-init does: `mdm roles apply` with the superuser's DSN
     admin = apply(settings, admin_dsn=cluster.dsn("mdm"), env={})
@@ -106,8 +111,14 @@ def test_roles_without_a_password_are_created_nologin(tmp_path_factory: pytest.T
         "mdm_pipeline": "created (nologin)",
         "mdm_steward": "created (login)",
         "bi_reader": "created (nologin)",
+        "mdm_api": "created (nologin)",
     }
-    assert again["roles"] == {"mdm_pipeline": "exists", "mdm_steward": "exists", "bi_reader": "exists"}
+    assert again["roles"] == {
+        "mdm_pipeline": "exists",
+        "mdm_steward": "exists",
+        "bi_reader": "exists",
+        "mdm_api": "exists",
+    }
     assert {r: logins[r] for r in ("mdm_pipeline", "mdm_steward", "bi_reader")} == {
         "mdm_pipeline": False,
         "mdm_steward": True,

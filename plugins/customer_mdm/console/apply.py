@@ -72,10 +72,10 @@ def _apply(settings: Settings, wh: Warehouse, action: dict[str, Any], run_id: st
     left, right = action.get("record_id_l"), action.get("record_id_r")
     if kind == "decision":
         decision = action.get("value")
-        insert_decision(settings, wh, str(left), str(right), str(decision), actor, note)
+        insert_decision(settings, wh, str(left), str(right), str(decision), note=note, actor=actor)
         return f"decision {decision}"
     if kind == "merge":
-        insert_decision(settings, wh, str(left), str(right), "match", actor, note)
+        insert_decision(settings, wh, str(left), str(right), "match", note=note, actor=actor)
         return "must-link"
     if kind == "split":
         others = [
@@ -89,7 +89,7 @@ def _apply(settings: Settings, wh: Warehouse, action: dict[str, Any], run_id: st
         if not others:
             raise MdmError("the record is alone in its golden id (or gone): nothing to split")
         for other in others:
-            insert_decision(settings, wh, str(left), str(other), "no_match", actor, note)
+            insert_decision(settings, wh, str(left), str(other), "no_match", note=note, actor=actor)
         return f"must-not-link with {len(others)} record(s)"
     if kind == "correction":
         return _correct(settings, wh, action, run_id)

@@ -152,7 +152,7 @@ CONSOLE_OPTIONAL = {
     "console_orders",
 }
 
-#: PostgreSQL: the indexes of the console's serving tables (customer_mdm.hub.serving.serving_indexes)
+#: PostgreSQL: the indexes of the console's serving tables (customer_mdm.hub.serving._console_indexes)
 CONSOLE_INDEXES: dict[str, list[tuple[str, ...]]] = {
     "console_review": [("consequence_rank",)],
     "console_search": [("search_key",)],

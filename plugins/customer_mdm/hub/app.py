@@ -141,6 +141,41 @@ class CatchAll:
                 await error_response(500, "internal", "internal error")(scope, receive, send)
 
 
+class RequestLog:
+    """Pure ASGI middleware: one log line per request with the method, the route template, the
+    status, the time taken and the token's name (no concrete path, no query string). Pure ASGI
+    rather than ``@app.middleware``: no extra task and stream per request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        finally:
+            if log.isEnabledFor(logging.INFO):
+                log.info(
+                    "hub %s %s %s %.1fms %s",
+                    scope.get("method"),
+                    getattr(scope.get("route"), "path", None) or "(unrouted)",
+                    status,
+                    (time.perf_counter() - started) * 1000,
+                    (scope.get("state") or {}).get("principal", "-"),
+                )
+
+
 def _route_template(request: Request) -> str:
     route = request.scope.get("route")
     return getattr(route, "path", None) or "(unrouted)"
@@ -206,21 +241,6 @@ def create_app(settings: Settings) -> FastAPI:
         log.error("hub %s %s failed: %s", request.method, _route_template(request), type(exc).__name__)
         return error_response(500, "internal", "internal error")
 
-    @app.middleware("http")
-    async def _request_log(request: Request, call_next: Any) -> Any:
-        started = time.perf_counter()
-        response = await call_next(request)
-        principal = getattr(request.state, "principal", "-")
-        log.info(
-            "hub %s %s %s %.1fms %s",
-            request.method,
-            _route_template(request),
-            response.status_code,
-            (time.perf_counter() - started) * 1000,
-            principal,
-        )
-        return response
-
     @app.get("/health")
     def health() -> dict[str, Any]:
         """Liveness and the published golden version this process serves."""
@@ -234,6 +254,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     mount_console(app, settings)
 
+    app.add_middleware(RequestLog)
     app.add_middleware(BodyLimit, limit=max_body)
     app.add_middleware(CatchAll)  # outermost of ours: nothing reaches the server's traceback log
     return app

@@ -7,7 +7,8 @@ Figures (printed beside the pipeline's):
   match index of the publication: reported as ``warmup_s``), cycling through the bodies of the
   accuracy phase; ``match_first_seen``: the latency of the accuracy phase (one client, inputs
   no worker has standardised yet: the pipeline's standardisers dominate it);
-- ``GET /v1/lookup?mobile=`` p99 the same way;
+- ``GET /v1/lookup?mobile=`` p99 the same way (the numbers the platform reads as valid), and
+  ``GET /v1/customers/{id}`` p99 over the golden ids of the people of the accuracy phase;
 - accuracy on **call-centre style records of people who exist**: the generator's own people
   (rebuilt from the landing zone's seed) rendered the way the generator renders a call-centre
   ticket -- homophone names, 王先生, pinyin, traditional characters; the number they call from
@@ -79,6 +80,11 @@ def call_centre_payloads(P: Any, clock: Any, persons: np.ndarray, seed: int) -> 
     return out
 
 
+def _pid(person: int, people: int) -> str:
+    """The generator's person id of index ``person``."""
+    return f"P{person + 1:0{max(7, len(str(people)))}d}"
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -143,6 +149,7 @@ def bench_hub(
 
     from customer_mdm.hub import serving
     from customer_mdm.hub.auth import create_token
+    from customer_mdm.hub.standardise import standard_mobile
     from customer_mdm.warehouse import connect
 
     if settings.target == "duckdb" and serving.current_snapshot(settings) is None:
@@ -205,8 +212,7 @@ def bench_hub(
                 answer = c.post("/v1/match", json=body).json()
                 cold.append(time.perf_counter() - t1)
                 cands = answer.get("candidates") or []
-                pid = f"P{person + 1:0{max(7, len(str(people)))}d}"
-                if cands and cands[0]["golden_id"] in golden_of.get(pid, set()):
+                if cands and cands[0]["golden_id"] in golden_of.get(_pid(person, people), set()):
                     top1 += 1
                     matched += answer.get("decision") == "match"
             for body in made_up:
@@ -225,8 +231,15 @@ def bench_hub(
 
         bodies = [("POST", "/v1/match", b) for pair in zip(existing, made_up, strict=True) for b in pair]
         result["match"] = _load(base_url, token, bodies, clients, seconds)
-        mobiles = [("GET", "/v1/lookup", {"mobile": b["mobile"]}) for b in existing if "mobile" in b]
+        # lookups of numbers the platform reads as valid (an invalid one is a 422, not a lookup)
+        mobiles = [
+            ("GET", "/v1/lookup", {"mobile": b["mobile"]})
+            for b in existing
+            if "mobile" in b and standard_mobile(b["mobile"]) is not None
+        ]
         result["lookup"] = _load(base_url, token, mobiles, clients, seconds / 2)
+        reads = [("GET", f"/v1/customers/{g}", None) for p in persons for g in sorted(golden_of[_pid(p, people)])]
+        result["customer"] = _load(base_url, token, reads, clients, seconds / 2)
         result["console"] = _console(settings, base_url, seed)
     finally:
         os.killpg(server.pid, signal.SIGTERM)  # the server we started (its own session)
@@ -260,6 +273,7 @@ def render_hub(rows: list[tuple[int, dict[str, Any]]]) -> str:
         "first-seen p50 ms",
         "match req/s",
         "lookup p99 ms",
+        "customer p99 ms",
         "existing top-1",
         "existing match",
         "made-up no_match",
@@ -279,10 +293,11 @@ def render_hub(rows: list[tuple[int, dict[str, Any]]]) -> str:
             f"{h.get('match_first_seen', {}).get('p50_ms', 0):.1f}",
             f"{m['per_second']:.0f}",
             f"{lk['p99_ms']:.1f}",
+            f"{h.get('customer', {}).get('p99_ms', 0):.1f}",
             f"{acc['existing_top1']:.3f}",
             f"{acc['existing_match']:.3f}",
             f"{acc['made_up_no_match']:.3f}",
-            str(m["errors"] + lk["errors"]),
+            str(m["errors"] + lk["errors"] + h.get("customer", {}).get("errors", 0)),
             f"{h.get('warmup_s', 0):.1f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")

@@ -56,8 +56,9 @@ import math
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -122,8 +123,13 @@ def _records_sql() -> str:
     from customer_mdm.linkage.step import RECORDS_FROM, _column_sql, _tf_expression
 
     key = "r.source || ':' || r.source_id"
-    wanted = [c for c in dict.fromkeys([*INPUT_COLUMNS, "phone_valid", "email_valid"]) if c != "record_key"]
-    cols = [f"{_column_sql(c)} as {c}" for c in wanted]
+    # the link step's columns: the record's own and the event feeds' evidence (EVIDENCE_TABLE,
+    # built on the refresh's connection by serving.refresh)
+    cols = [
+        f"{_column_sql(c)} as {c}"
+        for c in dict.fromkeys([*INPUT_COLUMNS, "phone_valid", "email_valid"])
+        if c != "record_key"
+    ]
     tf = _tf_columns()
     values = ", ".join(f"{_tf_expression(c)} as tfv_{c}" for c in tf)
     counts = ",\n".join(
@@ -132,7 +138,7 @@ def _records_sql() -> str:
         for c in tf
     )
     joins = " ".join(f"left join k_{c} on k_{c}.v = b.tfv_{c}" for c in tf)
-    picked = ", ".join(f"b.{c}" for c in wanted)
+    picked = ", ".join(f"b.{c.rsplit(' as ', 1)[1]}" for c in cols)
     ks = ", ".join(f"k_{c}.k as tfk_{c}" for c in tf)
     return (
         f"with base as (select {key} as record_key, x.golden_id, coalesce(x.golden_id, 'record:' || {key}) "
@@ -211,7 +217,12 @@ def _seed(path: str) -> pd.DataFrame:
 
 
 def _gender_codes(settings: Settings) -> dict[str, str]:
-    codes = _seed(str(settings.dbt_project_dir / "seeds" / "ref_code_values.csv"))
+    return _gender_table(str(settings.dbt_project_dir / "seeds" / "ref_code_values.csv"))
+
+
+@lru_cache(maxsize=4)
+def _gender_table(path: str) -> dict[str, str]:
+    codes = _seed(path)
     g = codes[codes["domain"] == "gender"]
     return dict(zip(g["raw_value"], g["code"], strict=True))
 
@@ -252,8 +263,16 @@ def _first(frame: pd.DataFrame) -> dict[str, Any]:
     }
 
 
+# Per value: the scalar fast path of customer_mdm.hub.standardise (microseconds), else the
+# pipeline's DataFrame standardiser on a one-value Series (milliseconds; other scripts, unusual
+# characters). Both give the same columns: tests/hub/test_fast_path.py.
 @lru_cache(maxsize=20000)
 def _std_name(raw: str) -> tuple[tuple[str, Any], ...]:
+    from customer_mdm.hub.standardise import fast_name
+
+    fast = fast_name(raw)
+    if fast is not None:
+        return fast
     from customer_mdm.standardize.names import standardize_names
 
     return tuple(_first(standardize_names(pd.Series([raw], dtype=object))).items())
@@ -261,6 +280,11 @@ def _std_name(raw: str) -> tuple[tuple[str, Any], ...]:
 
 @lru_cache(maxsize=20000)
 def _std_phone(raw: str) -> tuple[tuple[str, Any], ...]:
+    from customer_mdm.hub.standardise import fast_phone
+
+    fast = fast_phone(raw)
+    if fast is not None:
+        return fast
     from customer_mdm.standardize.phones import standardize_phones
 
     return tuple(_first(standardize_phones(pd.Series([raw], dtype=object))).items())
@@ -268,30 +292,35 @@ def _std_phone(raw: str) -> tuple[tuple[str, Any], ...]:
 
 @lru_cache(maxsize=20000)
 def _std_birth(raw: str) -> tuple[tuple[str, Any], ...]:
+    from customer_mdm.hub.standardise import fast_birth_date
+
+    fast = fast_birth_date(raw)
+    if fast is not None:
+        return fast
     from customer_mdm.standardize.dates import standardize_birth_dates
 
     return tuple(_first(standardize_birth_dates(pd.Series([raw], dtype=object))).items())
 
 
-@lru_cache(maxsize=20000)
 def _std_region(province: str | None, city: str | None, district: str | None) -> tuple[tuple[str, Any], ...]:
-    from customer_mdm.standardize.regions import standardize_regions
+    from customer_mdm.hub.standardise import fast_region
 
-    def s(v: str | None) -> pd.Series:
-        return pd.Series([v], dtype=object)
-
-    return tuple(_first(standardize_regions(s(province), s(city), s(district))).items())
+    return fast_region(province, city, district)
 
 
-@lru_cache(maxsize=20000)
 def _std_address(raw: str) -> tuple[tuple[str, Any], ...]:
-    from customer_mdm.standardize.regions import parse_addresses
+    from customer_mdm.hub.standardise import fast_address
 
-    return tuple(_first(parse_addresses(pd.Series([raw], dtype=object))).items())
+    return fast_address(raw)
 
 
-def _records_row(payload: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
-    """The typed fields as an ``int_customer_records`` row (the linkage's input columns)."""
+def _records_row(
+    payload: Mapping[str, Any],
+    settings: Settings,
+    dead: Callable[[str | None, str | None], tuple[bool, bool]] | None = None,
+) -> dict[str, Any]:
+    """The typed fields as an ``int_customer_records`` row (the linkage's input columns) with
+    the link step's evidence columns."""
     from customer_mdm.hub.standardise import standard_email
 
     raw = {f: _text(payload, f) for f in FIELDS}
@@ -317,6 +346,14 @@ def _records_row(payload: Mapping[str, Any], settings: Settings) -> dict[str, An
         row[c] = region.get(f"{c}_std") or address.get(f"{c}_std")
     row["street"] = address.get("street") or raw["address"]
     row["company_key"] = _company_key(raw["company"])
+    # the evidence the link step would find for a record typed in now: no former number, this
+    # year, and the contact feeds' verdict on the number and address (``dead``: the matcher's
+    # index knows which published numbers / addresses were reported unreachable / bounced)
+    row["phone_other"] = None
+    row["record_year"] = datetime.now(UTC).year
+    phone_ok = row["phone_e164"] if row["phone_valid"] else None
+    row["phone_dead"], row["email_dead"] = dead(phone_ok, row["email"]) if dead is not None else (False, False)
+    row["household_nameless"] = False
     return row
 
 
@@ -380,38 +417,40 @@ def linkage_row(row: Mapping[str, Any]) -> dict[str, Any]:
         if alpha is not None and len(alpha) < _MIN_COMPACT:
             alpha = None
     out["email_alpha"] = alpha
-    out["email_is_name"] = _email_is_name(out["email"], pinyin)
-    # the contact evidence of the event feeds (linkage.step.prepare_evidence): a typed record has none
+    # the event feeds' evidence (customer_mdm.linkage.step.prepare_evidence)
+    other = r.get("phone_other")
+    out["phone_other"] = other if other is not None and other != (out["phone_e164"] or "") else None
     out["phone_dead"] = _flag(r.get("phone_dead")) and out["phone_e164"] is not None
     out["email_dead"] = _flag(r.get("email_dead")) and out["email"] is not None
     out["household_nameless"] = _flag(r.get("household_nameless"))
     year = r.get("record_year")
     out["record_year"] = int(year) if year is not None else None
+    is_name = False
+    if pinyin is not None and out["email"] is not None:
+        local = out["email"].split("@", 1)[0].lower()
+        if re.fullmatch(r"[a-z._-]+", local):
+            bare = re.sub(r"[._-]", "", local)
+            head, sep, tail = pinyin.partition(" ")
+            whole = pinyin.replace(" ", "")
+            is_name = bare in (whole, tail.replace(" ", "") + head if sep else whole)
+    out["email_is_name"] = is_name
     return out
 
 
 def _flag(value: Any) -> bool:
-    """``coalesce(try_cast(value as boolean), false)``."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return False
+    """``coalesce(try_cast(value as boolean), false)`` for the evidence flags."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
     if isinstance(value, str):
         return value.strip().lower() in ("true", "t", "1", "yes", "y")
-    return bool(value)
+    return False
 
 
-def _email_is_name(email: str | None, pinyin: str | None) -> bool:
-    """prepare_records' ``email_is_name``: the mailbox is just the name's pinyin (zhangwei@, wei.zhang@)."""
-    if email is None or pinyin is None:
-        return False
-    local = email.split("@", 1)[0].lower()
-    if not re.fullmatch(r"[a-z._-]+", local):
-        return False
-    head, sep, tail = pinyin.partition(" ")
-    rev = tail.replace(" ", "") + head if sep else pinyin.replace(" ", "")
-    return re.sub(r"[._-]", "", local) in (pinyin.replace(" ", ""), rev)
-
-
-def prepare_input(payload: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
+def prepare_input(
+    payload: Mapping[str, Any],
+    settings: Settings,
+    dead: Callable[[str | None, str | None], tuple[bool, bool]] | None = None,
+) -> dict[str, Any]:
     """The typed fields standardised and prepared exactly as the pipeline prepares a source record
     for linkage (``int_customer_records`` + ``prepare_records``). Raises :class:`MatchInputError`."""
     unknown = sorted(set(payload) - set(FIELDS) - {"limit"})
@@ -419,7 +458,7 @@ def prepare_input(payload: Mapping[str, Any], settings: Settings) -> dict[str, A
         raise MatchInputError(unknown[0], f"unknown field {unknown[0]!r}; accepted: {', '.join(FIELDS)}")
     if all(_text(payload, f) is None for f in REQUIRED_ANY):
         raise MatchInputError("name", "at least one of name, mobile or email is required")
-    return linkage_row(_records_row(payload, settings))
+    return linkage_row(_records_row(payload, settings, dead))
 
 
 def standardised_view(prepared: Mapping[str, Any], company: str | None) -> dict[str, Any]:
@@ -608,6 +647,10 @@ def compile_condition(sql: str) -> Expr | None:
 
 
 # ============================================================================ the model
+#: a blocking rule: (column of the typed record, column of the published record) per equality
+BlockingKey = tuple[tuple[str, str], ...]
+
+
 @dataclass(frozen=True)
 class Level:
     label: str
@@ -633,10 +676,7 @@ class ScoringModel:
     version: int | None
     content_hash: str
     comparisons: tuple[Comparison, ...]
-    blocking_keys: tuple[tuple[str, ...], ...]
-    #: per blocking key, the typed record's columns looked up in it (a cross rule such as
-    #: ``l.phone_e164 = r.phone_other`` looks the typed mobile up among the records' other numbers)
-    blocking_queries: tuple[tuple[str, ...], ...]
+    blocking_keys: tuple[BlockingKey, ...]
     matches_per_record: float
     base_prior: float
 
@@ -650,37 +690,38 @@ class ScoringModel:
         return float(prob_to_match_weight(p))
 
 
-def _blocking_keys(settings: dict[str, Any]) -> tuple[tuple[tuple[str, ...], ...], tuple[tuple[str, ...], ...]]:
-    """The columns of each blocking rule of the artefact (``l."a" = r."a" AND ...``, or a cross rule
-    ``l."a" = r."b"``): per rule the records' (right) columns indexed and the typed (left) record's
-    columns looked up in them."""
+def _blocking_keys(settings: dict[str, Any]) -> tuple[BlockingKey, ...]:
+    """Each blocking rule of the artefact (``l."a" = r."a" AND ...``, also across columns:
+    ``l.phone_e164 = r.phone_other``) as its (typed column, record column) pairs, in both
+    orientations (the typed record may be either side of a pair)."""
     import sqlglot
     from sqlglot import exp
 
-    keys, queries = [], []
+    keys: list[BlockingKey] = []
     for rule in settings.get("blocking_rules_to_generate_predictions", []):
         sql = rule["blocking_rule"] if isinstance(rule, dict) else str(rule)
         tree = sqlglot.parse_one(sql, read="duckdb")
-        pairs: dict[tuple[str, str], None] = {}
+        pairs: list[tuple[str, str]] = []
         for eq in tree.find_all(exp.EQ):
             a, b = eq.this, eq.expression
             if not (isinstance(a, exp.Column) and isinstance(b, exp.Column)):
                 raise MatcherUnavailable("a blocking rule of the model is not an equi-join of columns")
             if a.table == "r" and b.table == "l":
                 a, b = b, a
-            pairs[(a.name, b.name)] = None
+            pairs.append((a.name, b.name))
         if any(isinstance(n, exp.Or) for n in tree.walk()):
             raise MatcherUnavailable("a blocking rule of the model uses OR: not supported by match-on-entry")
-        queries.append(tuple(q for q, _ in pairs))
-        keys.append(tuple(i for _, i in pairs))
-    return tuple(keys), tuple(queries)
+        key = tuple(dict.fromkeys(pairs))
+        for k in (key, tuple((rc, lc) for lc, rc in key)):
+            if k not in keys:
+                keys.append(k)
+    return tuple(keys)
 
 
 def compile_model(model: TrainedModel) -> ScoringModel:
     """Levels, match weights and TF parameters from Splink's own settings objects."""
     from customer_mdm.linkage.model import LINKAGE_COLUMNS, make_linker, prepare_records
 
-    blocking_keys, blocking_queries = _blocking_keys(model.settings)
     empty = pd.DataFrame({c: pd.Series([], dtype=object) for c in LINKAGE_COLUMNS})
     linker = make_linker(prepare_records(empty), model.settings)
     comparisons = []
@@ -718,11 +759,15 @@ def compile_model(model: TrainedModel) -> ScoringModel:
         version=model.version,
         content_hash=model.content_hash,
         comparisons=tuple(comparisons),
-        blocking_keys=blocking_keys,
-        blocking_queries=blocking_queries,
+        blocking_keys=_blocking_keys(model.settings),
         matches_per_record=model.matches_per_record,
         base_prior=float(model.settings["probability_two_random_records_match"]),
     )
+
+
+def _record_columns(model: ScoringModel) -> list[tuple[str, ...]]:
+    """The published records' columns of each blocking rule (what the index is sorted by)."""
+    return list(dict.fromkeys(tuple(right for _, right in key) for key in model.blocking_keys))
 
 
 class _ModelWatch:
@@ -795,8 +840,9 @@ class _Index:
         c = codes[i]
         return None if c < 0 else uniques[c]
 
-    def row(self, i: int) -> dict[str, Any]:
-        return {col: self.value(col, i) for col in self.columns}
+    def row(self, i: int) -> _LazyRow:
+        """Record ``i`` as a read-only mapping; a column is decoded when a condition reads it."""
+        return _LazyRow(self, i)
 
     def code(self, col: str, value: Any) -> int:
         """The code of ``value`` in ``col`` (-1: no record holds it)."""
@@ -841,11 +887,37 @@ class _Index:
         return [int(p) for p in pos[lo:hi]]
 
 
+class _LazyRow(Mapping[str, Any]):
+    """One record of the index (see :meth:`_Index.row`)."""
+
+    __slots__ = ("_i", "_index")
+
+    def __init__(self, index: _Index, i: int) -> None:
+        self._index = index
+        self._i = i
+
+    def __getitem__(self, col: str) -> Any:
+        return self._index.value(col, self._i)
+
+    def get(self, col: str, default: Any = None) -> Any:
+        if col not in self._index.columns:
+            return default
+        return self._index.value(col, self._i)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index.columns)
+
+    def __len__(self) -> int:
+        return len(self._index.columns)
+
+
 def _sorted_codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """int32 codes (-1: NULL) into the distinct values sorted in Python's order."""
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
     objs = np.empty(len(uniques), dtype=object)
-    objs[:] = [int(u) if isinstance(u, np.integer) else u for u in uniques.tolist()]
+    objs[:] = [
+        bool(u) if isinstance(u, np.bool_) else int(u) if isinstance(u, np.integer) else u for u in uniques.tolist()
+    ]
     order = np.argsort(objs, kind="stable")
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))
@@ -942,6 +1014,8 @@ class Matcher:
             if has_tombstones
             else set()
         )
+        self.dead_phones = self._flagged("phone_dead", "phone_e164")
+        self.dead_emails = self._flagged("email_dead", "email")
         self._digest: Callable[[str, str], str] | None = None
         if self.tombstones:
             from customer_mdm.privacy import erasure_salt
@@ -953,10 +1027,26 @@ class Matcher:
 
             self._digest = digest
 
+    def _flagged(self, flag: str, col: str) -> frozenset[str]:
+        """Values of ``col`` on records whose evidence ``flag`` is set (the contact feeds say the
+        number is unreachable / the address bounced: a verdict on the value, not the record)."""
+        if flag not in self.index.columns:
+            return frozenset()
+        code = self.index.code(flag, True)
+        if code < 0:
+            return frozenset()
+        values, uniques = self.index.columns[col]
+        hit = values[self.index.columns[flag][0] == code]
+        return frozenset(str(v) for v in uniques[np.unique(hit[hit >= 0])].tolist())
+
+    def contact_evidence(self, phone: str | None, email: str | None) -> tuple[bool, bool]:
+        """(phone_dead, email_dead) of a typed record with this valid number and address."""
+        return phone is not None and phone in self.dead_phones, email is not None and email in self.dead_emails
+
     # ------------------------------------------------------------------ candidates
     def _model(self) -> ScoringModel:
         model = self.models.current()
-        missing = [k for k in model.blocking_keys if k not in self.index.blocks]
+        missing = [cols for cols in _record_columns(model) if cols not in self.index.blocks]
         if missing:
             with self._blocks_lock:
                 self.index.build_blocks(missing)
@@ -977,11 +1067,11 @@ class Matcher:
     def candidates(self, prepared: Mapping[str, Any], model: ScoringModel) -> list[int]:
         """Positions of the records a blocking rule pairs the typed record with (tombstoned ones out)."""
         found: set[int] = set()
-        for key, query in zip(model.blocking_keys, model.blocking_queries, strict=True):
-            values = tuple(prepared.get(c) for c in query)
+        for key in model.blocking_keys:
+            values = tuple(prepared.get(left) for left, _ in key)
             if any(v is None for v in values):
                 continue
-            found.update(self.index.lookup(key, values))
+            found.update(self.index.lookup(tuple(right for _, right in key), values))
         return sorted(i for i in found if not self._erased(i))
 
     # ------------------------------------------------------------------ scoring
@@ -1035,7 +1125,7 @@ class Matcher:
 
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_LIMIT:
             raise MatchInputError("limit", f"limit must be an integer from 1 to {MAX_LIMIT}")
-        prepared = prepare_input(payload, self.settings)
+        prepared = prepare_input(payload, self.settings, self.contact_evidence)
         model = self._model()
         prior = model.prior_weight(self.index.n_records + 1)
         best: dict[str, PairScore] = {}

@@ -47,20 +47,16 @@ POINTER = "CURRENT"
 PERSON_ID_COLUMNS = ("golden_id", "other_golden_id", "merged_into")
 
 #: the hub's own serving tables: name -> select over the warehouse (build order)
-#: Tables read by golden id are written in golden-id order: on DuckDB the snapshot's zone maps
-#: then skip almost every row group of a point lookup (PostgreSQL: :data:`SERVING_INDEXES`).
 SERVING_TABLES: dict[str, str] = {
-    "golden_customer": "select * from marts.dim_customer order by golden_id",
+    "golden_customer": "select * from marts.dim_customer",
     "customer_xref": (
-        "select record_id, source, source_id, golden_id, match_probability, assignment, assigned_at_utc from mdm.xref "
-        "order by source, source_id"
+        "select record_id, source, source_id, golden_id, match_probability, assignment, assigned_at_utc from mdm.xref"
     ),
-    "golden_registry": "select golden_id, status, merged_into from mdm.golden_registry order by golden_id",
-    "golden_id_history": "select * from mdm.golden_id_history order by golden_id",
+    "golden_registry": "select golden_id, status, merged_into from mdm.golden_registry",
+    "golden_id_history": "select * from mdm.golden_id_history",
     "source_records": (
         "select x.golden_id, r.* from intermediate.int_customer_records as r "
-        "inner join mdm.xref as x on x.source = r.source and x.source_id = r.source_id "
-        "order by x.golden_id, r.source, r.source_id"
+        "inner join mdm.xref as x on x.source = r.source and x.source_id = r.source_id"
     ),
     "orders": (
         "select x.golden_id, o.* from marts.fct_orders as o "
@@ -74,30 +70,57 @@ SERVING_TABLES: dict[str, str] = {
     "field_freshness": "select * from governance.governance_field_freshness",
 }
 
-#: PostgreSQL: the indexes of the hub's serving tables (name -> column lists), built in the build
-#: schema before the swap. DuckDB needs none: the tables are written in lookup order.
-SERVING_INDEXES: dict[str, list[tuple[str, ...]]] = {
-    "golden_customer": [("golden_id",), ("phone",), ("email",)],
-    "customer_xref": [("source", "source_id"), ("golden_id",)],
-    "golden_registry": [("golden_id",)],
-    "golden_id_history": [("golden_id",), ("other_golden_id",)],
-    "source_records": [("golden_id",), ("phone_e164",), ("email",)],
-    "orders": [("golden_id",)],
-    "self_service_changes": [("golden_id",)],
-}
-
-#: DuckDB: ART indexes in the snapshot. A point lookup of whole rows (``select *``) on a wide
-#: table reads every column of a whole row group even when the table is in golden-id order
-#: (20 ms for source_records' 58 columns at 100k records); through an index only the matching
-#: rows are fetched (about 4 ms). Narrow reads need none (zone maps suffice).
-DUCKDB_INDEXES: dict[str, list[tuple[str, ...]]] = {
-    "golden_customer": [("golden_id",)],
-    "source_records": [("golden_id",)],
-}
-
 #: tables a refresh may find missing (built by a later step, e.g. governance after publish):
 #: they are created empty-less (skipped) and the reader treats them as holding no rows
 OPTIONAL_TABLES = {"field_freshness", "orders", "self_service_changes", "match_tombstones"}
+
+
+#: indexes of the serving tables (point reads of the API and the console: a golden id, a record
+#: id, a phone or e-mail), created after a build on both targets and in every DuckDB snapshot
+SERVING_INDEXES: dict[str, tuple[tuple[str, ...], ...]] = {
+    "golden_customer": (("golden_id",), ("phone",), ("email",)),
+    "customer_xref": (("golden_id",), ("source", "source_id"), ("record_id",)),
+    "golden_registry": (("golden_id",), ("merged_into",)),
+    "source_records": (("golden_id",), ("phone_e164",), ("email",)),
+    "golden_id_history": (("golden_id",), ("other_golden_id",)),
+    "orders": (("golden_id",),),
+    "self_service_changes": (("golden_id",),),
+    "field_freshness": (("golden_id",),),
+}
+
+
+def create_indexes(
+    execute: Callable[[str], Any], schema: str, tables: Sequence[str], columns: Callable[[str], Sequence[str]]
+) -> int:
+    """``create index`` for :data:`SERVING_INDEXES` on the tables of ``schema`` (``schema`` may be
+    ``catalog.schema``) that exist and have the columns (``columns(table)``); returns how many
+    were created."""
+    made = 0
+    for table, keys in SERVING_INDEXES.items():
+        if table not in tables:
+            continue
+        present = set(columns(table))
+        for cols in keys:
+            if not set(cols) <= present:
+                continue
+            name = f"ix_{table}_{'_'.join(cols)}"
+            execute(f"create index {name} on {schema}.{_ident(table)} ({', '.join(_ident(c) for c in cols)})")
+            made += 1
+    return made
+
+
+def _console_indexes(execute: Callable[[str], Any], schema: str, tables: Sequence[str]) -> None:
+    """PostgreSQL: CONSOLE's ``CONSOLE_INDEXES`` (on DuckDB those tables are read through zone
+    maps: they are written in golden-id or key order)."""
+    try:
+        from customer_mdm.console import CONSOLE_INDEXES  # type: ignore[attr-defined]
+    except ImportError:
+        return
+    for table, keys in CONSOLE_INDEXES.items():
+        if table in tables:
+            for cols in keys:
+                name = f"ix_{table}_{'_'.join(cols)}"
+                execute(f"create index {name} on {schema}.{_ident(table)} ({', '.join(_ident(c) for c in cols)})")
 
 
 def serving_tables() -> dict[str, str]:
@@ -116,19 +139,6 @@ def serving_tables() -> dict[str, str]:
     except ImportError:
         pass
     return tables
-
-
-def serving_indexes() -> dict[str, list[tuple[str, ...]]]:
-    """The PostgreSQL indexes of every serving table: the hub's and CONSOLE's ``CONSOLE_INDEXES``."""
-    indexes = {name: list(cols) for name, cols in SERVING_INDEXES.items()}
-    try:
-        from customer_mdm.console import CONSOLE_INDEXES  # type: ignore[attr-defined]
-
-        for name, cols in CONSOLE_INDEXES.items():
-            indexes.setdefault(name, []).extend(cols)
-    except ImportError:
-        pass
-    return indexes
 
 
 def serving_dir(settings: Settings) -> Path:
@@ -152,7 +162,6 @@ def refresh(settings: Settings, run_id: str) -> dict[str, Any]:
     from customer_mdm.warehouse import connect
 
     tables = serving_tables()
-    indexes = serving_indexes()
     built: dict[str, int] = {}
     skipped: list[str] = []
     schema = BUILD_SCHEMA if settings.target == "postgres" else SCHEMA
@@ -178,15 +187,17 @@ def refresh(settings: Settings, run_id: str) -> dict[str, Any]:
                     continue
                 raise
             built[name] = int(wh.scalar(f"select count(*) from {schema}.{name}") or 0)
-            if settings.target == "postgres":
-                for k, cols in enumerate(indexes.get(name, [])):
-                    wh.execute(f"create index {name}_{k}_idx on {schema}.{name} ({', '.join(map(_ident, cols))})")
-                wh.execute(f"analyze {schema}.{name}")
-        wh.execute(f"create table {schema}.meta (run_id text, published_at timestamp, golden_customers bigint)")
         wh.execute(
-            f"insert into {schema}.meta values (?, ?, ?)", [run_id, published_at, built.get("golden_customer", 0)]
+            f"create table {schema}.meta (run_id text, published_at timestamp, golden_customers bigint, "
+            "erased_at timestamp)"
+        )
+        wh.execute(
+            f"insert into {schema}.meta values (?, ?, ?, null)",
+            [run_id, published_at, built.get("golden_customer", 0)],
         )
         if settings.target == "postgres":
+            create_indexes(wh.execute, schema, list(built), lambda t: _columns(wh, schema, t))
+            _console_indexes(wh.execute, schema, list(built))
             _swap_postgres(wh)
             return {"tables": built, "skipped": skipped, "schema": SCHEMA}
         snapshot = _write_snapshot(settings, wh, run_id, [*built, "meta"])
@@ -222,23 +233,12 @@ def _write_snapshot(settings: Settings, wh: Any, run_id: str, names: list[str]) 
         wh.execute(f"create schema mdm_snapshot.{SCHEMA}")
         for name in names:
             wh.execute(f"create table mdm_snapshot.{SCHEMA}.{_ident(name)} as select * from {SCHEMA}.{name}")
-        _duck_indexes(wh, "mdm_snapshot", names)
+        create_indexes(wh.execute, f"mdm_snapshot.{SCHEMA}", names, lambda t: _columns(wh, SCHEMA, t))
     finally:
         wh.execute("detach mdm_snapshot")
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)
     return path
-
-
-def _duck_indexes(con: Any, catalog: str | None, names: Sequence[str]) -> None:
-    """Create :data:`DUCKDB_INDEXES` of the tables ``names`` in the snapshot attached as ``catalog``
-    (``None``: the connection's own database)."""
-    prefix = f"{catalog}." if catalog else ""
-    for name in names:
-        for k, cols in enumerate(DUCKDB_INDEXES.get(name, [])):
-            con.execute(
-                f"create index {_ident(name)}_{k}_idx on {prefix}{SCHEMA}.{name} ({', '.join(map(_ident, cols))})"
-            )
 
 
 def _point_to(settings: Settings, snapshot: Path) -> None:
@@ -284,6 +284,10 @@ def scrub(settings: Settings, golden_ids: Sequence[str]) -> dict[str, int]:
                 return removed
             for table in _person_tables(wh, SCHEMA):
                 removed[table] = _delete_person_rows(wh, f"{SCHEMA}.{table}", ids, _columns(wh, SCHEMA, table))
+            if "erased_at" in _columns(wh, SCHEMA, "meta"):
+                # a new serving version: servers drop what they derived from the old one (lookup
+                # index, matcher) and rebuild it without the erased persons
+                wh.execute(f"update {SCHEMA}.meta set erased_at = ?", [datetime.now(UTC).replace(tzinfo=None)])
         return removed
     import duckdb
 
@@ -321,8 +325,8 @@ def scrub(settings: Settings, golden_ids: Sequence[str]) -> dict[str, int]:
             before = int(snap.scalar(f"select count(*) from {source}") or 0)
             con.execute(f"create table {SCHEMA}.{name} as select * from {source} where {keep}", params)
             removed[name] = before - int(snap.scalar(f"select count(*) from {SCHEMA}.{name}") or 0)
+        create_indexes(con.execute, SCHEMA, names, lambda t: _columns(snap, SCHEMA, t, catalog="old_snapshot"))
         con.execute("detach old_snapshot")
-        _duck_indexes(snap, None, names)  # the copy has the indexes of the one it replaces
     finally:
         con.close()
     os.chmod(tmp, 0o600)
@@ -501,17 +505,24 @@ class ServingReader:
     def version(self) -> str | None:
         """An identifier of the serving data now read (the snapshot / the published run id)."""
         if self.settings.target == "postgres":
-            rows = self.query("select run_id, published_at from serving.meta")
-            return f"{rows[0][0]}@{rows[0][1]}" if rows else None
+            rows = self.query("select * from serving.meta")  # erased_at: an erasure scrubbed it
+            return "@".join(str(v) for v in rows[0]) if rows else None
         self._duck_current()
         return self._version
 
     def status(self) -> dict[str, Any]:
-        """``golden_version`` (run id of the published golden tables) and ``golden_customers``."""
-        rows = self.query("select run_id, golden_customers from serving.meta")
-        if not rows:
-            return {"golden_version": None, "golden_customers": 0}
-        return {"golden_version": rows[0][0], "golden_customers": int(rows[0][1] or 0)}
+        """``golden_version`` (run id of the published golden tables) and ``golden_customers``
+        (read once per serving version)."""
+
+        def read(reader: ServingReader) -> dict[str, Any]:
+            rows = reader.query("select run_id, golden_customers from serving.meta")
+            if not rows:
+                return {"golden_version": None, "golden_customers": 0}
+            return {"golden_version": rows[0][0], "golden_customers": int(rows[0][1] or 0)}
+
+        if self.version() is None:
+            return read(self)
+        return dict(self.cached("customer_mdm.hub.serving.status", read))
 
     def cached(self, key: str, build: Callable[[ServingReader], Any]) -> Any:
         """An object derived from the serving data (a matcher, an index), built once per serving

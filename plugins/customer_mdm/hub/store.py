@@ -24,12 +24,13 @@ Small API::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -156,6 +157,12 @@ class Store:
         raise NotImplementedError
         yield  # pragma: no cover
 
+    @contextmanager
+    def relaxed(self) -> Iterator[None]:
+        """Statements whose commit may skip the disk flush (the access log, see
+        :func:`record_access`): durable when the server process dies, not on a power loss."""
+        yield
+
     def close(self) -> None:
         raise NotImplementedError
 
@@ -211,6 +218,18 @@ class SqliteStore(Store):
             self._depth = 0
         self.con.execute("commit")
 
+    @contextmanager
+    def relaxed(self) -> Iterator[None]:
+        if self._depth:  # inside a transaction: its commit decides
+            yield
+            return
+        # WAL mode: a commit is in the write-ahead log (the OS has it) without an fsync
+        self.con.execute("pragma hub.synchronous = normal")
+        try:
+            yield
+        finally:
+            self.con.execute("pragma hub.synchronous = full")
+
     def close(self) -> None:
         self.con.close()
 
@@ -238,6 +257,13 @@ class PostgresStore(Store):
     @contextmanager
     def transaction(self) -> Iterator[None]:
         with self.con.transaction():
+            yield
+
+    @contextmanager
+    def relaxed(self) -> Iterator[None]:
+        # asynchronous commit for this transaction only (the server flushes its WAL shortly after)
+        with self.con.transaction():
+            self.con.execute("set local synchronous_commit to off")
             yield
 
     def close(self) -> None:
@@ -331,17 +357,22 @@ def record_access(
     store: Store, principal: str, action: str, route: str, status: int, golden_ids: Sequence[str | None] = (None,)
 ) -> None:
     """Append to ``hub.access_log``: who (``token:<name>``) read or wrote whose data, by which route.
-    One row per golden id, all in one transaction (a search that finds 50 customers commits once,
-    not 50 times)."""
+
+    The row is committed before the answer leaves, without waiting for the disk flush
+    (``MDM_HUB_ACCESS_LOG_SYNC=normal``, the default: SQLite ``synchronous=NORMAL`` in WAL mode,
+    PostgreSQL ``synchronous_commit=off``): it survives a killed server, but a power loss may
+    lose the last rows (a flush per read would cost more than the read; docs/hub.md).
+    ``MDM_HUB_ACCESS_LOG_SYNC=full`` flushes every row like the intake writes."""
     at = now()
     ids = list(golden_ids or (None,))
-    with store.transaction() if len(ids) > 1 else nullcontext():
-        for gid in ids:
-            store.execute(
-                f"insert into {SCHEMA}.access_log (at, principal, action, golden_id, route, status) "
-                "values (?, ?, ?, ?, ?, ?)",
-                [at, principal, action, gid, route, status],
-            )
+    relaxed = (os.environ.get("MDM_HUB_ACCESS_LOG_SYNC") or "normal").strip().lower() != "full"
+    with store.relaxed() if relaxed else contextlib.nullcontext():
+        # one statement: one commit however many people the call concerned
+        store.execute(
+            f"insert into {SCHEMA}.access_log (at, principal, action, golden_id, route, status) values "
+            + ", ".join("(?, ?, ?, ?, ?, ?)" for _ in ids),
+            [v for gid in ids for v in (at, principal, action, gid, route, status)],
+        )
 
 
 def erase(settings: Settings, golden_ids: Sequence[str], identifiers: Sequence[str] = ()) -> dict[str, int]:

@@ -906,9 +906,12 @@ def insert_decision(
     decision: str,
     decided_by: str | None = None,
     note: str | None = None,
+    actor: str | None = None,
 ) -> None:
     """:func:`record_decision` on an open warehouse: the one path of every steward decision
-    (``mdm review decide`` and the console's decisions, applied by the next run)."""
+    (``mdm review decide`` and the console's decisions, applied by the next run). ``actor``: the
+    console's signed-in user (``user:NAME``) whose queued decision the pipeline applies; else the
+    authenticated principal decided."""
     from customer_mdm.errors import MdmError
 
     if decision not in ("match", "no_match"):
@@ -933,6 +936,6 @@ def insert_decision(
         wh.execute(
             "insert into mdm.steward_decisions (record_id_l, record_id_r, decision, decided_by, decided_at, note) "
             "values (?, ?, ?, ?, ?, ?)",
-            [left, right, decision, principal, decided_at, stored],
+            [left, right, decision, actor or principal, decided_at, stored],
         )
-        record_steward_decision(settings, wh, left, right, decision, decided_by, note, decided_at)
+        record_steward_decision(settings, wh, left, right, decision, decided_by, note, decided_at, actor=actor)
