@@ -207,6 +207,7 @@ def test_export_holds_everything_about_the_person_and_cli_agrees(hub: Hub, tmp_p
     out = tmp_path / "subject.json"
     mdm(hub.settings, "privacy", "export", gid, "--out", str(out))
     cli = json.loads(out.read_text())
+    assert out.stat().st_mode & 0o777 == 0o600  # personal data: private
     assert cli["golden_record"] == body["golden_record"]
     assert len(cli["source_records"]) == n_records and len(cli["orders"]) == n_orders
 

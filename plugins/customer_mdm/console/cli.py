@@ -16,8 +16,19 @@ def user() -> None:
 
 @user.command("add")
 @click.argument("name")
-@click.option("--role", type=click.Choice(["steward", "governance", "admin"]), required=True)
-@click.option("--language", type=click.Choice(["en", "zh"]), default="en", show_default=True)
+@click.option(
+    "--role",
+    type=click.Choice(["steward", "governance", "admin"]),
+    required=True,
+    help="What the user may see and do in the console.",
+)
+@click.option(
+    "--language",
+    type=click.Choice(["en", "zh"]),
+    default="en",
+    show_default=True,
+    help="Console language (English or Simplified Chinese).",
+)
 @click.option("--replace", is_flag=True, help="Reset the password and role of an existing user.")
 @click.pass_context
 def user_add(ctx: click.Context, name: str, role: str, language: str, replace: bool) -> None:

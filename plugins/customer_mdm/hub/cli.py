@@ -19,8 +19,8 @@ def _settings(ctx: click.Context) -> Settings:
 # ----------------------------------------------------------------------------- serve
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0 in compose).")
-@click.option("--port", type=click.IntRange(1, 65535), default=8700, show_default=True)
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8700, show_default=True, help="TCP port to listen on.")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True, help="Worker processes.")
 @click.pass_context
 def serve(ctx: click.Context, host: str, port: int, workers: int) -> None:
     """Serve the hub API (and the web console) against the configured warehouse and MDM_HOME."""
@@ -115,8 +115,10 @@ def privacy_export(ctx: click.Context, golden_id: str, out: Path) -> None:
     if body is None:
         raise MdmError("no such golden customer in the published tables (unknown, erased, or nothing published yet)")
     body["requested_golden_id"] = golden_id
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(body, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+    from customer_mdm.private_files import open_private
+
+    with open_private(out, "w", encoding="utf-8") as handle:  # personal data: 0600
+        handle.write(json.dumps(body, ensure_ascii=False, indent=2, default=str))
     ensure_store(settings)
     with open_store(settings) as store:
         record_access(store, f"cli:{getpass.getuser()}", "export", "mdm privacy export", 200, [current])
@@ -139,10 +141,12 @@ def export_reminders(ctx: click.Context, out: Path) -> None:
 def register(main: click.Group) -> None:
     """Add the hub's commands to ``mdm`` (one call in customer_mdm.cli)."""
     main.add_command(serve)
-    for name in ("api_token", "privacy"):
-        command = globals().get(name)
-        if command is not None:
-            main.add_command(command)
+    main.add_command(api_token)
+    existing = main.commands.get("privacy")
+    if isinstance(existing, click.Group):  # `mdm privacy check` lives in customer_mdm.cli
+        existing.add_command(privacy_export)
+    else:
+        main.add_command(privacy)
     export = main.commands.get("export")
     reminders = globals().get("export_reminders")
     if isinstance(export, click.Group) and reminders is not None:

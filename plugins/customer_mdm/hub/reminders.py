@@ -87,9 +87,10 @@ def export_reminders(settings: Settings, out: Path) -> dict[str, Any]:
             )
         }
         rows = [r for r in candidates if (str(r["golden_id"]), r["channel"]) not in recent]
-        out.parent.mkdir(parents=True, exist_ok=True)
+        from customer_mdm.private_files import open_private
+
         tmp = out.parent / f".{out.name}.tmp"
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        with open_private(tmp, "w", newline="", encoding="utf-8") as fh:  # contacts: 0600
             writer = csv.DictWriter(fh, fieldnames=COLUMNS)
             writer.writeheader()
             writer.writerows(rows)
