@@ -8,7 +8,9 @@ a child) every 0.1 s. Then it scores the cross-reference against the generator's
 (pairwise precision, recall, F1) and times an incremental run after a 1 % delta: a new CRM
 batch holding second accounts of 1 % of the people (new ids, known persons). After the full
 run the hub is served on loopback and match-on-entry is measured with 4 clients (latency,
-throughput, call-centre accuracy: :mod:`customer_mdm.hub.match_bench`; ``--no-hub`` skips it).
+throughput, call-centre accuracy: :mod:`customer_mdm.hub.match_bench`), then the console's pages
+as a signed-in steward sees them (review queue, customer search, customer 360:
+:mod:`customer_mdm.console.bench`); ``--no-hub`` skips both.
 It prints a table and writes ``$MDM_HOME/bench/results.json`` and ``results.md``.
 
     python -m customer_mdm.bench --sizes 100000,1000000
@@ -353,9 +355,12 @@ def main(argv: list[str] | None = None) -> None:
         print(render(results[-1:]) + "\n\n" + render_stages(results[-1]), flush=True)
     table = render(results) + "".join("\n\n" + render_stages(r) for r in results)
     if args.hub:
+        from customer_mdm.console.bench import render_console
         from customer_mdm.hub.match_bench import render_hub
 
-        table += "\n\n" + render_hub([(r.source_records, r.extra.get("hub", {})) for r in results])
+        hubs = [(r.source_records, r.extra.get("hub", {})) for r in results]
+        table += "\n\n" + render_hub(hubs)
+        table += "\n\n" + render_console([(n, h.get("console", {})) for n, h in hubs])
     (base / "results.json").write_text(json.dumps([r.__dict__ for r in results], indent=2, default=str))
     (base / "results.md").write_text(table + "\n")
     print("\n" + table)

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from customer_mdm.console.tables import CONSOLE_OPTIONAL, CONSOLE_TABLES
+from customer_mdm.console.tables import CONSOLE_INDEXES, CONSOLE_OPTIONAL, CONSOLE_TABLES
 from customer_mdm.hub import serving as _serving
 
 # the governance tables are built after the publication: a refresh before them skips them
 _serving.OPTIONAL_TABLES.update(CONSOLE_OPTIONAL)
 
-__all__ = ["CONSOLE_OPTIONAL", "CONSOLE_TABLES", "mount"]
+__all__ = ["CONSOLE_INDEXES", "CONSOLE_OPTIONAL", "CONSOLE_TABLES", "mount"]
 
 
 def mount(app: Any, settings: Any) -> None:

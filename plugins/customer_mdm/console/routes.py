@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -26,6 +26,7 @@ from customer_mdm.console import auth
 from customer_mdm.console.apply import CORRECTABLE
 from customer_mdm.console.i18n import translator
 from customer_mdm.console.store import Store, actions, add_action, connect_store, now, rows, t
+from customer_mdm.console.tables import NAME_PREFIX_MAX
 from customer_mdm.hub.store import record_access
 
 COOKIE = "mdm_console"
@@ -199,14 +200,24 @@ def _pending_pairs(store: Store) -> set[tuple[str, str]]:
     return {(str(a), str(b)) for a, b in found} | {(str(b), str(a)) for a, b in found}
 
 
-def _records(rd: Any, ids: list[str]) -> dict[str, dict[str, Any]]:
-    """The source records ``ids`` (``source:source_id``) by id, in one query."""
-    pairs = [rid.partition(":") for rid in ids]
-    where = " or ".join("(source = ? and source_id = ?)" for _ in pairs)
-    found = rd.query_dicts(
-        f"select * from serving.source_records where {where}", [v for s, _, i in pairs for v in (s, i)]
-    )
-    return {f"{r['source']}:{r['source_id']}": r for r in found}
+def _records(rd: Any, ids: list[str], golden_ids: Sequence[Any] = ()) -> dict[str, dict[str, Any]]:
+    """The source records ``ids`` (``source:source_id``) by id: first among the records of
+    ``golden_ids`` (a lookup by golden id, the order ``serving.source_records`` is written in),
+    the rest (a record that changed golden id since it was queued) in one scan."""
+    found: dict[str, dict[str, Any]] = {}
+    for gid in dict.fromkeys(str(g) for g in golden_ids if g):
+        for r in rd.query_dicts("select * from serving.source_records where golden_id = ?", [gid]):
+            key = f"{r['source']}:{r['source_id']}"
+            if key in ids:
+                found[key] = r
+    missing = [rid.partition(":") for rid in ids if rid not in found]
+    if missing:
+        where = " or ".join("(source = ? and source_id = ?)" for _ in missing)
+        rest = rd.query_dicts(
+            f"select * from serving.source_records where {where}", [v for s, _, i in missing for v in (s, i)]
+        )
+        found.update({f"{r['source']}:{r['source_id']}": r for r in rest})
+    return found
 
 
 @router.get("/review", response_class=HTMLResponse)
@@ -231,7 +242,7 @@ def review(
     bars: list[dict[str, Any]] = []
     diffs: list[dict[str, Any]] = []
     if pair:
-        recs = _records(rd, [pair["record_id_l"], pair["record_id_r"]])
+        recs = _records(rd, [pair["record_id_l"], pair["record_id_r"]], [pair["golden_id"], pair["other_golden_id"]])
         left, right = recs.get(pair["record_id_l"]), recs.get(pair["record_id_r"])
         if left and right:
             diffs = [_diff(f, show(left.get(f)), show(right.get(f))) for f in RECORD_FIELDS]
@@ -363,16 +374,34 @@ def _search(rd: Any, q: str) -> list[dict[str, Any]]:
         )
         if ids:
             return rd.query_dicts(f"select {cols} from serving.golden_customer where golden_id = ?", [ids[0][0]])
+    # by key in serving.console_search (one lookup each, not a scan of every golden customer)
     digits = "".join(c for c in q if c.isdigit())
+    also = ""
     if "@" in q:
-        where, params = "lower(email) = lower(?)", [q]
-    elif len(digits) >= 7 and len(digits) >= len(q) - 4:
-        phone = "+86" + digits[-11:] if len(digits) >= 11 else digits
-        where, params = "(phone = ? or phone like ?)", [phone, f"%{digits}"]
-    else:
-        where, params = "(name = ? or lower(name_pinyin) = lower(?) or name like ?)", [q, q, f"{q}%"]
+        keys = [("email", q.lower())]
+    elif len(digits) >= 7 and len(digits) >= len(q) - 4:  # the phone ends with the digits typed
+        keys = [("phone", digits)] + ([("phone", "86" + digits[-11:])] if len(digits) >= 11 else [])
+    else:  # the name starts with it, or the pinyin is it
+        keys = [("name", q[:NAME_PREFIX_MAX]), ("pinyin", q.lower())]
+        if len(q) > NAME_PREFIX_MAX:
+            also, keys = " and (name like ? or lower(name_pinyin) = ?)", [*keys, ("", f"{q}%"), ("", q.lower())]
+    lookups = " union ".join(
+        "select golden_id from serving.console_search where kind = ? and search_key = ?" for k, _ in keys if k
+    )
+    params = [v for k, key in keys if k for v in (k, key)] + [key for k, key in keys if not k]
+    if also:
+        return rd.query_dicts(
+            f"select {cols} from serving.golden_customer where golden_id in ({lookups}){also} "
+            "order by golden_id limit 50",
+            params,
+        )
+    # the ids first, then their rows by a list of values (an index lookup, not a semi-join scan)
+    ids = [r[0] for r in rd.query(f"select golden_id from ({lookups}) as k order by golden_id limit 50", params)]
+    if not ids:
+        return []
+    marks = ", ".join("?" * len(ids))
     return rd.query_dicts(
-        f"select {cols} from serving.golden_customer where {where} order by golden_id limit 50", params
+        f"select {cols} from serving.golden_customer where golden_id in ({marks}) order by golden_id", ids
     )
 
 
@@ -440,10 +469,12 @@ def customer(
         [golden_id],
     )
     segment = rd.query_dicts("select * from serving.console_segments where golden_id = ?", [golden_id])
-    history = rd.query_dicts(
-        "select changed_at, event, golden_id, other_golden_id, records, detail from serving.golden_id_history "
-        "where golden_id = ? or other_golden_id = ? order by changed_at desc limit 50",
-        [golden_id, golden_id],
+    cols = "changed_at, event, golden_id, other_golden_id, records, detail"
+    history = rd.query_dicts(  # two lookups, not one scan for "golden_id = ? or other_golden_id = ?"
+        f"select * from (select {cols} from serving.golden_id_history where golden_id = ? "
+        f"union all select {cols} from serving.golden_id_history where other_golden_id = ? and golden_id <> ?) as h "
+        "order by changed_at desc limit 50",
+        [golden_id, golden_id, golden_id],
     )
     audit_rows = rd.query_dicts(
         "select changed_at, actor, action, field, reason, run_id from serving.console_audit where golden_id = ? "

@@ -5,9 +5,13 @@ an erased person's rows."""
 
 from __future__ import annotations
 
+#: the longest name prefix customer search finds by its key (a longer query: the key of its first
+#: :data:`NAME_PREFIX_MAX` characters, then the name itself)
+NAME_PREFIX_MAX = 12
+
 #: name -> select over the warehouse (may read earlier serving tables). Tables a customer page
 #: reads by golden id are written in golden-id order: DuckDB's zone maps then skip almost every
-#: row group of a point lookup in the snapshot file.
+#: row group of a point lookup in the snapshot file (PostgreSQL: :data:`CONSOLE_INDEXES`).
 CONSOLE_TABLES: dict[str, str] = {
     # the review queue with what makes a pair consequential: a VIP or a customer with orders on
     # either side, and the size of the cluster the pair would merge
@@ -49,6 +53,29 @@ CONSOLE_TABLES: dict[str, str] = {
                     match_probability desc, record_id_l, record_id_r
             ) as consequence_rank
         from q
+        order by consequence_rank
+    """,
+    # customer search by key, one lookup instead of a scan of every golden customer: each name
+    # prefix (up to NAME_PREFIX_MAX characters: "name starts with"), the pinyin and the e-mail in
+    # lower case, and each tail of the phone's digits from 7 on ("phone ends with"), in key order
+    "console_search": f"""
+        with g as (
+            select golden_id, name, lower(name_pinyin) as pinyin, lower(email) as email,
+                regexp_replace(coalesce(phone, ''), '[^0-9]', '', 'g') as digits
+            from serving.golden_customer
+        )
+        select 'name' as kind, left(g.name, n.i) as search_key, g.golden_id
+        from g cross join generate_series(1, {NAME_PREFIX_MAX}) as n(i)
+        where g.name is not null and n.i <= length(g.name)
+        union all
+        select 'pinyin' as kind, pinyin as search_key, golden_id from g where pinyin is not null and pinyin <> ''
+        union all
+        select 'email' as kind, email as search_key, golden_id from g where email is not null and email <> ''
+        union all
+        select 'phone' as kind, right(g.digits, n.i) as search_key, g.golden_id
+        from g cross join generate_series(7, 15) as n(i)
+        where n.i <= length(g.digits)
+        order by search_key, golden_id
     """,
     # every candidate value of every golden attribute, ranked as dim_customer ranks them
     "console_candidates": """
@@ -75,8 +102,9 @@ CONSOLE_TABLES: dict[str, str] = {
             c.note, c.run_id
         from mdm.steward_corrections as c
         inner join mdm.xref as x on x.record_id = c.record_id
+        order by x.golden_id
     """,
-    "console_segments": "select * from governance.customer_segments",
+    "console_segments": "select * from governance.customer_segments order by golden_id",
     # one row per stale or failed field; the console groups them per customer
     "console_worklist": """
         select w.golden_id, w.field, w.reason_code, w.reason, w.source_record, w.days_overdue, w.priority_rank,
@@ -122,4 +150,16 @@ CONSOLE_OPTIONAL = {
     "console_scorecard",
     "console_corrections",
     "console_orders",
+}
+
+#: PostgreSQL: the indexes of the console's serving tables (customer_mdm.hub.serving._console_indexes)
+CONSOLE_INDEXES: dict[str, list[tuple[str, ...]]] = {
+    "console_review": [("consequence_rank",)],
+    "console_search": [("search_key",)],
+    "console_candidates": [("golden_id",)],
+    "console_audit": [("golden_id",)],
+    "console_orders": [("golden_id",)],
+    "console_corrections": [("golden_id",)],
+    "console_segments": [("golden_id",)],
+    "console_worklist_customers": [("golden_id",)],
 }

@@ -16,7 +16,8 @@ Figures (printed beside the pipeline's):
   say it -- and sent as a form would: the share whose top candidate is one of that person's
   golden ids (``existing_top1``) and whose answer is ``match`` as well (``existing_match``);
 - **made-up people** (the generator's people of another seed, rendered the same way): the
-  share answered ``no_match`` (``made_up_no_match``).
+  share answered ``no_match`` (``made_up_no_match``);
+- ``console``: the console's page timings on the same server (customer_mdm.console.bench).
 
 The personal values of the generated people never leave this process but as HTTP bodies on
 loopback; nothing is logged.
@@ -239,6 +240,7 @@ def bench_hub(
         result["lookup"] = _load(base_url, token, mobiles, clients, seconds / 2)
         reads = [("GET", f"/v1/customers/{g}", None) for p in persons for g in sorted(golden_of[_pid(p, people)])]
         result["customer"] = _load(base_url, token, reads, clients, seconds / 2)
+        result["console"] = _console(settings, base_url, seed)
     finally:
         os.killpg(server.pid, signal.SIGTERM)  # the server we started (its own session)
         try:
@@ -247,6 +249,19 @@ def bench_hub(
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
     return result
+
+
+def _console(settings: Settings, base_url: str, seed: int) -> dict[str, Any]:
+    """The console's page timings on the same server (customer_mdm.console.bench)."""
+    from customer_mdm.console.bench import bench_console
+
+    try:
+        return bench_console(settings, base_url, seed=seed)
+    except Exception as exc:  # noqa: BLE001 - the match figures still count
+        import logging
+
+        logging.getLogger(__name__).warning("console bench failed: %s", type(exc).__name__)
+        return {"error": type(exc).__name__}
 
 
 def render_hub(rows: list[tuple[int, dict[str, Any]]]) -> str:

@@ -109,6 +109,20 @@ def create_indexes(
     return made
 
 
+def _console_indexes(execute: Callable[[str], Any], schema: str, tables: Sequence[str]) -> None:
+    """PostgreSQL: CONSOLE's ``CONSOLE_INDEXES`` (on DuckDB those tables are read through zone
+    maps: they are written in golden-id or key order)."""
+    try:
+        from customer_mdm.console import CONSOLE_INDEXES  # type: ignore[attr-defined]
+    except ImportError:
+        return
+    for table, keys in CONSOLE_INDEXES.items():
+        if table in tables:
+            for cols in keys:
+                name = f"ix_{table}_{'_'.join(cols)}"
+                execute(f"create index {name} on {schema}.{_ident(table)} ({', '.join(_ident(c) for c in cols)})")
+
+
 def serving_tables() -> dict[str, str]:
     """Every serving table: the hub's, MATCH's ``MATCH_TABLES`` and CONSOLE's ``CONSOLE_TABLES``."""
     tables = dict(SERVING_TABLES)
@@ -183,6 +197,7 @@ def refresh(settings: Settings, run_id: str) -> dict[str, Any]:
         )
         if settings.target == "postgres":
             create_indexes(wh.execute, schema, list(built), lambda t: _columns(wh, schema, t))
+            _console_indexes(wh.execute, schema, list(built))
             _swap_postgres(wh)
             return {"tables": built, "skipped": skipped, "schema": SCHEMA}
         snapshot = _write_snapshot(settings, wh, run_id, [*built, "meta"])
