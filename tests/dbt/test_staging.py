@@ -199,12 +199,14 @@ def test_vocabularies_are_lower_cased_and_dirty_codes_kept(duckdb_staging: Built
     assert channels == {"email", "phone", "sms"}  # 'sms' stays visible (and warns)
 
 
-def test_source_freshness_warns_and_errors_on_stale_feeds(duckdb_staging: BuiltWarehouse) -> None:
+def test_source_freshness_warns_on_stale_feeds(duckdb_staging: BuiltWarehouse) -> None:
+    """Past warn_after warns; erasure requests (last batch 5 days ago) have no freshness policy:
+    handled requests are erased. Errors past error_after: tests/test_freshness.py."""
     result = run_dbt(duckdb_staging.settings, "source freshness", check=False)
-    assert not result.success  # one feed is past error_after
+    assert result.success, result.failures
     sources = json.loads((duckdb_staging.settings.dbt_state_dir / "target" / "sources.json").read_text())
     status = {r["unique_id"].rsplit(".", 1)[-1]: r["status"] for r in sources["results"]}
-    assert status.pop("erasure") == "error"  # last batch 5 days ago
+    assert "erasure" not in status
     assert status.pop("store_pos") == "warn"  # 2 days ago
     assert set(status.values()) == {"pass"} and len(status) == len(MODELS) - 2
 
