@@ -226,3 +226,68 @@ def test_region_lookup_keeps_only_combinations_in_use(settings: Settings) -> Non
             _erase_std(wh, deleter, values)
         assert wh.query("select x from std.region_lookup") == [("kept",)]
         assert deleter.counts[0]["std.region_lookup"] == 1
+
+
+def test_scrub_files_literal_prefilter_finds_every_form_and_skips_the_rest(
+    duckdb_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The substring test run before the patterns (:func:`privacy_search.literals`) lets through
+    every written form the patterns match (formatted, full-width, upper case, with the country
+    code), so scrubbing with it changes what scrubbing without it changes, and it spares the
+    pattern search of files holding none of the values (what made the erasure step slow)."""
+    import re
+
+    from customer_mdm import privacy_search
+    from customer_mdm.privacy_search import literals, needles, pattern, scrub_files
+
+    searched: list[int] = []  # lengths of the texts the pattern searched
+
+    class Spy:
+        def __init__(self, compiled: re.Pattern[str]) -> None:
+            self.compiled = compiled
+
+        def search(self, text: str) -> re.Match[str] | None:
+            searched.append(len(text))
+            return self.compiled.search(text)
+
+        def __getattr__(self, name: str):  # the rest of re.Pattern
+            return getattr(self.compiled, name)
+
+    class SpyRe:
+        def __getattr__(self, name: str):
+            return getattr(re, name)
+
+        @staticmethod
+        def compile(regex: str) -> Spy:
+            return Spy(re.compile(regex))
+
+    monkeypatch.setattr(privacy_search, "re", SpyRe())
+
+    ids = [("mobile", "13812345678"), ("email", "li.hao@qq.com"), ("crm_id", "C000123"), ("member_id", "M4567890")]
+    regex = pattern(needles(ids))
+    lines = [
+        "golden_id,phone,note",
+        "G1,+86 138-1234-5678,x",
+        "G2,(0086)１３８１２３４５６７８,x",
+        "G3,LI.HAO@QQ.COM,x",
+        "G4,c000123,m4567890",
+        "G5,913812345678,li.hao@qq.com.cn",  # not whole tokens: kept
+        "G6,13900000000,other",
+    ]
+    big = "\n".join(f"G{i},1390000{i % 10000:04d},someone{i}@example.com,C{i:07d}" for i in range(20000)) + "\n"
+    outcome = []
+    for plain in (None, literals(ids)):
+        reports = duckdb_settings.home / "reports"
+        reports.mkdir(parents=True, exist_ok=True)
+        (reports / "people.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        (reports / "big.csv").write_text(big, encoding="utf-8")
+        changed = scrub_files(duckdb_settings, regex, plain)
+        searched.clear()
+        assert scrub_files(duckdb_settings, regex, plain) == {}  # nothing left to scrub
+        outcome.append((changed, (reports / "people.csv").read_text(), max(searched, default=0)))
+    assert outcome[0][:2] == outcome[1][:2]
+    assert outcome[1][0] == {"reports/people.csv": 4}
+    assert outcome[1][1].splitlines()[5:] == lines[5:]
+    # without the substring test the pattern searched big.csv whole; with it, only the short
+    # lines holding one of the values (people.csv's kept ones)
+    assert outcome[0][2] >= len(big) and 0 < outcome[1][2] < 100

@@ -82,6 +82,18 @@ _EMAIL = (r"(^|[^0-9a-z._%+\-])", r"($|[^0-9a-z.\-]|\.$|\.[^0-9a-z])")
 
 def needles(identifiers: Iterable[tuple[str, str]]) -> list[str]:
     """One pattern per identifier for normalised text, matching it as a whole token."""
+    return [regex for regex, _ in _needles(identifiers)]
+
+
+def literals(identifiers: Iterable[tuple[str, str]]) -> list[str]:
+    """Per identifier the plain text every match of its :func:`needles` pattern contains (the
+    national digits of a mobile, the normalised e-mail or id): a quick substring test tells the
+    text that cannot match, without running the patterns over it (they have no literal prefix,
+    so a regex search of a large file tries every alternative at every position)."""
+    return sorted({literal for _, literal in _needles(identifiers)})
+
+
+def _needles(identifiers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     out = []
     for itype, value in identifiers:
         itype = itype.strip().lower()
@@ -94,17 +106,22 @@ def needles(identifiers: Iterable[tuple[str, str]]) -> list[str]:
             e164 = normalise("phone", value)
             digits = re.sub(r"\D", "", e164)
             if e164.startswith("+86") and len(digits) == 13:
-                body = rf"(\+?(00)?86)?{digits[2:]}"
+                literal = digits[2:]
+                body = rf"(\+?(00)?86)?{literal}"
             elif e164.startswith("+"):
+                literal = digits
                 body = rf"(\+|00)?{digits}"
             else:
-                body = re.escape(normalise_text(value))
+                literal = normalise_text(value)
+                body = re.escape(literal)
         elif itype == "email":
             left, right = _EMAIL
-            body = re.escape(normalise_text(normalise("email", value)))
+            literal = normalise_text(normalise("email", value))
+            body = re.escape(literal)
         else:
-            body = re.escape(normalise_text(normalise("record", value)))
-        out.append(f"{left}({body}){right}")
+            literal = normalise_text(normalise("record", value))
+            body = re.escape(literal)
+        out.append((f"{left}({body}){right}", literal))
     return out
 
 
@@ -232,9 +249,31 @@ def _parquet_lines(path: Path) -> list[str] | None:
     return lines
 
 
-def search_files(settings: Settings, regex: str) -> Hits:
-    """Files under MDM_HOME -> lines (or Parquet values) matching ``regex``."""
+def _may_match(text: str, literals: list[str] | None) -> bool:
+    """False when normalised ``text`` holds none of the ``literals`` (None: unknown, may match)."""
+    return literals is None or any(literal in text for literal in literals)
+
+
+def _matching_lines(lines: list[str], compiled: re.Pattern[str], literals: list[str] | None) -> Iterator[int]:
+    """Indexes of the lines whose normalised text matches (the literals tested first)."""
+    for i, line in enumerate(lines):
+        text = normalise_text(line)
+        if _may_match(text, literals) and compiled.search(text):
+            yield i
+
+
+def _file_may_match(lines: list[str], compiled: re.Pattern[str], literals: list[str] | None) -> bool:
+    """Whether any line can match: with ``literals`` a substring test of the whole text (the
+    lines are then searched one by one), else the pattern itself."""
+    text = normalise_text("\n".join(lines))
+    return _may_match(text, literals) if literals is not None else compiled.search(text) is not None
+
+
+def search_files(settings: Settings, regex: str, literals: Iterable[str] | None = None) -> Hits:
+    """Files under MDM_HOME -> lines (or Parquet values) matching ``regex``; ``literals``
+    (:func:`literals` of the same identifiers): files and lines holding none are skipped."""
     compiled = re.compile(regex)
+    lits = None if literals is None else list(literals)
     hits = Hits()
     for path in _files(settings):
         rel = str(path.relative_to(settings.home))
@@ -250,47 +289,49 @@ def search_files(settings: Settings, regex: str) -> Hits:
             if path.suffix not in (".gpickle", ".msgpack", ".pyc", ".png", ".ico", ".woff", ".woff2", ".ttf"):
                 hits.not_searched.append(f"{rel} (binary)")
             continue
-        if not compiled.search(normalise_text("\n".join(lines))):
+        if not _file_may_match(lines, compiled, lits):
             continue
-        n = sum(1 for line in lines if compiled.search(normalise_text(line)))
+        n = sum(1 for _ in _matching_lines(lines, compiled, lits))
         if n:
             hits.places[rel] = n
     return hits
 
 
-def scrub_files(settings: Settings, regex: str) -> dict[str, int]:
+def scrub_files(settings: Settings, regex: str, literals: Iterable[str] | None = None) -> dict[str, int]:
     """Replace the matching values in the text files under MDM_HOME with ``[erased]`` (the
     normalised line is searched, the original line is rewritten token by token); Parquet and
-    other binary files that match are deleted. Returns file -> lines changed (or -1: deleted)."""
+    other binary files that match are deleted. Returns file -> lines changed (or -1: deleted).
+    ``literals`` (:func:`literals` of the same identifiers): files and lines holding none of
+    them are skipped without running the pattern (and a file without a match is never rewritten)."""
     compiled = re.compile(regex)
+    lits = None if literals is None else list(literals)
     changed: dict[str, int] = {}
     for path in _files(settings):
         rel = str(path.relative_to(settings.home))
         if path.stat().st_size > _MAX_FILE_BYTES:
             continue
         if path.suffix == ".parquet":
-            lines = _parquet_lines(path)
-            if lines and any(compiled.search(normalise_text(v)) for v in lines):
+            values = _parquet_lines(path)
+            if values and next(_matching_lines(values, compiled, lits), None) is not None:
                 path.unlink()
                 changed[rel] = -1
             continue
         data = path.read_bytes()
         text = _decode(data)
-        if text is None or not compiled.search(normalise_text(text)):
+        if text is None:
             continue
-        encoding = "utf-8" if _is_utf8(data) else "gb18030"
-        out, n = [], 0
-        for line in text.splitlines(keepends=True):
-            if compiled.search(normalise_text(line)):
-                line = scrub_text(line, compiled)
-                n += 1
-            out.append(line)
-        if n:
+        lines = text.splitlines(keepends=True)
+        if not _file_may_match(lines, compiled, lits):
+            continue
+        matching = set(_matching_lines(lines, compiled, lits))
+        if matching:
+            encoding = "utf-8" if _is_utf8(data) else "gb18030"
+            out = [scrub_text(line, compiled) if i in matching else line for i, line in enumerate(lines)]
             tmp = path.with_name(path.name + ".scrub")
             tmp.write_text("".join(out), encoding=encoding, errors="replace")
             tmp.chmod(path.stat().st_mode & 0o777)
             tmp.replace(path)
-            changed[rel] = n
+            changed[rel] = len(matching)
     return changed
 
 
@@ -329,7 +370,7 @@ def check(settings: Settings, identifiers: list[tuple[str, str]], wh: Warehouse 
             hits.places.update(search_warehouse(own, regex))
     else:
         hits.places.update(search_warehouse(wh, regex))
-    files = search_files(settings, regex)
+    files = search_files(settings, regex, literals(identifiers))
     hits.places.update({f"file:{k}": v for k, v in files.places.items()})
     hits.not_searched = files.not_searched
     return hits
