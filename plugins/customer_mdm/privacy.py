@@ -49,7 +49,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -573,24 +573,7 @@ def _scrub(settings: Settings, wh: Warehouse, persons: list[Person]) -> dict[str
         return {}
     regex = pattern(alternatives)
     compiled = re.compile(regex)
-    rid = _row_id(wh)
-    key = "cast(? as tid)" if wh.target == "postgres" else "?"
-    changed: dict[str, int] = {}
-    for table, columns in FREE_TEXT.items():
-        if not wh.table_exists(table):
-            continue
-        have = set(wh.columns_of(table))
-        for column in (c for c in columns if c in have):
-            rows = wh.query(
-                f"select {rid}, {column} from {table} where {column} is not null and {sql_matches(wh, column, regex)}"
-            )
-            for row_id, value in rows:
-                wh.execute(
-                    f"update {table} set {column} = ? where {rid} = {key}",
-                    [scrub_text(str(value), compiled), str(row_id) if wh.target == "postgres" else row_id],
-                )
-            if rows:
-                changed[f"{table}.{column}"] = len(rows)
+    changed = _rewrite_free_text(wh, regex, lambda text: scrub_text(text, compiled))
     # the files: a substring test of the values first (the pattern has no literal prefix: run
     # over every file under MDM_HOME it took minutes at 100k people)
     plain = literals([i for p in persons for i in person_identifiers(p)])
@@ -612,11 +595,7 @@ def _scrub_tombstoned_text(settings: Settings, wh: Warehouse, stones: dict[str, 
     if not stones.get("phone") and not stones.get("email"):
         return {}
     digest = _hasher(settings)
-    rid = _row_id(wh)
-    key = "cast(? as tid)" if wh.target == "postgres" else "?"
     candidates = "[0-9]{7}|@"  # on the normalised text: separators between digits are gone
-    changed: dict[str, int] = {}
-
     seen: dict[str, bool] = {}
 
     def hashed(token: str) -> bool:
@@ -625,19 +604,32 @@ def _scrub_tombstoned_text(settings: Settings, wh: Warehouse, stones: dict[str, 
             seen[token] = digest(kind, normalise(kind, token)) in stones.get(kind, set())
         return seen[token]
 
+    return _rewrite_free_text(
+        wh,
+        candidates,
+        lambda text: _CONTACT_TOKEN.sub(lambda m: "[erased]" if hashed(m.group(0)) else m.group(0), text),
+    )
+
+
+def _rewrite_free_text(wh: Warehouse, regex: str, rewrite: Callable[[str], str]) -> dict[str, int]:
+    """Rewrite every value of the free-text columns (:data:`FREE_TEXT`) that ``regex`` matches
+    (on the normalised text, :func:`customer_mdm.privacy_search.sql_matches`) with ``rewrite``;
+    returns the rows changed per ``table.column``."""
+    rid = _row_id(wh)
+    key = "cast(? as tid)" if wh.target == "postgres" else "?"
+    changed: dict[str, int] = {}
     for table, columns in FREE_TEXT.items():
         if not wh.table_exists(table):
             continue
         have = set(wh.columns_of(table))
         for column in (c for c in columns if c in have):
             rows = wh.query(
-                f"select {rid}, {column} from {table} where {column} is not null "
-                f"and {sql_matches(wh, column, candidates)}"
+                f"select {rid}, {column} from {table} where {column} is not null and {sql_matches(wh, column, regex)}"
             )
             n = 0
             for row_id, value in rows:
                 text = str(value)
-                new = _CONTACT_TOKEN.sub(lambda m: "[erased]" if hashed(m.group(0)) else m.group(0), text)
+                new = rewrite(text)
                 if new != text:
                     wh.execute(
                         f"update {table} set {column} = ? where {rid} = {key}",
