@@ -5,15 +5,17 @@ one consistent snapshot (Parquet + manifest with checksums) of ``marts.dim_custo
 ``marts.customer_xref`` and the ``mdm.*`` linkage state under ``$MDM_BACKUP_DIR`` (default
 ``$MDM_HOME/backups``), copied and verified to ``$MDM_BACKUP_COPY_DIR`` when set, the newest
 ``$MDM_BACKUP_KEEP`` (14) kept. ``mdm restore SNAPSHOT`` brings one back.
-This file only wires tasks: the work is in ``customer_mdm.pipeline.backup_step``.
+This file only wires tasks: the step is declared in ``customer_mdm.plan.BACKUP``
+(``customer_mdm.pipeline.backup_step``).
 """
 
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import Asset, dag, task
+from airflow.sdk import Asset, dag
 
-from customer_mdm.orchestration import GOLDEN_ASSET, default_args, run_failure_alert, run_id_from_context
+from customer_mdm import plan
+from customer_mdm.orchestration import GOLDEN_ASSET, default_args, run_failure_alert, wire
 
 
 @dag(
@@ -28,14 +30,7 @@ from customer_mdm.orchestration import GOLDEN_ASSET, default_args, run_failure_a
     doc_md=__doc__,
 )
 def mdm_backup() -> None:
-    @task
-    def backup(**context) -> dict:
-        from customer_mdm.config import Settings
-        from customer_mdm.pipeline import backup_step
-
-        return backup_step(Settings.from_env(), run_id_from_context(context))
-
-    backup()
+    wire(plan.BACKUP)
 
 
 mdm_backup()

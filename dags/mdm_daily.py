@@ -20,26 +20,17 @@ yesterday's golden tables stay in ``marts``. ``publish`` updates the golden asse
 model asset that ``mdm_train_linkage`` publishes. A failed task or run is alerted
 (``customer_mdm.alerts``: log + ``MDM_ALERT_WEBHOOK``), and so are golden tables not published
 ``MDM_GOLDEN_DEADLINE_HOURS`` (default 6) after the 03:00 schedule (an Airflow deadline alert).
-This file only wires tasks: the work is in ``customer_mdm.pipeline``.
+This file only wires tasks: the steps, their order and the function each runs are declared in
+``customer_mdm.plan.DAILY``.
 """
 
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import Asset, dag, task
+from airflow.sdk import dag
 
-from customer_mdm.orchestration import (
-    GOLDEN_ASSET,
-    LINKAGE_MODEL_ASSET,
-    daily_params,
-    default_args,
-    freshness_policy_from_context,
-    full_from_context,
-    golden_deadline,
-    run_failure_alert,
-    run_id_from_context,
-)
-from customer_mdm.sources import FEEDS
+from customer_mdm import plan
+from customer_mdm.orchestration import daily_params, default_args, golden_deadline, run_failure_alert, wire
 
 
 @dag(
@@ -57,111 +48,7 @@ from customer_mdm.sources import FEEDS
     doc_md=__doc__,
 )
 def mdm_daily() -> None:
-    @task
-    def start(**context) -> str:
-        from customer_mdm.config import Settings
-        from customer_mdm.pipeline import start_run
-
-        return start_run(Settings.from_env(), run_id_from_context(context), context["run_id"])
-
-    @task
-    def ingest(mdm_run: str, feed_name: str) -> dict:
-        from customer_mdm.config import Settings
-        from customer_mdm.pipeline import ingest_step
-
-        return ingest_step(Settings.from_env(), mdm_run, feed_name)
-
-    @task(trigger_rule="all_done")
-    def source_freshness(mdm_run: str, **context) -> dict:
-        from customer_mdm.config import Settings
-        from customer_mdm.pipeline import source_freshness_step
-
-        return source_freshness_step(Settings.from_env(), mdm_run, freshness_policy_from_context(context))
-
-    @task(trigger_rule="all_done")
-    def validate_raw(mdm_run: str, **context) -> dict:
-        from customer_mdm.config import Settings
-        from customer_mdm.pipeline import validate_raw_step
-
-        return validate_raw_step(Settings.from_env(), mdm_run, full=full_from_context(context))
-
-    @task
-    def dbt_staging(mdm_run: str, **context) -> dict:
-        from customer_mdm.config import Settings
-        from customer_mdm.pipeline import dbt_staging_step
-
-        return dbt_staging_step(Settings.from_env(), mdm_run, full=full_from_context(context))
-
-    @task
-    def standardize(mdm_run: str) -> dict:
-        from customer_mdm.config import Settings
-        from customer_mdm.pipeline import standardize_step
-
-        return standardize_step(Settings.from_env(), mdm_run)
-
-    @task
-    def dbt_build(mdm_run: str, **context) -> dict:
-        from customer_mdm.config import Settings
-        from customer_mdm.pipeline import dbt_build_step
-
-        return dbt_build_step(Settings.from_env(), mdm_run, full=full_from_context(context))
-
-    @task
-    def validate_standardised(mdm_run: str, **context) -> dict:
-        from customer_mdm.config import Settings
-        from customer_mdm.pipeline import validate_standardised_step
-
-        return validate_standardised_step(Settings.from_env(), mdm_run, full=full_from_context(context))
-
-    @task
-    def erasure(mdm_run: str) -> dict:
-        from customer_mdm.config import Settings
-        from customer_mdm.pipeline import erasure_step
-
-        return erasure_step(Settings.from_env(), mdm_run)
-
-    @task(inlets=[Asset(LINKAGE_MODEL_ASSET)])
-    def link(mdm_run: str, **context) -> dict:
-        from customer_mdm.config import Settings
-        from customer_mdm.pipeline import link_step
-
-        return link_step(Settings.from_env(), mdm_run, full=full_from_context(context))
-
-    @task
-    def dbt_golden(mdm_run: str, **context) -> dict:
-        from customer_mdm.config import Settings
-        from customer_mdm.pipeline import dbt_golden_step
-
-        return dbt_golden_step(Settings.from_env(), mdm_run, full=full_from_context(context))
-
-    @task(outlets=[Asset(GOLDEN_ASSET)])
-    def publish(mdm_run: str) -> dict:
-        from customer_mdm.config import Settings
-        from customer_mdm.pipeline import publish_step
-
-        return publish_step(Settings.from_env(), mdm_run)
-
-    @task(trigger_rule="all_done")
-    def finish(mdm_run: str) -> dict:
-        from customer_mdm.config import Settings
-        from customer_mdm.pipeline import finish_run
-
-        return finish_run(Settings.from_env(), mdm_run)
-
-    mdm_run = start()
-    ingests = [ingest.override(task_id=f"ingest_{f.name}")(mdm_run, f.name) for f in FEEDS]
-    gate_raw = validate_raw(mdm_run)
-    ingests >> gate_raw
-    fresh = source_freshness(mdm_run)
-    ingests >> fresh
-    staged = dbt_staging(mdm_run)
-    built = dbt_build(mdm_run)
-    gate_raw >> staged >> standardize(mdm_run) >> built
-    golden = dbt_golden(mdm_run)
-    built >> validate_standardised(mdm_run) >> link(mdm_run) >> erasure(mdm_run) >> golden
-    finished = finish(mdm_run)
-    golden >> publish(mdm_run) >> finished
-    fresh >> finished
+    wire(plan.DAILY)
 
 
 mdm_daily()

@@ -6,15 +6,16 @@ cross-source consistency report, customer segments and RFM tiers) -> quality sco
 in ``governance.scorecard_history``) and the static HTML report under
 ``$MDM_HOME/reports/scorecard/index.html`` -> the dbt docs site (catalogue, exposures, lineage)
 under ``$MDM_HOME/dbt/docs``.
-This file only wires tasks: the work is in ``customer_mdm.pipeline``.
+This file only wires tasks: the steps are declared in ``customer_mdm.plan.GOVERNANCE``.
 """
 
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import Asset, dag, task
+from airflow.sdk import Asset, dag
 
-from customer_mdm.orchestration import GOLDEN_ASSET, default_args, run_failure_alert, run_id_from_context
+from customer_mdm import plan
+from customer_mdm.orchestration import GOLDEN_ASSET, default_args, run_failure_alert, wire
 
 
 @dag(
@@ -29,28 +30,7 @@ from customer_mdm.orchestration import GOLDEN_ASSET, default_args, run_failure_a
     doc_md=__doc__,
 )
 def mdm_governance() -> None:
-    @task
-    def dbt_governance(**context) -> dict:
-        from customer_mdm.config import Settings
-        from customer_mdm.pipeline import dbt_governance_step
-
-        return dbt_governance_step(Settings.from_env(), run_id_from_context(context))
-
-    @task
-    def scorecard(**context) -> dict:
-        from customer_mdm.config import Settings
-        from customer_mdm.pipeline import scorecard_step
-
-        return scorecard_step(Settings.from_env(), run_id_from_context(context))
-
-    @task
-    def dbt_docs(**context) -> dict:
-        from customer_mdm.config import Settings
-        from customer_mdm.pipeline import dbt_docs_step
-
-        return dbt_docs_step(Settings.from_env(), run_id_from_context(context))
-
-    dbt_governance() >> scorecard() >> dbt_docs()
+    wire(plan.GOVERNANCE)
 
 
 mdm_governance()

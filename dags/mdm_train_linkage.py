@@ -5,14 +5,16 @@ version (JSON + match-weight and m/u charts) under $MDM_HOME/models/linkage and 
 The next daily run sees the new version and rescores every record with it; until then the daily
 runs keep predicting with the version they have. The model is published as an Airflow asset so
 that consumers can be scheduled on it.
+The step is declared in ``customer_mdm.plan.TRAIN`` (``customer_mdm.linkage.training.train_and_publish``).
 """
 
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import Asset, dag, task
+from airflow.sdk import dag
 
-from customer_mdm.orchestration import LINKAGE_MODEL_ASSET, default_args, run_failure_alert
+from customer_mdm import plan
+from customer_mdm.orchestration import default_args, run_failure_alert, wire
 
 
 @dag(
@@ -27,14 +29,7 @@ from customer_mdm.orchestration import LINKAGE_MODEL_ASSET, default_args, run_fa
     doc_md=__doc__,
 )
 def mdm_train_linkage() -> None:
-    @task(outlets=[Asset(LINKAGE_MODEL_ASSET)])
-    def train_model() -> dict:
-        from customer_mdm.config import Settings
-        from customer_mdm.linkage.training import train_and_publish
-
-        return train_and_publish(Settings.from_env())
-
-    train_model()
+    wire(plan.TRAIN)
 
 
 mdm_train_linkage()

@@ -13,22 +13,15 @@ import sys
 
 import pytest
 
+from customer_mdm import plan
 from customer_mdm.config import Settings
 from customer_mdm.generate import generate_landing
 from customer_mdm.warehouse import connect
 
 pytestmark = pytest.mark.airflow
 
-STAGING = {
-    "crm": "stg_crm__customers",
-    "ecommerce_members": "stg_ecommerce__members",
-    "ecommerce_orders": "stg_ecommerce__orders",
-    "callcenter": "stg_callcenter__tickets",
-    "store_pos": "stg_store_pos__cards",
-    "self_service": "stg_self_service__changes",
-    "contact_events": "stg_contact_events__events",
-    "erasure": "stg_erasure__requests",
-}
+#: feed -> its staging model, as the plan declares them
+STAGING = {f.name: f.staging_model for f in plan.FEEDS}
 
 
 def mdm(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:

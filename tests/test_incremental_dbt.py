@@ -20,11 +20,11 @@ from typing import Any
 
 import pytest
 
+from customer_mdm import plan
 from customer_mdm.config import Settings
 from customer_mdm.dbt import DbtFailed, run_dbt
 from customer_mdm.generate import generate_landing
 from customer_mdm.pipeline import (
-    STAGING_MODELS,
     dbt_build_step,
     dbt_golden_step,
     dbt_staging_step,
@@ -45,7 +45,7 @@ DBT_STEPS = ("dbt_staging", "dbt_build", "dbt_golden")
 #: every model the dbt steps maintain incrementally (none carries a build timestamp: the
 #: customer_xref's assigned_at_utc is the link step's, the same for both builds)
 MODELS = (
-    *STAGING_MODELS,
+    *plan.staging_models(),
     "int_customer_records",
     "int_contact_events",
     "int_self_service_changes",

@@ -204,9 +204,9 @@ def test_region_lookup_keeps_only_combinations_in_use(settings: Settings) -> Non
     import pandas as pd
 
     from customer_mdm.privacy import _Deleter, _erase_std, _temp
-    from customer_mdm.standardize.step import LOOKUPS
+    from customer_mdm.standardize.step import lookups
 
-    region = next(lookup for lookup in LOOKUPS if lookup.table == "std.region_lookup")
+    region = next(lookup for lookup in lookups() if lookup.table == "std.region_lookup")
     with connect(settings) as wh:
         for schema in ("std", "staging"):
             wh.execute(f"create schema if not exists {schema}")

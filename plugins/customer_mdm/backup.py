@@ -80,10 +80,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from customer_mdm import keys
+from customer_mdm import keys, plan, privacy
 from customer_mdm.config import Settings
 from customer_mdm.errors import ConfigError, MdmError
-from customer_mdm.warehouse import Warehouse, connect
+from customer_mdm.warehouse import Warehouse, connect, redact_dsn
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -105,12 +105,10 @@ _ARTIFACT = re.compile(r"^models/[A-Za-z0-9_][A-Za-z0-9_.-]{0,200}\.json\.enc$")
 OLD_KEY = keys.KeySpec("backup_key_old", "MDM_BACKUP_OLD_KEY", "MDM_BACKUP_OLD_KEY_FILE", b"customer-mdm/backup-key/v1")
 
 #: The published golden tables: a snapshot without them is refused (nothing was published yet).
-GOLDEN_TABLES = ("marts.dim_customer", "marts.customer_xref")
-#: Tables other parts of the platform may or may not have created (privacy / audit).
-OPTIONAL_TABLES = ("audit.golden_changes", "ops.erasure_tombstones")
+GOLDEN_TABLES = tuple(t.name for t in plan.TABLES if t.backed_up and t.required)
 #: Append-only logs: a restore adds the snapshot's rows they lack and never drops newer ones (an
 #: erasure tombstone or audit entry written after the snapshot must survive the restore).
-MERGED_TABLES = OPTIONAL_TABLES
+MERGED_TABLES = tuple(t.name for t in plan.TABLES if t.backed_up and t.merged)
 
 
 class BackupError(MdmError):
@@ -224,12 +222,10 @@ def _safe_path(snapshot: Path, rel: str) -> Path:
 
 
 def snapshot_tables() -> tuple[str, ...]:
-    """Every table a snapshot holds when present: golden tables, the ``mdm.*`` linkage state
-    (``customer_mdm.linkage.step.TABLES``: steward decisions and golden id history included),
-    then the optional privacy/audit tables."""
-    from customer_mdm.linkage.step import TABLES
-
-    return (*GOLDEN_TABLES, *TABLES, *OPTIONAL_TABLES)
+    """Every table a snapshot holds when present (``customer_mdm.plan.TABLES``, backed up): golden
+    tables, the ``mdm.*`` linkage state (steward decisions and golden id history included), then
+    the append-only privacy/audit logs."""
+    return plan.backed_up_tables()
 
 
 # ----------------------------------------------------------------------------- configuration
@@ -411,9 +407,7 @@ def _source_run_id(wh: Warehouse) -> str | None:
 def _location(settings: Settings) -> str:
     if settings.target == "duckdb":
         return str(settings.warehouse_file)
-    from customer_mdm.warehouse import _redact
-
-    return _redact(settings.pg_dsn or "")
+    return redact_dsn(settings.pg_dsn or "")
 
 
 def _platform_version() -> str:
@@ -957,21 +951,6 @@ def _insert(wh: Warehouse, table: str, columns: list[dict[str, str]], data: pa.T
                 copy.write_row(row)
 
 
-def apply_tombstones_if_available(settings: Settings) -> tuple[bool, Any]:
-    """Call ``customer_mdm.privacy.apply_tombstones(settings)`` when the privacy module provides
-    it (erasures done after a snapshot must be re-applied to its restored rows)."""
-    try:
-        from customer_mdm import privacy  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        log.info("no customer_mdm.privacy module: no erasure tombstones to re-apply")
-        return False, None
-    apply = getattr(privacy, "apply_tombstones", None)
-    if apply is None:
-        log.info("customer_mdm.privacy has no apply_tombstones: no erasure tombstones re-applied")
-        return False, None
-    return True, apply(settings)
-
-
 def _read_tables(path: Path, manifest: dict[str, Any], sealer: Sealer) -> dict[str, pa.Table]:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -1041,7 +1020,8 @@ def restore(
             result.tables[table] = data[table].num_rows
     result.replaced = occupied
     result.artifacts = _restore_artifacts(settings, artifacts, force)
-    result.tombstones_applied, result.tombstones = apply_tombstones_if_available(settings)
+    # erasures done after the snapshot are re-applied to its restored rows
+    result.tombstones_applied, result.tombstones = True, privacy.apply_tombstones(settings)
     result.seconds = round(time.perf_counter() - started, 2)
     log.info("restored %s: %s", path, json.dumps(result.tables))
     return result

@@ -476,11 +476,29 @@ def export_xref(ctx: click.Context, out: Path) -> None:
     click.echo(f"wrote {len(frame):,} rows ({frame['golden_id'].nunique():,} golden customers) to {out}")
 
 
+class _BiViewChoice(click.Choice):  # type: ignore[type-arg]
+    """The masked BI views, as ``customer_mdm.security.BI_VIEWS`` declares them, read when the
+    option is shown or checked: the CLI starts without importing the security module."""
+
+    def __init__(self) -> None:
+        super().__init__((), case_sensitive=True)
+
+    @property  # type: ignore[override]
+    def choices(self) -> tuple[str, ...]:
+        from customer_mdm.security import BI_VIEW_NAMES  # heavy/optional: pandas, only for this option
+
+        return BI_VIEW_NAMES
+
+    @choices.setter
+    def choices(self, value: object) -> None:
+        """click.Choice sets its choices at creation: they are read from the views instead."""
+
+
 @export.command("bi")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="CSV file to write.")
 @click.option(
     "--view",
-    type=click.Choice(["dim_customer", "customer_xref", "fct_orders", "customer_segments", "scorecard_latest"]),
+    type=_BiViewChoice(),
     default="dim_customer",
     show_default=True,
     help="Masked view of schema bi to write.",

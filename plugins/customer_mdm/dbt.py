@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from customer_mdm import plan
 from customer_mdm.config import Settings
 from customer_mdm.errors import MdmError
 from customer_mdm.warehouse import released
@@ -66,11 +67,12 @@ STD_LAYERS = frozenset({"build", "golden"})
 
 
 def build_fingerprint(settings: Settings, layer: str) -> str:
-    """Digest of the dbt project files (models, macros, seeds, tests, ``dbt_project.yml``) and,
-    for the layers that read the standardisation lookups, of ``std_version()``. A layer whose
-    stored fingerprint differs is rebuilt with ``--full-refresh``."""
+    """Digest of the dbt project files (models, macros, seeds, tests, ``dbt_project.yml``), of the
+    plan's dbt vars (the person feeds) and, for the layers that read the standardisation lookups,
+    of ``std_version()``. A layer whose stored fingerprint differs is rebuilt with ``--full-refresh``."""
     root = settings.dbt_project_dir
     digest = hashlib.sha256()
+    digest.update(b"vars\0" + json.dumps(plan.dbt_vars(), sort_keys=True).encode())
     for name in FINGERPRINT_PATHS:
         path = root / name
         files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
@@ -128,6 +130,8 @@ def _read_results(target_path: Path, command: str = "build") -> tuple[dict[str, 
 
 #: dbt commands that run the project's SQL (and so read ops.dbt_window and mdm.golden_dirty)
 _RUNS_SQL = frozenset({"build", "run", "test", "seed", "snapshot", "show", "compile", "docs"})
+#: dbt commands that parse the project (and so need the plan's vars, :func:`with_plan_vars`)
+_PARSES = _RUNS_SQL | {"source", "parse", "ls", "list", "run-operation"}
 #: dbt commands of two words (``dbt source freshness``, ``dbt docs generate``)
 TWO_WORD_COMMANDS = frozenset({"source", "docs"})
 #: the files of the static dbt docs site (``dbt docs generate``)
@@ -203,6 +207,18 @@ def _run_dbt_process(args: list[str], overrides: dict[str, str], settings: Setti
     return returncode, output
 
 
+def with_plan_vars(extra_args: list[str]) -> list[str]:
+    """``extra_args`` with the plan's dbt vars (:func:`customer_mdm.plan.dbt_vars`) merged into its
+    ``--vars`` (a caller's own vars win)."""
+    args = list(extra_args)
+    merged: dict[str, object] = dict(plan.dbt_vars())
+    if "--vars" in args:
+        at = args.index("--vars")
+        merged.update(json.loads(args[at + 1]))
+        del args[at : at + 2]
+    return [*args, "--vars", json.dumps(merged, sort_keys=True)]
+
+
 def run_dbt(
     settings: Settings,
     command: str = "build",
@@ -228,7 +244,7 @@ def run_dbt(
         str(target_path),
         "--log-path",
         str(state / "logs"),
-        *(extra_args or []),
+        *(with_plan_vars(extra_args or []) if command.split()[0] in _PARSES else (extra_args or [])),
     ]
     overrides = {**settings.env(), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
     if ensure_tables and command.split()[0] in _RUNS_SQL:

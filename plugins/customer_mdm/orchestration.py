@@ -1,5 +1,6 @@
-"""What every DAG shares: default task arguments, failure alerts, the golden-table deadline and the
-run id convention.
+"""What every DAG shares: default task arguments, failure alerts, the golden-table deadline, the
+run id convention, and :func:`wire`, which makes a DAG's tasks and edges from the plan's steps
+(:mod:`customer_mdm.plan`).
 
 Imported by the DAG files at parse time, so it imports nothing heavy.
 """
@@ -13,11 +14,14 @@ from typing import Any
 
 # exported by airflow.sdk at run time; imported from their modules for the type checker (the
 # package's .pyi stub does not list them yet)
+from airflow.sdk import Asset, task
 from airflow.sdk.definitions.callback import AsyncCallback
 from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 from airflow.sdk.definitions.param import Param
 
+from customer_mdm import plan
 from customer_mdm.alerts import GOLDEN_LATE, RUN_FAILED, TASK_FAILED, MdmAlertNotifier
+from customer_mdm.config import Settings
 from customer_mdm.errors import ConfigError
 from customer_mdm.lineage import home_asset_uri, warehouse_asset_uri
 
@@ -162,3 +166,50 @@ def freshness_policy_from_context(context: Any) -> str | None:
     """The ``freshness_policy`` option, ``None`` for ``env`` (then ``MDM_FRESHNESS_POLICY`` decides)."""
     value = _option(context, "freshness_policy")
     return None if value in (None, "", "env") else str(value)
+
+
+def _assets(names: tuple[str, ...]) -> list[Asset]:
+    uris = {"golden": GOLDEN_ASSET, "linkage_model": LINKAGE_MODEL_ASSET}
+    return [Asset(uris[n]) for n in names]
+
+
+def _callable(step: plan.Step, feed_name: str | None) -> Any:
+    """The task's Python callable: the step's function with the options it takes, read from the
+    run (``mdm_run``: the platform run id the ``start`` task returned, else the run's own)."""
+
+    def run(mdm_run: str | None = None, **context: Any) -> Any:
+        options: dict[str, Any] = {
+            "run_id": mdm_run or run_id_from_context(context),
+            "dag_run_id": context["run_id"],
+            "feed_name": feed_name,
+            "full": full_from_context(context),
+            "policy": freshness_policy_from_context(context),
+        }
+        kwargs: dict[str, Any] = {k: options[k] for k in step.options}
+        return step.resolve()(Settings.from_env(), **kwargs)
+
+    return run
+
+
+def wire(steps: tuple[plan.Step, ...]) -> dict[str, Any]:
+    """Inside a ``@dag`` function: one task per step of ``steps`` (one per feed for a per-feed
+    step), with the plan's trigger rules, assets and edges. A ``start`` step's result (the
+    platform run id) is handed to every other task. Returns the tasks by id."""
+    tasks: dict[str, Any] = {}
+    run_id = None
+    for step in steps:
+        feeds: list[str | None] = [f.name for f in plan.FEEDS] if step.per_feed else [None]
+        for name, feed_name in zip(step.names(), feeds, strict=True):
+            operator = task(
+                task_id=name,
+                trigger_rule=step.trigger_rule,
+                inlets=_assets(step.inlets),
+                outlets=_assets(step.outlets),
+                doc_md=f"{step.summary}\n\nRuns `{step.function}` (customer_mdm.plan).",
+            )(_callable(step, feed_name))
+            tasks[name] = operator(run_id) if run_id is not None else operator()
+        if step.name == "start":
+            run_id = tasks["start"]
+    for up, down in plan.edges(steps):
+        tasks[up] >> tasks[down]
+    return tasks

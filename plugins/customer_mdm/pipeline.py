@@ -10,6 +10,7 @@ step renews it and refuses to run while another run holds it, ``finish_run`` rel
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -20,8 +21,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from customer_mdm import runlock
+from customer_mdm import plan, runlock
 from customer_mdm.config import Settings
+from customer_mdm.errors import MdmError, RunLocked
 from customer_mdm.schema import ensure_schema
 from customer_mdm.sources import FEEDS
 from customer_mdm.warehouse import Warehouse, connect, kept_open
@@ -31,29 +33,13 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-#: Steps every daily run must complete, in order; ``finish`` checks them.
-def expected_steps() -> list[str]:
-    return [
-        "start",
-        *(f"ingest_{f.name}" for f in FEEDS),
-        "source_freshness",
-        "validate_raw",
-        "dbt_staging",
-        "standardize",
-        "dbt_build",
-        "validate_standardised",
-        "link",
-        "erasure",
-        "dbt_golden",
-        "publish",
-    ]
+#: Steps every daily run must complete, in order; ``finish`` checks them (customer_mdm.plan).
+expected_steps = plan.expected_steps
 
 
-#: the daily steps that run under the run lock (``start`` takes it)
-_DAILY_STEPS = frozenset(expected_steps()) - {"start"}
-
-#: Steps of the governance outputs (the mdm_governance DAG, after each publication)
-GOVERNANCE_STEPS = ["dbt_governance", "scorecard", "dbt_docs"]
+def _daily_step(name: str) -> bool:
+    """Whether ``name`` is a daily step that runs under the run lock (``start`` takes it)."""
+    return name != "start" and name in plan.expected_steps()
 
 
 def new_run_id() -> str:
@@ -86,7 +72,7 @@ def step(settings: Settings, run_id: str, name: str) -> Iterator[StepRecord]:
     t0 = time.perf_counter()
     status, error = "success", None
     with kept_open(settings):
-        if name in _DAILY_STEPS:  # never beside another run: refused before anything is recorded
+        if _daily_step(name):  # never beside another run: refused before anything is recorded
             runlock.renew(settings, run_id)
         try:
             yield record
@@ -142,17 +128,11 @@ def ingest_steps(settings: Settings, run_id: str) -> dict[str, str]:
     """Every feed's ingest step, as the DAG runs them: a feed that fails (its folder unreadable, a
     share that is down) is recorded as a failed step and the others go on; ``finish_run`` then
     marks the run failed, after the golden tables were built from what did arrive."""
-    from customer_mdm.errors import MdmError, RunLocked
-
-    failed = {}
+    failed: dict[str, str] = {}
     for f in FEEDS:
-        try:
-            ingest_step(settings, run_id, f.name)
-        except RunLocked:
-            raise
-        except (MdmError, OSError) as exc:
-            log.error("ingest_%s failed, the other feeds go on: %s", f.name, exc)
-            failed[f.name] = str(exc)
+        _, error = _tolerating(plan.step_named("ingest"), functools.partial(ingest_step, settings, run_id, f.name))
+        if error is not None:
+            failed[f.name] = error
     return failed
 
 
@@ -193,37 +173,23 @@ class DbtLayer:
     inputs: tuple[str, ...]  # tables whose newest _ingested_at the layer has built when it succeeds
 
 
-STAGING_MODELS = (
-    "stg_crm__customers",
-    "stg_ecommerce__members",
-    "stg_ecommerce__orders",
-    "stg_callcenter__tickets",
-    "stg_store_pos__cards",
-    "stg_self_service__changes",
-    "stg_contact_events__events",
-    "stg_erasure__requests",
-)
-
-DBT_LAYERS = {
-    "staging": DbtLayer("staging", "dbt_staging", ("--select", "tag:staging"), tuple(f.raw_table for f in FEEDS)),
-    "build": DbtLayer(
-        "build",
-        "dbt_build",
-        ("--exclude", "tag:staging", "tag:golden", "tag:governance"),
-        tuple(f"staging.{m}" for m in STAGING_MODELS),
-    ),
-    "golden": DbtLayer(
-        "golden",
-        "dbt_golden",
-        # the governance models' tests on dim_customer belong to the governance step
-        ("--select", "tag:golden", "--indirect-selection", "cautious"),
-        (
-            "intermediate.int_customer_records",
-            "intermediate.int_self_service_changes",
-            "intermediate.int_contact_events",
-        ),
+#: what each dbt layer's watermark is taken from: the raw tables (staging), the staging models
+#: (build), the intermediate tables the golden models read
+_LAYER_INPUTS: dict[str, Callable[[], tuple[str, ...]]] = {
+    "staging": lambda: tuple(f.raw_table for f in FEEDS),
+    "build": lambda: tuple(f.staging_table for f in FEEDS if f.staging_model),
+    "golden": lambda: (
+        "intermediate.int_customer_records",
+        "intermediate.int_self_service_changes",
+        "intermediate.int_contact_events",
     ),
 }
+
+
+def dbt_layer(name: str) -> DbtLayer:
+    """A dbt layer as the plan declares its step (``dbt_<name>``), with its watermark inputs."""
+    step_ = plan.step_named(f"dbt_{name}")
+    return DbtLayer(name, step_.name, step_.dbt, _LAYER_INPUTS[name]())
 
 
 def _newest_ingested(wh: Warehouse, tables: tuple[str, ...]) -> datetime | None:
@@ -328,7 +294,7 @@ def _text(value: datetime | None) -> str | None:
 
 def dbt_staging_step(settings: Settings, run_id: str, full: bool = False) -> dict[str, Any]:
     """Build and test the staging tables (the standardiser reads them)."""
-    return _dbt_step(settings, run_id, DBT_LAYERS["staging"], full)
+    return _dbt_step(settings, run_id, dbt_layer("staging"), full)
 
 
 def standardize_step(settings: Settings, run_id: str) -> dict[str, Any]:
@@ -342,7 +308,7 @@ def standardize_step(settings: Settings, run_id: str) -> dict[str, Any]:
 
 def dbt_build_step(settings: Settings, run_id: str, full: bool = False) -> dict[str, Any]:
     """Build and test the intermediate models and the marts that do not need linkage."""
-    return _dbt_step(settings, run_id, DBT_LAYERS["build"], full)
+    return _dbt_step(settings, run_id, dbt_layer("build"), full)
 
 
 def erasure_step(settings: Settings, run_id: str) -> dict[str, Any]:
@@ -385,7 +351,7 @@ def dbt_golden_step(settings: Settings, run_id: str, full: bool = False) -> dict
     """Build and test the golden customer table and the cross-reference marts: incrementally, the
     golden ids in ``mdm.golden_dirty`` and those touched by data ingested since the last build;
     in full when asked, when the project changed or when this run's link step ran in full."""
-    return _dbt_step(settings, run_id, DBT_LAYERS["golden"], full)
+    return _dbt_step(settings, run_id, dbt_layer("golden"), full)
 
 
 # ----------------------------------------------------------------------------- quality gates
@@ -692,6 +658,36 @@ def _quality_summary(step_info: dict[str, dict[str, Any]], gx_rows: list[tuple[A
     }
 
 
+def _tolerating(step_: plan.Step, action: Callable[[], T]) -> tuple[T | None, str | None]:
+    """Run ``action``: (its result, None). When ``step_`` may fail (the plan: the steps after it
+    run on all_done, as in the DAG), a failure is logged and returned as (None, the error) instead
+    of raised. The run lock is never tolerated."""
+    if not step_.may_fail:
+        return action(), None
+    try:
+        return action(), None
+    except RunLocked:
+        raise
+    except (MdmError, OSError) as exc:
+        log.error("%s failed, the run goes on: %s", step_.name, exc)
+        return None, str(exc)
+
+
+def run_steps(settings: Settings, steps: tuple[plan.Step, ...], options: dict[str, Any]) -> Any:
+    """Run ``steps`` in this process, in the plan's order, each with the run ``options`` it takes
+    (``run_id``, ``dag_run_id``, ``full``, ``policy``); a per-feed step once per feed. Returns the
+    last step's result."""
+    result: Any = None
+    for step_ in steps:
+        function = step_.resolve()
+        kwargs: dict[str, Any] = {k: options.get(k) for k in step_.options if k != "feed_name"}
+        feeds: list[str | None] = [f.name for f in FEEDS] if step_.per_feed else [None]
+        for feed_name in feeds:
+            extra: dict[str, Any] = {"feed_name": feed_name} if feed_name else {}
+            result, _ = _tolerating(step_, functools.partial(function, settings, **kwargs, **extra))
+    return result
+
+
 def run_inline(
     settings: Settings,
     run_id: str | None = None,
@@ -700,28 +696,13 @@ def run_inline(
     freshness_policy: str | None = None,
 ) -> dict[str, Any]:
     """Run every step in this process, without Airflow (benchmarks, debugging): the daily
-    pipeline, then (``governance``) what the mdm_governance DAG does after a publication. As in
-    the DAG, a failed freshness check does not stop the build: ``finish`` fails the run."""
-    from customer_mdm.errors import MdmError
-
+    pipeline (``plan.DAILY``), then (``governance``) what the mdm_governance DAG does after a
+    publication. As in the DAG, a feed that is down or a failed freshness check does not stop the
+    build: ``finish`` fails the run."""
     run_id = run_id or new_run_id()
+    options = {"run_id": run_id, "dag_run_id": None, "full": full, "policy": freshness_policy}
     with runlock.holding(settings, run_id):
-        start_run(settings, run_id)
-        ingest_steps(settings, run_id)
-        try:
-            source_freshness_step(settings, run_id, freshness_policy)
-        except MdmError as exc:
-            log.error("source_freshness failed, the build goes on: %s", exc)
-        validate_raw_step(settings, run_id, full=full)
-        dbt_staging_step(settings, run_id, full=full)
-        standardize_step(settings, run_id)
-        dbt_build_step(settings, run_id, full=full)
-        validate_standardised_step(settings, run_id, full=full)
-        link_step(settings, run_id, full=full)
-        erasure_step(settings, run_id)
-        dbt_golden_step(settings, run_id, full=full)
-        publish_step(settings, run_id)
-        summary = finish_run(settings, run_id)
+        summary: dict[str, Any] = run_steps(settings, plan.DAILY, options)
         if governance:
             run_governance(settings, run_id)
             summary = run_summary(settings, run_id)
@@ -730,6 +711,4 @@ def run_inline(
 
 def run_governance(settings: Settings, run_id: str) -> None:
     """The governance outputs of a published run (the mdm_governance DAG's tasks, in order)."""
-    dbt_governance_step(settings, run_id)
-    scorecard_step(settings, run_id)
-    dbt_docs_step(settings, run_id)
+    run_steps(settings, plan.GOVERNANCE, {"run_id": run_id})

@@ -57,6 +57,7 @@ from typing import Any
 
 import pandas as pd
 
+from customer_mdm import plan
 from customer_mdm.config import Settings
 from customer_mdm.errors import MdmError
 from customer_mdm.privacy_search import (
@@ -105,24 +106,20 @@ IDENTIFIER_TYPES: dict[str, tuple[str, str | None]] = {
     "card_no": ("record", "store_pos"),
 }
 
-#: the source a raw feed's record id belongs to (records that carry a person)
-_RAW_ID_COLUMNS: dict[str, tuple[str, str]] = {
-    "raw.crm": ("crm", "crm_id"),
-    "raw.ecommerce_members": ("ecommerce", "member_id"),
-    "raw.ecommerce_orders": ("ecommerce", "member_id"),
-    "raw.callcenter": ("callcenter", "ticket_id"),
-    "raw.store_pos": ("store_pos", "card_no"),
-}
-#: staging model -> raw table it reads (lineage: _batch_id, _row_number)
-_STAGING_RAW: dict[str, str] = {
-    "staging.stg_crm__customers": "raw.crm",
-    "staging.stg_ecommerce__members": "raw.ecommerce_members",
-    "staging.stg_ecommerce__orders": "raw.ecommerce_orders",
-    "staging.stg_callcenter__tickets": "raw.callcenter",
-    "staging.stg_store_pos__cards": "raw.store_pos",
-    "staging.stg_self_service__changes": "raw.self_service",
-    "staging.stg_contact_events__events": "raw.contact_events",
-}
+
+def _raw_id_columns() -> dict[str, tuple[str, str]]:
+    """Raw table -> (source, id column) of the person ids its rows carry (customer_mdm.plan)."""
+    return {f.raw_table: f.person_id for f in plan.FEEDS if f.person_id is not None}
+
+
+def _staging_raw() -> dict[str, str]:
+    """Staging model -> the raw table it reads (lineage: _batch_id, _row_number), for every feed an
+    erasure deletes from (customer_mdm.plan: not the erasure requests themselves)."""
+    return {f.staging_table: f.raw_table for f in plan.FEEDS if f.staging_model and f.erasable}
+
+
+#: the raw table of the self-service changes: its rows name a record by (source_system, source_id)
+_SELF_SERVICE_RAW = "raw.self_service"
 #: schemas searched for the person's rows (besides raw, handled through lineage)
 _SCHEMAS = ("staging", "intermediate", "mdm", "golden_build", "marts", "governance")
 
@@ -451,7 +448,7 @@ def _erase_rows(
         ({"channel", "contact_value"}, f"join {cv} as k on t.channel = k.channel and t.contact_value = k.value"),
     ]
     by_lineage = f"join {lineage} as k on t._batch_id = k._batch_id and t._row_number = k._row_number"
-    skip = {TOMBSTONES, REQUESTS, "staging.stg_erasure__requests"}
+    skip = {TOMBSTONES, REQUESTS, *(f.staging_table for f in plan.FEEDS if f.staging_model and not f.erasable)}
     tables = [(t, cols) for t, cols in _tables(wh, _SCHEMAS) if t not in skip]
     if wh.table_exists(RETENTION_FLAGS):  # a flagged golden id erased meanwhile
         tables.append((RETENTION_FLAGS, set(wh.columns_of(RETENTION_FLAGS))))
@@ -472,14 +469,15 @@ def _erase_rows(
             )
         for col in raw_cols:
             wh.execute(f"insert into {raw_values} (seq, value) select seq, {col} from {hit} where {col} is not null")
-    for raw_table in sorted({*_STAGING_RAW.values(), *_RAW_ID_COLUMNS, "raw.self_service"}):
+    staging_raw, raw_ids = _staging_raw(), _raw_id_columns()
+    for raw_table in sorted({*staging_raw.values(), *raw_ids, _SELF_SERVICE_RAW}):
         if not wh.table_exists(raw_table):
             continue
-        joins = [by_lineage] if raw_table in _STAGING_RAW.values() else []
-        if raw_table in _RAW_ID_COLUMNS:
-            source, column = _RAW_ID_COLUMNS[raw_table]
+        joins = [by_lineage] if raw_table in staging_raw.values() else []
+        if raw_table in raw_ids:
+            source, column = raw_ids[raw_table]
             joins.append(f"join {rk} as k on k.source = '{source}' and trim(t.{column}) = k.source_id")
-        if raw_table == "raw.self_service":
+        if raw_table == _SELF_SERVICE_RAW:
             joins.append(f"join {rk} as k on trim(t.source_system) = k.source and trim(t.source_id) = k.source_id")
         deleter.delete(raw_table, joins)
     _erase_std(wh, deleter, raw_values)
@@ -509,11 +507,11 @@ def _erase_std(wh: Warehouse, deleter: _Deleter, raw_values: str) -> None:
     left join to the values in use, kept where none), not ``not in``: PostgreSQL plans
     ``not in (subquery)`` as a nested loop over the lookup. Lookups keyed by several columns
     (``std.region_lookup``) lose every key combination no staging row uses any more."""
-    from customer_mdm.standardize.step import LOOKUPS
+    from customer_mdm.standardize.step import lookups
 
     if not wh.scalar(f"select count(*) from {raw_values}"):
         return
-    for lookup in LOOKUPS:
+    for lookup in lookups():
         if not wh.table_exists(lookup.table):
             continue
         if not all(wh.table_exists(t) for t in set(re.findall(r"staging\.\w+", lookup.source_sql))):
@@ -731,7 +729,7 @@ def _matching_records(settings: Settings, wh: Warehouse, since: datetime | None)
         always=True,
     )
     # raw rows not staged yet (a restored backup's, a run that stopped before dbt): by record id
-    for raw_table, (source, column) in _RAW_ID_COLUMNS.items():
+    for raw_table, (source, column) in _raw_id_columns().items():
         records(raw_table, raw_table, f"select distinct '{source}:' || trim({column}) as key", stoned("record", "key"))
     records(
         "self_service_changes",

@@ -22,7 +22,7 @@ All statements are idempotent and portable between DuckDB and PostgreSQL.
 
 from __future__ import annotations
 
-from customer_mdm.sources import FEEDS, Feed
+from customer_mdm.plan import FEEDS, GOLDEN_DIRTY, Feed
 from customer_mdm.warehouse import Warehouse
 
 SCHEMAS = ("raw", "ops")
@@ -119,23 +119,6 @@ OPS_TABLES: dict[str, dict[str, str]] = {
         "error_after": "text",
         "checked_at": "timestamp",
     },
-}
-
-#: Golden ids to rebuild, appended by the link step, cleared by dbt_golden (dbt source mdm.golden_dirty).
-GOLDEN_DIRTY: dict[str, str] = {"golden_id": "text", "run_id": "text", "reason": "text"}
-#: ``mdm.steward_corrections``: a steward's value for a golden attribute, anchored on a source
-#: record (it follows the record through merges and splits); it wins survivorship
-#: (int_golden_candidates) until the customer states the attribute again by self-service
-STEWARD_CORRECTIONS: dict[str, str] = {
-    "correction_id": "text",
-    "record_id": "text",
-    "golden_id": "text",
-    "attribute": "text",
-    "value": "text",
-    "corrected_by": "text",
-    "corrected_at": "timestamp",
-    "note": "text",
-    "run_id": "text",
 }
 
 

@@ -195,7 +195,7 @@ class PostgresWarehouse(Warehouse):
             self.con = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
         except psycopg.OperationalError as exc:
             raise WarehouseUnreachable(
-                f"cannot reach PostgreSQL at {_redact(dsn)}: {str(exc).strip()}. "
+                f"cannot reach PostgreSQL at {redact_dsn(dsn)}: {str(exc).strip()}. "
                 "Check MDM_PG_DSN and that the server is running and accepts connections."
             ) from exc
         self.con.execute("set timezone to 'UTC'")
@@ -239,7 +239,8 @@ class PostgresWarehouse(Warehouse):
         self.con.close()
 
 
-def _redact(dsn: str) -> str:
+def redact_dsn(dsn: str) -> str:
+    """A connection string fit for a log or an error message: its password masked."""
     return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", re.sub(r"password=\S+", "password=***", dsn))
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from customer_mdm import plan
 from customer_mdm.config import Settings
 
 DAGS_DIR = Path(__file__).resolve().parents[2] / "dags"
@@ -107,11 +108,9 @@ def test_training_and_reports_are_their_own_dags_linked_by_assets(dagbag):
 
 
 def test_daily_dag_has_one_ingest_task_per_feed(dagbag):
-    from customer_mdm.sources import FEEDS
-
     dag = dagbag.dags["mdm_daily"]
     ingest = {t.task_id for t in dag.tasks if t.task_id.startswith("ingest_")}
-    assert ingest == {f"ingest_{f.name}" for f in FEEDS}
+    assert ingest == {f"ingest_{f.name}" for f in plan.FEEDS}
     gate = dag.get_task("validate_raw")
     assert ingest <= gate.upstream_task_ids
     assert gate.trigger_rule == "all_done", "one source down must not stop the build"
@@ -131,6 +130,34 @@ def test_daily_dag_has_one_ingest_task_per_feed(dagbag):
     for before, after in itertools.pairwise(order):
         assert before in dag.get_task(after).upstream_task_ids, (before, after)
     assert dag.get_task("finish").trigger_rule == "all_done"
+
+
+@pytest.mark.parametrize(
+    ("dag_id", "steps"),
+    [
+        ("mdm_daily", plan.DAILY),
+        ("mdm_governance", plan.GOVERNANCE),
+        ("mdm_backup", plan.BACKUP),
+        ("mdm_train_linkage", plan.TRAIN),
+    ],
+)
+def test_dags_are_the_plans_steps_and_edges(dagbag, dag_id, steps):
+    """Every task is a step of the plan, every edge an `after` of the plan (the daily tasks also
+    take the run id from start), with the plan's trigger rules; the task's doc names its code."""
+    dag = dagbag.dags[dag_id]
+    names = [n for s in steps for n in s.names()]
+    assert sorted(t.task_id for t in dag.tasks) == sorted(names)
+    upstream: dict[str, set[str]] = {n: set() for n in names}
+    for up, down in plan.edges(steps):
+        upstream[down].add(up)
+    for s in steps:
+        for name in s.names():
+            t = dag.get_task(name)
+            expected = upstream[name] | ({"start"} if "start" in names and name != "start" else set())
+            assert t.upstream_task_ids == expected, name
+            assert t.trigger_rule == s.trigger_rule, name
+            assert s.function in (t.doc_md or ""), name
+    assert plan.expected_steps() == [n for n in names if n != "finish"] or dag_id != "mdm_daily"
 
 
 def test_publication_updates_the_golden_asset_that_schedules_governance(dagbag):

@@ -1,90 +1,48 @@
 -- The current version of every person-bearing source record, in one column layout.
 -- Columns a source does not have are NULL; nothing is standardised yet.
+-- The person feeds, their staging models and how their columns map onto this layout are declared
+-- once, in customer_mdm/plan.py (Feed.person); the pipeline passes them as dbt vars
+-- (customer_mdm.plan.dbt_vars), so a new person feed needs no edit here.
+
+{%- set feeds = var('mdm_person_feeds', none) %}
+{%- set layout = var('mdm_person_columns', none) %}
+{%- if feeds is none or layout is none %}
+    {{ exceptions.raise_compiler_error(
+        "int_person_records__unioned needs the vars mdm_person_feeds and mdm_person_columns "
+        ~ "(customer_mdm.plan.dbt_vars): run dbt through `mdm dbt`") }}
+{%- endif %}
+{%- set null_of = {
+    'text': 'cast(null as ' ~ dbt.type_string() ~ ')',
+    'timestamp': 'cast(null as ' ~ dbt.type_timestamp() ~ ')',
+} %}
 
 with
 
-crm as (
+{% for feed in feeds %}
+{{ feed.model }} as (
 
-    select * from {{ ref('stg_crm__customers') }} where is_latest
-
-),
-
-members as (
-
-    select * from {{ ref('stg_ecommerce__members') }} where is_latest
+    select * from {{ ref(feed.model) }} where is_latest
 
 ),
 
-tickets as (
-
-    select * from {{ ref('stg_callcenter__tickets') }} where is_latest
-
-),
-
-cards as (
-
-    select * from {{ ref('stg_store_pos__cards') }} where is_latest
-
-),
-
-{%- set null_text = 'cast(null as ' ~ dbt.type_string() ~ ')' %}
-{%- set null_ts = 'cast(null as ' ~ dbt.type_timestamp() ~ ')' %}
+{% endfor -%}
 
 unioned as (
 
+    {%- for feed in feeds %}
+
     select
         record_key, source, source_id,
-        name_raw, {{ null_text }} as nickname_raw, gender_raw, birth_date_raw, phone_raw, email_raw,
-        province_raw, city_raw, district_raw, address_raw, company_raw,
-        customer_type_raw, tier_raw, consent_marketing_raw,
-        created_at_utc as record_created_at_utc,
-        coalesce(updated_at_utc, created_at_utc) as record_updated_at_utc,
-        {{ null_ts }} as last_activity_at_utc,
-        'Asia/Shanghai' as source_timezone,
+        {%- for column, type in layout %}
+        {{ feed.columns.get(column, null_of[type]) }} as {{ column }},
+        {%- endfor %}
         _source_file, _batch_id, _row_number, _ingested_at
-    from crm
+    from {{ feed.model }}
+    {%- if not loop.last %}
 
     union all
-
-    select
-        record_key, source, source_id,
-        name_raw, nickname_raw, {{ null_text }}, {{ null_text }}, phone_raw, email_raw,
-        {{ null_text }}, {{ null_text }}, {{ null_text }}, address_raw, {{ null_text }},
-        {{ null_text }}, {{ null_text }}, {{ null_text }},
-        registered_at_utc,
-        coalesce(last_login_at_utc, registered_at_utc),
-        last_login_at_utc,
-        'offset in value (ISO 8601) / epoch ms',
-        _source_file, _batch_id, _row_number, _ingested_at
-    from members
-
-    union all
-
-    select
-        record_key, source, source_id,
-        name_raw, {{ null_text }}, {{ null_text }}, {{ null_text }}, phone_raw, email_raw,
-        {{ null_text }}, city_raw, {{ null_text }}, {{ null_text }}, {{ null_text }},
-        {{ null_text }}, {{ null_text }}, {{ null_text }},
-        created_at_utc,
-        created_at_utc,
-        created_at_utc,
-        'Asia/Shanghai',
-        _source_file, _batch_id, _row_number, _ingested_at
-    from tickets
-
-    union all
-
-    select
-        record_key, source, source_id,
-        name_raw, {{ null_text }}, {{ null_text }}, birth_date_raw, phone_raw, {{ null_text }},
-        {{ null_text }}, store_city_raw, {{ null_text }}, {{ null_text }}, {{ null_text }},
-        {{ null_text }}, {{ null_text }}, {{ null_text }},
-        enrolled_at_utc,
-        enrolled_at_utc,
-        {{ null_ts }},
-        'Asia/Shanghai',
-        _source_file, _batch_id, _row_number, _ingested_at
-    from cards
+    {%- endif %}
+    {%- endfor %}
 
 ),
 

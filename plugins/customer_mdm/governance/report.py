@@ -27,6 +27,7 @@ from typing import Any
 
 import pandas as pd
 
+from customer_mdm import plan
 from customer_mdm.config import Settings
 from customer_mdm.governance.scorecard import (
     DIMENSIONS,
@@ -49,7 +50,7 @@ SCOPE_COLOURS = {
     "store_pos": "#8e44ad",
 }
 _FALLBACK_COLOURS = ("#2e86de", "#c0392b", "#27ae60", "#7f8c8d", "#d35400", "#16a085")
-_SOURCE_ORDER = ("crm", "ecommerce", "callcenter", "store_pos")
+_SOURCE_ORDER = tuple(plan.person_sources())  # the plan's person sources, in its order
 
 _CSS = """
 :root { --ink: #1d2733; --muted: #5f6b7a; --line: #dfe3e8; --bg: #f6f7f9; --card: #ffffff;

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from customer_mdm import plan
 from customer_mdm.hub.auth import Principal, require
 from customer_mdm.hub.errors import ApiError, invalid, not_found
 from customer_mdm.hub.serving import ServingReader
@@ -26,7 +27,8 @@ from customer_mdm.hub.store import SCHEMA, Store, now, record_access
 
 router = APIRouter(prefix="/v1")
 
-SOURCES = ("crm", "ecommerce", "callcenter", "store_pos")
+#: the person sources of the plan (a record is looked up by source and id)
+SOURCES = tuple(plan.person_sources())
 #: sources a self-service change can be filed against (the self_service feed's source_system)
 SELF_SERVICE_SOURCES = ("crm", "ecommerce", "store_pos")
 CHANGE_FIELDS = ("mobile", "email", "address", "province", "city", "district", "consent_marketing")

@@ -28,9 +28,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from customer_mdm import plan
 from customer_mdm.config import Settings
 from customer_mdm.linkage.engines import make_engine
-from customer_mdm.schema import GOLDEN_DIRTY, STEWARD_CORRECTIONS, ensure_table
+from customer_mdm.schema import ensure_table
 from customer_mdm.warehouse import Warehouse, connect
 
 log = logging.getLogger(__name__)
@@ -43,68 +44,8 @@ PAIR_THRESHOLD = 0.2
 REVIEW_LOW = 0.35
 REVIEW_HIGH = 0.65
 
-TABLES: dict[str, dict[str, str]] = {
-    "mdm.link_state": {
-        "record_id": "text",
-        "content_hash": "text",
-        "first_seen_at": "timestamp",
-        "model_version": "text",
-        "scored_at": "timestamp",
-    },
-    "mdm.pairs": {
-        "record_id_l": "text",
-        "record_id_r": "text",
-        "match_probability": "double precision",
-        "match_weight": "double precision",
-        "model_version": "text",
-        "scored_at": "timestamp",
-    },
-    "mdm.xref": {
-        "record_id": "text",
-        "source": "text",
-        "source_id": "text",
-        "golden_id": "text",
-        "match_probability": "double precision",
-        "assignment": "text",
-        "assigned_at_utc": "timestamp",
-        "run_id": "text",
-    },
-    "mdm.golden_registry": {
-        "golden_id": "text",
-        "created_at": "timestamp",
-        "status": "text",
-        "merged_into": "text",
-    },
-    "mdm.golden_id_history": {
-        "run_id": "text",
-        "changed_at": "timestamp",
-        "event": "text",
-        "golden_id": "text",
-        "other_golden_id": "text",
-        "records": "bigint",
-        "detail": "text",
-    },
-    "mdm.review_queue": {
-        "record_id_l": "text",
-        "record_id_r": "text",
-        "match_probability": "double precision",
-        "golden_id_l": "text",
-        "golden_id_r": "text",
-        "queued_at": "timestamp",
-        "run_id": "text",
-    },
-    "mdm.link_runs": {"run_id": "text", "mode": "text", "linked_at": "timestamp"},
-    "mdm.golden_dirty": GOLDEN_DIRTY,  # read by the incremental golden build (dbt)
-    "mdm.steward_corrections": STEWARD_CORRECTIONS,  # read by int_golden_candidates (dbt)
-    "mdm.steward_decisions": {
-        "record_id_l": "text",
-        "record_id_r": "text",
-        "decision": "text",  # match | no_match
-        "decided_by": "text",
-        "decided_at": "timestamp",
-        "note": "text",
-    },
-}
+#: the linkage state tables and their columns (declared in customer_mdm.plan)
+TABLES: dict[str, dict[str, str]] = plan.LINK_TABLES
 
 
 def link_columns() -> list[str]:
@@ -172,14 +113,13 @@ def prepare_evidence(wh: Warehouse) -> int:
             "select source_system as source, source_record_id as source_id, new_value as phone "
             "from intermediate.int_self_service_changes where field = 'mobile' and new_value is not null"
         )
-    for table, source in (
-        ("staging.stg_crm__customers", "crm"),
-        ("staging.stg_ecommerce__members", "ecommerce"),
-        ("staging.stg_store_pos__cards", "store_pos"),
-    ):
-        if wh.table_exists(table):
+    for f in plan.FEEDS:  # the person feeds whose records are re-exported with other numbers
+        person = f.person
+        phone = person.columns.get("phone_raw") if person is not None and person.former_phones else None
+        if person is not None and phone and wh.table_exists(f.staging_table):
             parts.append(
-                f"select '{source}' as source, s.source_id, p.phone_e164 as phone from {table} as s "
+                f"select '{person.source}' as source, s.source_id, p.phone_e164 as phone "
+                f"from (select source_id, is_latest, {phone} as phone_raw from {f.staging_table}) as s "
                 "join std.phone_lookup as p on p.raw = s.phone_raw "
                 "where not s.is_latest and p.phone_valid and p.phone_kind = 'mobile'"
             )

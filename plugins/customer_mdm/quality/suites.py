@@ -34,6 +34,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from customer_mdm import plan
 from customer_mdm.config import Settings
 from customer_mdm.errors import ConfigError
 
@@ -329,4 +330,8 @@ def provinces() -> list[str]:
 
 def suite_parameters(today: date | None = None) -> dict[str, Any]:
     """Values for the ``$PARAMETER`` placeholders of the suites."""
-    return {"today": (today or date.today()).isoformat(), "provinces": provinces()}
+    return {
+        "today": (today or date.today()).isoformat(),
+        "provinces": provinces(),
+        "person_sources": list(plan.person_sources()),
+    }

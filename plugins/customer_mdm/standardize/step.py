@@ -27,7 +27,9 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from customer_mdm import plan
 from customer_mdm.config import Settings
+from customer_mdm.plan import Feed, StdInput
 from customer_mdm.warehouse import Warehouse, connect
 
 if TYPE_CHECKING:
@@ -89,99 +91,80 @@ def _addresses(raw: pd.Series) -> pd.DataFrame:
     return parse_addresses(raw)
 
 
-def _union(*selects: str) -> str:
-    return "\nunion\n".join(selects)
+def _select(feed: Feed, item: StdInput, keys: tuple[str, ...]) -> str:
+    cols = ", ".join(f"{c or 'cast(null as text)'} as {k}" for c, k in zip(item.columns, keys, strict=True))
+    where = f" where {item.where}" if item.where else ""
+    return f"select {cols} from {feed.staging_table}{where}"
 
 
-LOOKUPS: list[Lookup] = [
-    Lookup(
-        table="std.phone_lookup",
-        columns={"phone_e164": "text", "phone_kind": "text", "phone_valid": "boolean", "phone_issue": "text"},
-        keys=("raw",),
-        source_sql=_union(
-            "select phone_raw as raw from staging.stg_crm__customers",
-            "select phone_raw from staging.stg_ecommerce__members",
-            "select phone_raw from staging.stg_callcenter__tickets",
-            "select phone_raw from staging.stg_store_pos__cards",
-            "select new_value_raw from staging.stg_self_service__changes where field = 'mobile'",
-            "select contact_value_raw from staging.stg_contact_events__events where channel = 'phone'",
-            "select identifier_value_raw from staging.stg_erasure__requests where identifier_type = 'mobile'",
+def _source_sql(name: str) -> str:
+    """The distinct raw inputs of a lookup: a union of the raw values the plan's feeds give it
+    (:func:`customer_mdm.plan.std_inputs`), columns named like the lookup's keys."""
+    keys = plan.STD_LOOKUPS[name]
+    return "\nunion\n".join(_select(feed, item, keys) for feed, item in plan.std_inputs(name))
+
+
+def lookups() -> list[Lookup]:
+    """The lookup tables, each reading the raw values the plan declares for it."""
+    return [
+        Lookup(
+            table="std.phone_lookup",
+            columns={"phone_e164": "text", "phone_kind": "text", "phone_valid": "boolean", "phone_issue": "text"},
+            keys=plan.STD_LOOKUPS["phone"],
+            source_sql=_source_sql("phone"),
+            compute=_phones,
         ),
-        compute=_phones,
-    ),
-    Lookup(
-        table="std.name_lookup",
-        columns={
-            "name_std": "text",
-            "name_script": "text",
-            "name_pinyin": "text",
-            "name_pinyin_fuzzy": "text",
-            "name_sorted_key": "text",
-            "is_pinyin_handle": "boolean",
-            "name_issue": "text",
-        },
-        keys=("raw",),
-        source_sql=_union(
-            "select name_raw as raw from staging.stg_crm__customers",
-            "select name_raw from staging.stg_ecommerce__members",
-            "select nickname_raw from staging.stg_ecommerce__members",
-            "select name_raw from staging.stg_callcenter__tickets",
-            "select name_raw from staging.stg_store_pos__cards",
+        Lookup(
+            table="std.name_lookup",
+            columns={
+                "name_std": "text",
+                "name_script": "text",
+                "name_pinyin": "text",
+                "name_pinyin_fuzzy": "text",
+                "name_sorted_key": "text",
+                "is_pinyin_handle": "boolean",
+                "name_issue": "text",
+            },
+            keys=plan.STD_LOOKUPS["name"],
+            source_sql=_source_sql("name"),
+            compute=_names,
         ),
-        compute=_names,
-    ),
-    Lookup(
-        table="std.birth_date_lookup",
-        columns={
-            "birth_date": "date",
-            "birth_year": "bigint",
-            "birth_month": "bigint",
-            "birth_day": "bigint",
-            "birth_precision": "text",
-            "birth_issue": "text",
-        },
-        keys=("raw",),
-        source_sql=_union(
-            "select birth_date_raw as raw from staging.stg_crm__customers",
-            "select birth_date_raw from staging.stg_store_pos__cards",
+        Lookup(
+            table="std.birth_date_lookup",
+            columns={
+                "birth_date": "date",
+                "birth_year": "bigint",
+                "birth_month": "bigint",
+                "birth_day": "bigint",
+                "birth_precision": "text",
+                "birth_issue": "text",
+            },
+            keys=plan.STD_LOOKUPS["birth_date"],
+            source_sql=_source_sql("birth_date"),
+            compute=_dates,
         ),
-        compute=_dates,
-    ),
-    Lookup(
-        table="std.region_lookup",
-        columns={"province_std": "text", "city_std": "text", "district_std": "text", "region_issue": "text"},
-        keys=("province_raw", "city_raw", "district_raw"),
-        source_sql=_union(
-            "select province_raw, city_raw, district_raw from staging.stg_crm__customers",
-            "select cast(null as text), city_raw, cast(null as text) from staging.stg_callcenter__tickets",
-            "select cast(null as text), store_city_raw, cast(null as text) from staging.stg_store_pos__cards",
-            "select new_value_raw, cast(null as text), cast(null as text) "
-            "from staging.stg_self_service__changes where field = 'province'",
-            "select cast(null as text), new_value_raw, cast(null as text) "
-            "from staging.stg_self_service__changes where field = 'city'",
-            "select cast(null as text), cast(null as text), new_value_raw "
-            "from staging.stg_self_service__changes where field = 'district'",
+        Lookup(
+            table="std.region_lookup",
+            columns={"province_std": "text", "city_std": "text", "district_std": "text", "region_issue": "text"},
+            keys=plan.STD_LOOKUPS["region"],
+            source_sql=_source_sql("region"),
+            compute=_regions,
         ),
-        compute=_regions,
-    ),
-    Lookup(
-        table="std.address_lookup",
-        columns={
-            "province_std": "text",
-            "city_std": "text",
-            "district_std": "text",
-            "street": "text",
-            "address_issue": "text",
-        },
-        keys=("raw",),
-        source_sql=_union(
-            "select address_raw as raw from staging.stg_crm__customers",
-            "select address_raw from staging.stg_ecommerce__members",
-            "select new_value_raw from staging.stg_self_service__changes where field = 'address'",
+        Lookup(
+            table="std.address_lookup",
+            columns={
+                "province_std": "text",
+                "city_std": "text",
+                "district_std": "text",
+                "street": "text",
+                "address_issue": "text",
+            },
+            keys=plan.STD_LOOKUPS["address"],
+            source_sql=_source_sql("address"),
+            compute=_addresses,
         ),
-        compute=_addresses,
-    ),
-]
+    ]
+
 
 #: SQL expression of the join key of a multi-column lookup; dbt's ``std_key`` macro builds the same.
 KEY_SEPARATOR = "|"
@@ -255,4 +238,4 @@ def standardize(settings: Settings) -> dict[str, Any]:
     """Bring every lookup table up to date (the ``standardize`` step of the daily run)."""
     version = std_version()
     with connect(settings) as wh:
-        return {lookup.table: build_lookup(wh, lookup, version) for lookup in LOOKUPS}
+        return {lookup.table: build_lookup(wh, lookup, version) for lookup in lookups()}
