@@ -202,10 +202,12 @@ def _newest_ingested(wh: Warehouse, tables: tuple[str, ...]) -> datetime | None:
 
 
 def _link_mode(wh: Warehouse, run_id: str) -> str | None:
-    details = wh.scalar(
-        "select details from ops.run_steps where run_id = ? and step = 'link' and status = 'success'", [run_id]
-    )
-    return json.loads(details).get("mode") if details else None
+    """How this run's link step linked (full | incremental): ``mdm.link_runs``, which the link step
+    writes with the state it links (the step log is not read back)."""
+    if not wh.table_exists("mdm.link_runs"):
+        return None
+    rows = wh.query("select mode from mdm.link_runs where run_id = ? order by linked_at desc limit 1", [run_id])
+    return str(rows[0][0]) if rows else None
 
 
 def _plan_layer(
@@ -318,13 +320,22 @@ def erasure_step(settings: Settings, run_id: str) -> dict[str, Any]:
     identifiers match a tombstone (an old export bringing an erased person back)."""
     from customer_mdm.privacy import erase_pending
 
+    started = _now()
     with connect(settings) as wh:
-        since = wh.scalar(
-            "select max(started_at) from ops.run_steps where step = 'erasure' and status = 'success' and run_id <> ?",
-            [run_id],
-        )
+        state = wh.query("select run_id, checked_from, previous_checked_from from ops.erasure_state")
+    # records ingested from the start of the last successful erasure step of another run on are
+    # checked against the tombstones (none yet: every record)
+    last_run, checked_from, previous = state[0] if state else (None, None, None)
+    since = previous if last_run == run_id else checked_from  # a retry starts where the run started
     with step(settings, run_id, "erasure") as rec:
         rec.details.update(erase_pending(settings, run_id, since=since if isinstance(since, datetime) else None))
+        with connect(settings) as wh, wh.transaction():
+            wh.execute("delete from ops.erasure_state")
+            wh.execute(
+                "insert into ops.erasure_state (run_id, checked_from, previous_checked_from, written_at) "
+                "values (?, ?, ?, ?)",
+                [run_id, checked_from if last_run == run_id else started, since, _now()],
+            )
     return rec.details
 
 
@@ -383,9 +394,14 @@ def _validate_step(settings: Settings, run_id: str, layer: str, full: bool) -> d
 
 
 def _feeds_loaded(settings: Settings, run_id: str) -> list[str]:
+    """The feeds whose files this run ingested rows from (``ops.manifest``), in the plan's order."""
     with connect(settings) as wh:
-        rows = wh.query("select step, details from ops.run_steps where run_id = ? and step like 'ingest_%'", [run_id])
-    return [step[len("ingest_") :] for step, details in rows if json.loads(details or "{}").get("rows_loaded")]
+        rows = wh.query(
+            "select distinct feed from ops.manifest where run_id = ? and status = 'ingested' and rows_loaded > 0",
+            [run_id],
+        )
+    loaded = {str(r[0]) for r in rows}
+    return [f.name for f in FEEDS if f.name in loaded]
 
 
 def validate_raw_step(settings: Settings, run_id: str, full: bool = False) -> dict[str, Any]:

@@ -11,6 +11,8 @@
                     written before dbt runs, read by the dbt project (scoped staging tests,
                     incremental golden models)
 ``ops.dbt_state``   per dbt layer: the build fingerprint and watermark of its last successful build
+``ops.erasure_state``  the last successful erasure step: from when on records are checked against
+                    the erasure tombstones (no personal data)
 ``ops.source_freshness``  per run and source table: ``dbt source freshness``'s status, newest load
                     and age (``customer_mdm.freshness``); no personal data
 
@@ -107,6 +109,14 @@ OPS_TABLES: dict[str, dict[str, str]] = {
         "reason": "text",
         "run_id": "text",
         "built_at": "timestamp",
+    },
+    "ops.erasure_state": {
+        # one row: the last successful erasure step (customer_mdm.pipeline.erasure_step); records
+        # ingested from checked_from on are checked against the tombstones by the next run's
+        "run_id": "text",
+        "checked_from": "timestamp",  # that step's start
+        "previous_checked_from": "timestamp",  # where that step started checking (for its retry)
+        "written_at": "timestamp",
     },
     "ops.source_freshness": {
         "run_id": "text",
