@@ -18,7 +18,7 @@ Written by
 **No personal data in clear.** The log outlives erasures (it must show that a person was erased),
 so it never stores a personal value or a source record key: names, phones, e-mails, birth dates,
 streets, companies and record keys (``crm:C000123``) are stored as salted SHA-256 pseudonyms
-(:func:`customer_mdm.privacy.pseudonym`, the installation's erasure salt). ``mdm audit --record
+(:func:`customer_mdm.pseudonyms.pseudonym`, the installation's erasure salt). ``mdm audit --record
 crm:C000123`` finds a record's rows by computing its pseudonym. Codes (gender, tier, customer
 type, consent status, province, city, district) are stored as they are.
 
@@ -58,6 +58,7 @@ import pandas as pd
 
 from customer_mdm.config import Settings
 from customer_mdm.errors import MdmError
+from customer_mdm.pseudonyms import pseudonym
 from customer_mdm.schema import ensure_table
 from customer_mdm.warehouse import Warehouse
 
@@ -425,8 +426,6 @@ def _label(record: Any, statement_source: Any) -> str:
 def _value(settings: Settings, field: str, value: Any, record: Any, statement_source: Any = None) -> str | None:
     """JSON of one side of a change: the value (pseudonymised when personal), the system of the
     source record it came from and the record's pseudonym; for consent, the statement's source."""
-    from customer_mdm.privacy import pseudonym
-
     if (value is None or pd.isna(value)) and (record is None or pd.isna(record)):
         return None
     body: dict[str, Any] = {"record_source": _source_of(record)}
@@ -536,8 +535,6 @@ def record_steward_decision(
     """One audit row per golden id the two records belong to (one row when they share it).
     ``actor``: the console's signed-in user (``user:NAME``) when the pipeline applies a console
     decision; otherwise the authenticated principal is recorded."""
-    from customer_mdm.privacy import pseudonym
-
     if wh.target != "postgres" or not pg_installed(wh):  # a steward's role may append, not run DDL
         ensure_audit_table(wh)
     ids: dict[str, str | None] = {left: None, right: None}
@@ -572,13 +569,11 @@ def record_steward_decision(
 
 def forget_golden_ids(settings: Settings, wh: Warehouse, ids: Iterable[str]) -> int:
     """Replace the golden ids ``ids`` of erased persons by their salted pseudonyms
-    (:func:`customer_mdm.privacy.pseudonym`, kind ``golden_id``) in every audit row: the
+    (:func:`customer_mdm.pseudonyms.pseudonym`, kind ``golden_id``) in every audit row: the
     ``golden_id`` column and every mention in ``old_value``, ``new_value`` and ``reason``. Golden
     ids outlive the person in downstream systems; after this the audit log no longer links them
     to the erasure (nor to the person's history). Returns the rows changed. Runs inside the
     caller's transaction (the erasure's) when there is one."""
-    from customer_mdm.privacy import pseudonym
-
     wanted = sorted({str(i) for i in ids if i is not None and str(i)})
     if not wanted or not wh.table_exists(AUDIT_TABLE):
         return 0
@@ -610,8 +605,6 @@ def list_changes(
     limit: int | None = 200,
 ) -> pd.DataFrame:
     """The audit rows, newest first, filtered by golden id, time, action or source record."""
-    from customer_mdm.privacy import pseudonym
-
     if not wh.table_exists(AUDIT_TABLE):
         return pd.DataFrame(columns=list(AUDIT_COLUMNS))
     where: list[str] = []

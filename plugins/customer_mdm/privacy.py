@@ -45,19 +45,18 @@ standardisation the records get (E.164, lower-cased e-mail).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from customer_mdm import plan
+from customer_mdm.audit import append, ensure_audit_table, forget_golden_ids, to_json
 from customer_mdm.config import Settings
 from customer_mdm.errors import MdmError
 from customer_mdm.privacy_search import (
@@ -70,6 +69,9 @@ from customer_mdm.privacy_search import (
     sql_matches,
     sql_matches_expr,
 )
+from customer_mdm.pseudonyms import erasure_salt, hasher
+from customer_mdm.pseudonyms import pseudonym as pseudonym  # re-exported: callers know it here
+from customer_mdm.pseudonyms import salt_file as salt_file
 from customer_mdm.schema import ensure_table
 from customer_mdm.warehouse import Warehouse, connect
 
@@ -122,40 +124,6 @@ def _staging_raw() -> dict[str, str]:
 _SELF_SERVICE_RAW = "raw.self_service"
 #: schemas searched for the person's rows (besides raw, handled through lineage)
 _SCHEMAS = ("staging", "intermediate", "mdm", "golden_build", "marts", "governance")
-
-
-# ----------------------------------------------------------------------------- pseudonyms
-def salt_file(settings: Settings) -> Path:
-    """The file that holds the salt when ``MDM_ERASURE_SALT`` is not set: ``MDM_ERASURE_SALT_FILE``,
-    else ``secrets/erasure_salt`` next to the DuckDB file (PostgreSQL: ``$MDM_HOME/secrets``)."""
-    from customer_mdm import keys
-
-    return keys.key_file(settings, keys.ERASURE_SALT)
-
-
-def erasure_salt(settings: Settings) -> bytes:
-    """The warehouse's salt (:mod:`customer_mdm.keys`): ``MDM_ERASURE_SALT``, ``MDM_ERASURE_SALT_FILE``
-    or the default key file (created once, mode 0600, for a warehouse without a salt yet). Its
-    fingerprint is kept in the warehouse: a different salt stops with ConfigError instead of
-    silently making old tombstones unmatchable."""
-    from customer_mdm import keys
-
-    return keys.erasure_salt(settings)
-
-
-def _hasher(settings: Settings) -> Any:
-    salt = erasure_salt(settings)
-
-    def digest(kind: str, value: str) -> str:
-        return hashlib.sha256(salt + b"\x1f" + kind.encode() + b"\x1f" + value.encode("utf-8")).hexdigest()
-
-    return digest
-
-
-def pseudonym(settings: Settings, kind: str, value: str) -> str:
-    """Salted SHA-256 of a normalised identifier (``kind``: phone = E.164, email = lower-cased,
-    record = ``source:source_id``; audit fields use their field name)."""
-    return str(_hasher(settings)(kind, normalise(kind, value)))
 
 
 # ----------------------------------------------------------------------------- tables
@@ -592,7 +560,7 @@ def _scrub_tombstoned_text(settings: Settings, wh: Warehouse, stones: dict[str, 
     known only as hashes (a steward's note naming a phone)."""
     if not stones.get("phone") and not stones.get("email"):
         return {}
-    digest = _hasher(settings)
+    digest = hasher(settings)
     candidates = "[0-9]{7}|@"  # on the normalised text: separators between digits are gone
     seen: dict[str, bool] = {}
 
@@ -643,7 +611,7 @@ def _rewrite_free_text(wh: Warehouse, regex: str, rewrite: Callable[[str], str])
 def _tombstone_rows(
     settings: Settings, request_id: str, identifier_type: str, kind: str, value: str | None, person: Person, run_id: str
 ) -> list[dict[str, Any]]:
-    digest = _hasher(settings)
+    digest = hasher(settings)
     now = _now()
     rows = []
     if value is not None:
@@ -893,8 +861,6 @@ def erase_pending(settings: Settings, run_id: str, since: datetime | None = None
     transaction, one delete per table for all of them; each deleted row is counted for the first
     request (oldest) whose person it belongs to. Returns the step details: per request its status
     and rows deleted per table, and the tombstone matches."""
-    from customer_mdm.audit import ensure_audit_table
-
     with connect(settings) as wh:
         ensure_privacy_tables(wh)
         ensure_audit_table(wh)
@@ -952,7 +918,6 @@ def _handle_requests(
     kind, value and, for a request that cannot be handled, ``invalid``), in one transaction:
     rows deleted, tombstones, ``ops.erasure_requests`` and audit rows, free text and files
     scrubbed. Returns per request its outcome, the places scrubbed and the persons resolved."""
-    from customer_mdm.audit import append, forget_golden_ids, to_json
 
     requests: list[dict[str, Any]] = []
     resolved = _resolve(wh, valid)

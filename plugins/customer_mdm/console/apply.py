@@ -98,7 +98,7 @@ def _apply(settings: Settings, wh: Warehouse, action: dict[str, Any], run_id: st
 
 def _correct(settings: Settings, wh: Warehouse, action: dict[str, Any], run_id: str) -> str:
     from customer_mdm.audit import append, to_json
-    from customer_mdm.privacy import pseudonym
+    from customer_mdm.pseudonyms import pseudonym
 
     attribute, value, record = action.get("field"), action.get("value"), action.get("record_id_l")
     if attribute not in CORRECTABLE:

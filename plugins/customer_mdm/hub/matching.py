@@ -120,13 +120,14 @@ def _records_sql() -> str:
     its golden id and, per term-frequency column, ``tfk_<col>``: how many people (golden ids;
     an unlinked record counts as itself) hold the record's value -- what the link step counts."""
     from customer_mdm.linkage.model import INPUT_COLUMNS
-    from customer_mdm.linkage.step import RECORDS_FROM, _column_sql, _tf_expression
+    from customer_mdm.linkage.records import RECORDS_FROM, column_sql
+    from customer_mdm.linkage.step import _tf_expression
 
     key = "r.source || ':' || r.source_id"
     # the link step's columns: the record's own and the event feeds' evidence (EVIDENCE_TABLE,
     # built on the refresh's connection by serving.refresh)
     cols = [
-        f"{_column_sql(c)} as {c}"
+        f"{column_sql(c)} as {c}"
         for c in dict.fromkeys([*INPUT_COLUMNS, "phone_valid", "email_valid"])
         if c != "record_key"
     ]
@@ -153,7 +154,8 @@ def _stats_sql() -> str:
     """``serving.match_tf_stats``: per term-frequency column the people holding any value and
     the values held by exactly one / two people (the Good-Turing term), and the record count.
     Counts only: no personal value."""
-    from customer_mdm.linkage.step import RECORDS_SQL, _tf_expression
+    from customer_mdm.linkage.records import RECORDS_SQL
+    from customer_mdm.linkage.step import _tf_expression
 
     key = "r.source || ':' || r.source_id"
     parts = []

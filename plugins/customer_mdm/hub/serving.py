@@ -170,7 +170,7 @@ def refresh(settings: Settings, run_id: str) -> dict[str, Any]:
         wh.execute(f"drop schema if exists {schema} cascade")
         wh.execute(f"create schema {schema}")
         if "match_records" in tables:  # the records' contact evidence, as the link step reads it
-            from customer_mdm.linkage.step import prepare_evidence
+            from customer_mdm.linkage.records import prepare_evidence
 
             prepare_evidence(wh)
         for name, select in tables.items():

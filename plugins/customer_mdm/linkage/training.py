@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from customer_mdm.config import Settings
+from customer_mdm.linkage.records import prepare_evidence, read_records
 from customer_mdm.warehouse import connect
 
 if TYPE_CHECKING:
@@ -40,8 +41,6 @@ def train_and_save(settings: Settings, records: pd.DataFrame) -> TrainedModel:
 
 def train_and_publish(settings: Settings) -> dict[str, Any]:
     """The training DAG's task and `mdm train`: a new model version from the warehouse."""
-    from customer_mdm.linkage.step import prepare_evidence, read_records
-
     started = time.perf_counter()
     with connect(settings) as wh:
         prepare_evidence(wh)  # fresh: the connection may have served an earlier step
