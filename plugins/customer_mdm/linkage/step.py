@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -135,17 +136,18 @@ def link(settings: Settings, run_id: str, full: bool = False) -> dict[str, Any]:
                 ensure_tables(wh)
                 retrained = retrain_reason(model.extra.get("training_profile"), profile_in_warehouse(wh, RECORDS_SQL))
                 if retrained is None:
-                    details = _link_incremental(settings, wh, model, version, run_id, now, id_key)
+                    outcome = _link_incremental(settings, wh, model, version, run_id, now, id_key)
                 else:  # the data moved away from what the model was trained on: a new version
                     log.info("linkage model retrained: %s", retrained)
                     prepare_evidence(wh)
                     train_and_save(settings, read_records(wh, content_hash=False))
-                    details = {"mode": "full", "full_reason": f"model retrained: {retrained}"}
-            if details.get("mode") == "incremental":
-                details["seconds"] = round(time.perf_counter() - started, 2)
-                log.info("linkage (incremental): %s", json.dumps(details, default=str))
-                return details
-            reason = str(details["full_reason"])
+                    outcome = Fallback(f"model retrained: {retrained}")
+            if isinstance(outcome, Fallback):
+                reason = outcome.reason
+            else:
+                outcome["seconds"] = round(time.perf_counter() - started, 2)
+                log.info("linkage (incremental): %s", json.dumps(outcome, default=str))
+                return outcome
     details = _link_full(settings, run_id, now, id_key)
     details["full_reason"] = reason
     if retrained is not None:
@@ -373,33 +375,62 @@ def _region(
     return {r[0] for r in wh.query(f"select record_key from {region_table}")}
 
 
-def _link_incremental(
-    settings: Settings, wh: Warehouse, model: Any, version: str, run_id: str, now: datetime, id_key: bytes
-) -> dict[str, Any]:
-    """Score, cluster and rewrite only the neighbourhood of what changed.
+@dataclass(frozen=True)
+class Fallback:
+    """The incremental link cannot be done: a full run is needed instead, for ``reason``."""
 
-    1. new or changed records (content hash) and removed ones, in SQL;
-    2. existing records that share a blocking key with them (SQL equi-joins) are the only ones
-       ``predict_between`` can pair them with; term frequencies still count every record;
-    3. the *region*: the connected components (links at the clustering threshold, stored and
-       fresh, steward must-links) that hold a changed record, a removed record's neighbours or
-       a record of a new steward decision, closed over the golden ids its records had. Outside
-       it nothing changed -- the same links, values and decisions give the same clusters, and
-       golden ids stay as they are -- so only the region is clustered and given ids;
-    4. only the region's rows of the state tables are rewritten; the golden ids it touched go
-       to ``mdm.golden_dirty`` for the incremental golden build.
-    Returns ``{"mode": "full", "full_reason": ...}`` when a full run is needed instead.
-    """
-    from customer_mdm.linkage.ids import assign_golden_ids, new_golden_id
-    from customer_mdm.linkage.predict import DEFAULT_THRESHOLD, cluster, predict_incremental
+    reason: str
 
+
+@dataclass
+class _Delta:
+    """Step 1 of an incremental link: what changed since the linkage state was written."""
+
+    n_records: int
+    delta_keys: list[str]  # new or changed records (content hash)
+    gone: list[str]  # records no longer in int_customer_records
+    decided: list[tuple[Any, ...]]  # steward decisions made since the last link run
+    evidence_records: int
+    delta_table: str  # temporary table of delta_keys
+    seconds: float
+
+
+@dataclass
+class _Region:
+    """Step 3: the records to re-cluster and what they were clustered from."""
+
+    records: pd.DataFrame
+    region: set[str]
+    region_table: str  # the region and the removed records
+    touched_table: str  # rescored records: their stored pairs go
+    touching: pd.DataFrame  # every pair touching the region (stored and fresh)
+    pairs: pd.DataFrame  # the pairs inside the region
+    clusters: pd.DataFrame
+    seconds: float
+
+
+@dataclass
+class _RegionIds:
+    """Step 3, continued: the region's golden ids and the rows to write for it."""
+
+    assignment: Any  # customer_mdm.linkage.ids.Assignment
+    old_ids: list[str]
+    xref: pd.DataFrame
+    queue: pd.DataFrame
+    events: pd.DataFrame
+    new_state: pd.DataFrame
+    dirty: pd.DataFrame
+
+
+def _read_delta(wh: Warehouse, version: str) -> _Delta | Fallback:
+    """New, changed and removed records (in SQL) and the steward decisions since the last link
+    run, or why the state cannot be updated incrementally."""
     total_state = int(wh.scalar("select count(*) from mdm.link_state"))
     if total_state == 0:
-        return {"mode": "full", "full_reason": "no linkage state yet"}
+        return Fallback("no linkage state yet")
     other_models = int(wh.scalar("select count(*) from mdm.link_state where model_version <> ?", [version]))
     if other_models:
-        return {"mode": "full", "full_reason": f"new model {version}: every record is rescored"}
-
+        return Fallback(f"new model {version}: every record is rescored")
     t0 = time.perf_counter()
     key = "r.source || ':' || r.source_id"
     evidence_records = prepare_evidence(wh)
@@ -424,50 +455,57 @@ def _link_incremental(
         )
     ]
     if len(delta_keys) > FULL_RESCORE_SHARE * max(n_records, 1):
-        return {"mode": "full", "full_reason": f"{len(delta_keys)} of {n_records} records new or changed"}
+        return Fallback(f"{len(delta_keys)} of {n_records} records new or changed")
     last_run = wh.scalar("select max(linked_at) from mdm.link_runs")
     decisions_sql = "select record_id_l, record_id_r from mdm.steward_decisions"
     if last_run is None:
         decided = wh.query(decisions_sql)
     else:
         decided = wh.query(decisions_sql + " where decided_at > ?", [last_run])
-    details: dict[str, Any] = {
-        "model_version": version,
-        "model_trained_now": False,
-        "evidence_records": evidence_records,
-    }
-    must_link, cannot_link = _decisions(wh)
     delta_table = _keys_table(wh, "_link_delta", delta_keys)
-    read_seconds = time.perf_counter() - t0
+    return _Delta(n_records, delta_keys, gone, decided, evidence_records, delta_table, time.perf_counter() - t0)
 
-    # 2. score the delta against the records it can be blocked with
-    t0 = time.perf_counter()
+
+def _score_delta(settings: Settings, wh: Warehouse, model: Any, delta: _Delta, details: dict[str, Any]) -> pd.DataFrame:
+    """Step 2: score the delta against the existing records it can be blocked with
+    (``predict_between``, and ``predict_within`` the delta); term frequencies count every record.
+    Returns the fresh pairs above :data:`PAIR_THRESHOLD`."""
+    from customer_mdm.linkage.predict import predict_incremental
+
     fresh = pd.DataFrame(columns=["record_key_l", "record_key_r", "match_probability", "match_weight"])
-    if delta_keys:
-        candidates = _blocking_candidates(wh, delta_table) | set(delta_keys)
+    if delta.delta_keys:
+        candidates = _blocking_candidates(wh, delta.delta_table) | set(delta.delta_keys)
         universe = _keys_table(wh, "_link_universe", candidates)
-        lookups = _tf_lookups(wh, universe, delta_table)
+        lookups = _tf_lookups(wh, universe, delta.delta_table)
         scored = read_records(wh, universe, content_hash=False)  # only scored: no state row
-        is_new = scored["record_key"].isin(set(delta_keys))
+        is_new = scored["record_key"].isin(set(delta.delta_keys))
         fresh = predict_incremental(
             scored[is_new],
             scored[~is_new],
             model,
             PAIR_THRESHOLD,
             tf_lookups=lookups,
-            n_records=n_records,
+            n_records=delta.n_records,
             engine=make_engine(settings),
         )
         details["candidates"] = int((~is_new).sum())
-    predict_seconds = time.perf_counter() - t0
+    return fresh
 
-    # 3. the region to re-cluster
+
+def _recluster_region(
+    wh: Warehouse, delta: _Delta, fresh: pd.DataFrame, must_link: pd.DataFrame, cannot_link: pd.DataFrame
+) -> _Region:
+    """Step 3: the connected components holding a changed record, a removed record's neighbours
+    or a record of a new steward decision (:func:`_region`), clustered again from their stored
+    pairs (less the rescored records') and the fresh ones."""
+    from customer_mdm.linkage.predict import DEFAULT_THRESHOLD, cluster
+
     t0 = time.perf_counter()
-    touched = set(delta_keys) | set(gone)
-    seeds = touched | {k for pair in decided for k in pair}
+    touched = set(delta.delta_keys) | set(delta.gone)
+    seeds = touched | {k for pair in delta.decided for k in pair}
     if len(fresh):
         seeds |= set(fresh["record_key_l"]) | set(fresh["record_key_r"])
-    gone_set = set(gone)
+    gone_set = set(delta.gone)
     strong = fresh[fresh["match_probability"] >= DEFAULT_THRESHOLD]
     extra_edges = pd.concat(
         [strong[["record_key_l", "record_key_r"]], must_link[["record_key_l", "record_key_r"]]], ignore_index=True
@@ -492,11 +530,27 @@ def _link_incremental(
         touching["record_key_l"].astype(object).isin(region) & touching["record_key_r"].astype(object).isin(region)
     ]
     clusters = cluster(records, pairs, threshold=DEFAULT_THRESHOLD, must_link=must_link, cannot_link=cannot_link)
-    cluster_seconds = time.perf_counter() - t0
+    return _Region(records, region, region_table, touched_table, touching, pairs, clusters, time.perf_counter() - t0)
 
-    # ids for the region: its old golden groups are wholly inside it
+
+def _assign_region_ids(
+    wh: Warehouse,
+    delta: _Delta,
+    region: _Region,
+    must_link: pd.DataFrame,
+    cannot_link: pd.DataFrame,
+    version: str,
+    run_id: str,
+    now: datetime,
+    id_key: bytes,
+) -> _RegionIds:
+    """Golden ids for the region (its old golden groups are wholly inside it; an id is never
+    issued twice), its cross-reference, review queue, id events, state rows and dirty ids."""
+    from customer_mdm.linkage.ids import assign_golden_ids, new_golden_id
+
+    records = region.records
     region_previous = wh.query_df(
-        f"select record_id, golden_id from mdm.xref where record_id in (select record_key from {region_table})"
+        f"select record_id, golden_id from mdm.xref where record_id in (select record_key from {region.region_table})"
     )
     old_ids = sorted(set(region_previous["golden_id"]))
     ids_table = _keys_table(wh, "_link_ids", old_ids)
@@ -518,24 +572,25 @@ def _link_incremental(
     }
     state = wh.query_df(
         "select record_id, first_seen_at from mdm.link_state "
-        f"where record_id in (select record_key from {region_table})"
+        f"where record_id in (select record_key from {region.region_table})"
     ).set_index("record_id")
     first_seen = pd.Series(
         pd.to_datetime(state["first_seen_at"].reindex(records["record_key"]).to_numpy()), index=records.index
     )
     first_seen = first_seen.fillna(pd.Timestamp(now))
     assignment = assign_golden_ids(
-        _cluster_frame(records, clusters, first_seen),
+        _cluster_frame(records, region.clusters, first_seen),
         region_previous,
         region_registry,
         pd.Timestamp(now),
         issued,
         key=id_key,
     )
-    xref = _xref(records, assignment.xref, pairs, must_link, run_id, now)
+    xref = _xref(records, assignment.xref, region.pairs, must_link, run_id, now)
     # the queue of every pair touching the region (the other end keeps its golden id)
+    touching = region.touching
     outside = set(touching["record_key_l"]) | set(touching["record_key_r"])
-    outside -= region
+    outside -= region.region
     outside_table = _keys_table(wh, "_link_outside", outside)
     outside_ids = wh.query_df(
         "select record_id, golden_id, match_probability from mdm.xref "
@@ -544,51 +599,94 @@ def _link_incremental(
     ids_for_queue = pd.concat([xref[["record_id", "golden_id", "match_probability"]], outside_ids], ignore_index=True)
     queue = _review_queue(touching, ids_for_queue, must_link, cannot_link, run_id, now)
     events = assignment.events.assign(run_id=run_id, changed_at=pd.Timestamp(now))
-    delta_records = records[records["record_key"].isin(set(delta_keys))]
+    delta_records = records[records["record_key"].isin(set(delta.delta_keys))]
     new_state = _state_rows(delta_records, first_seen[delta_records.index], version, now)
     changed_ids = set(old_ids) | set(assignment.xref["golden_id"])
     dirty = pd.DataFrame({"golden_id": sorted(changed_ids), "run_id": run_id, "reason": "linkage"})
+    return _RegionIds(assignment, old_ids, xref, queue, events, new_state, dirty)
 
-    # 4. rewrite the region's rows only
-    t0 = time.perf_counter()
+
+def _write_region(
+    wh: Warehouse, region: _Region, ids: _RegionIds, fresh: pd.DataFrame, version: str, run_id: str, now: datetime
+) -> None:
+    """Step 4: rewrite the region's rows of the state tables only, in one transaction; the golden
+    ids it touched go to ``mdm.golden_dirty`` for the incremental golden build."""
+    touched_table, region_table = region.touched_table, region.region_table
     with wh.transaction():
         wh.execute(f"delete from mdm.link_state where record_id in (select record_key from {touched_table})")
-        wh.insert_df("mdm.link_state", new_state[list(TABLES["mdm.link_state"])])
+        wh.insert_df("mdm.link_state", ids.new_state[list(TABLES["mdm.link_state"])])
         wh.execute(
             f"delete from mdm.pairs where record_id_l in (select record_key from {touched_table}) "
             f"or record_id_r in (select record_key from {touched_table})"
         )
         wh.insert_df("mdm.pairs", _pair_rows(fresh, version, now)[list(TABLES["mdm.pairs"])])
         wh.execute(f"delete from mdm.xref where record_id in (select record_key from {region_table})")
-        wh.insert_df("mdm.xref", xref[list(TABLES["mdm.xref"])])
-        ids_table = _keys_table(wh, "_link_ids", set(old_ids) | set(assignment.registry["golden_id"]))
+        wh.insert_df("mdm.xref", ids.xref[list(TABLES["mdm.xref"])])
+        ids_table = _keys_table(wh, "_link_ids", set(ids.old_ids) | set(ids.assignment.registry["golden_id"]))
         wh.execute(f"delete from mdm.golden_registry where golden_id in (select record_key from {ids_table})")
-        wh.insert_df("mdm.golden_registry", assignment.registry[list(TABLES["mdm.golden_registry"])])
+        wh.insert_df("mdm.golden_registry", ids.assignment.registry[list(TABLES["mdm.golden_registry"])])
         wh.execute(
             f"delete from mdm.review_queue where record_id_l in (select record_key from {region_table}) "
             f"or record_id_r in (select record_key from {region_table})"
         )
-        wh.insert_df("mdm.review_queue", queue[list(TABLES["mdm.review_queue"])])
-        if len(events):
-            wh.insert_df("mdm.golden_id_history", events[list(TABLES["mdm.golden_id_history"])])
-        wh.insert_df("mdm.golden_dirty", dirty)
+        wh.insert_df("mdm.review_queue", ids.queue[list(TABLES["mdm.review_queue"])])
+        if len(ids.events):
+            wh.insert_df("mdm.golden_id_history", ids.events[list(TABLES["mdm.golden_id_history"])])
+        wh.insert_df("mdm.golden_dirty", ids.dirty)
         _record_run(wh, run_id, "incremental", now)
+
+
+def _link_incremental(
+    settings: Settings, wh: Warehouse, model: Any, version: str, run_id: str, now: datetime, id_key: bytes
+) -> dict[str, Any] | Fallback:
+    """Score, cluster and rewrite only the neighbourhood of what changed.
+
+    1. new or changed records (content hash) and removed ones, in SQL (:func:`_read_delta`);
+    2. existing records that share a blocking key with them (SQL equi-joins) are the only ones
+       ``predict_between`` can pair them with; term frequencies still count every record
+       (:func:`_score_delta`);
+    3. the *region*: the connected components (links at the clustering threshold, stored and
+       fresh, steward must-links) that hold a changed record, a removed record's neighbours or
+       a record of a new steward decision, closed over the golden ids its records had. Outside
+       it nothing changed -- the same links, values and decisions give the same clusters, and
+       golden ids stay as they are -- so only the region is clustered and given ids
+       (:func:`_recluster_region`, :func:`_assign_region_ids`);
+    4. only the region's rows of the state tables are rewritten; the golden ids it touched go
+       to ``mdm.golden_dirty`` for the incremental golden build (:func:`_write_region`).
+    Returns the step details, or a :class:`Fallback` when a full run is needed instead.
+    """
+    delta = _read_delta(wh, version)
+    if isinstance(delta, Fallback):
+        return delta
+    details: dict[str, Any] = {
+        "model_version": version,
+        "model_trained_now": False,
+        "evidence_records": delta.evidence_records,
+    }
+    must_link, cannot_link = _decisions(wh)
+    t0 = time.perf_counter()
+    fresh = _score_delta(settings, wh, model, delta, details)
+    predict_seconds = time.perf_counter() - t0
+    region = _recluster_region(wh, delta, fresh, must_link, cannot_link)
+    ids = _assign_region_ids(wh, delta, region, must_link, cannot_link, version, run_id, now, id_key)
+    t0 = time.perf_counter()
+    _write_region(wh, region, ids, fresh, version, run_id, now)
     write_seconds = time.perf_counter() - t0
     largest = wh.scalar("select max(n) from (select count(*) as n from mdm.xref group by golden_id) as s")
     details.update(
         mode="incremental",
-        records=n_records,
-        delta_records=len(delta_keys),
-        removed_records=len(gone),
-        region_records=len(region),
+        records=delta.n_records,
+        delta_records=len(delta.delta_keys),
+        removed_records=len(delta.gone),
+        region_records=len(region.region),
         pairs=int(wh.scalar("select count(*) from mdm.pairs")),
         golden_ids=int(wh.scalar("select count(distinct golden_id) from mdm.xref")),
         largest_cluster=int(largest or 0),
-        events={k: int(v) for k, v in assignment.events["event"].value_counts().items()},
+        events={k: int(v) for k, v in ids.assignment.events["event"].value_counts().items()},
         review_queue=int(wh.scalar("select count(*) from mdm.review_queue")),
-        read_seconds=round(read_seconds, 2),
+        read_seconds=round(delta.seconds, 2),
         predict_seconds=round(predict_seconds, 2),
-        cluster_seconds=round(cluster_seconds, 2),
+        cluster_seconds=round(region.seconds, 2),
         write_seconds=round(write_seconds, 2),
     )
     return details
