@@ -21,11 +21,27 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from customer_mdm import plan, runlock
+from customer_mdm import lineage, plan, runlock, security
+from customer_mdm.audit import record_link_events
+from customer_mdm.backup import Sealer, backup, list_snapshots
 from customer_mdm.config import Settings
-from customer_mdm.errors import MdmError, RunLocked
-from customer_mdm.schema import ensure_schema
-from customer_mdm.sources import FEEDS
+from customer_mdm.console.alerts import check_quality_drop
+from customer_mdm.console.apply import apply_pending
+from customer_mdm.dbt import DbtFailed, build_fingerprint, generate_docs, run_dbt
+from customer_mdm.errors import MdmError, PipelineFailed, RunLocked, WarehouseUnreachable
+from customer_mdm.freshness import freshness_check
+from customer_mdm.governance import record_scorecard, write_report
+from customer_mdm.governance.scorecard import METRICS
+from customer_mdm.hub import serving
+from customer_mdm.hub.intake import take_pending
+from customer_mdm.ingest import ingest_feed
+from customer_mdm.ingest.loader import check_landing
+from customer_mdm.lineage import emit_bi_views, emit_dbt_models, file_dataset, settings_table
+from customer_mdm.linkage.step import link
+from customer_mdm.privacy import erase_pending
+from customer_mdm.schema import ensure_dbt_tables, ensure_schema
+from customer_mdm.sources import FEEDS, feed
+from customer_mdm.standardize.step import standardize
 from customer_mdm.warehouse import Warehouse, connect, kept_open
 
 log = logging.getLogger(__name__)
@@ -64,8 +80,6 @@ def step(settings: Settings, run_id: str, name: str) -> Iterator[StepRecord]:
     OpenLineage events (:mod:`customer_mdm.lineage`: START, then COMPLETE or FAIL with the datasets
     the step put in ``inputs`` and ``outputs``). The DuckDB warehouse stays open while the step
     runs (:func:`~customer_mdm.warehouse.kept_open`)."""
-    from customer_mdm import lineage
-
     started = _now()
     lineage.step_started(run_id, name)
     record = StepRecord()
@@ -114,11 +128,7 @@ def start_run(settings: Settings, run_id: str, dag_run_id: str | None = None) ->
             [run_id, dag_run_id or run_id, settings.target, str(settings.landing), _now()],
         )
     with step(settings, run_id, "start") as rec:
-        from customer_mdm.ingest.loader import check_landing
-
         rec.details["landing"] = str(check_landing(settings))
-        from customer_mdm.hub.intake import take_pending  # changes and requests received over HTTP
-
         rec.details["hub_intake"] = take_pending(settings, run_id)
     log.info("run %s started on %s (landing %s)", run_id, settings.target, settings.landing)
     return run_id
@@ -137,10 +147,6 @@ def ingest_steps(settings: Settings, run_id: str) -> dict[str, str]:
 
 
 def ingest_step(settings: Settings, run_id: str, feed_name: str) -> dict[str, Any]:
-    from customer_mdm.ingest import ingest_feed
-    from customer_mdm.lineage import file_dataset, settings_table
-    from customer_mdm.sources import feed
-
     with step(settings, run_id, f"ingest_{feed_name}") as rec:
         result = ingest_feed(settings, feed_name, run_id)
         rec.details.update(result.to_dict())
@@ -153,9 +159,6 @@ def source_freshness_step(settings: Settings, run_id: str, policy: str | None = 
     """``dbt source freshness`` after ingestion: recorded in ``ops.source_freshness``, stale feeds
     alerted, and under the ``fail`` policy a feed past ``error_after`` fails the step
     (``customer_mdm.freshness``). ``policy`` overrides ``MDM_FRESHNESS_POLICY``."""
-    from customer_mdm.freshness import freshness_check
-    from customer_mdm.lineage import settings_table
-
     with step(settings, run_id, "source_freshness") as rec:
         rec.inputs = [settings_table(settings, f.raw_table) for f in FEEDS]
         rec.details.update(freshness_check(settings, run_id, policy))
@@ -230,10 +233,6 @@ def _plan_layer(
 def _dbt_step(settings: Settings, run_id: str, layer: DbtLayer, full: bool = False) -> dict[str, Any]:
     """Run one dbt layer, incrementally unless a full rebuild is due. The details say which
     (``mode`` full | incremental, ``mode_reason``) and over what (``since``, ``watermark``)."""
-    from customer_mdm.dbt import DbtFailed, build_fingerprint, run_dbt
-    from customer_mdm.lineage import emit_dbt_models
-    from customer_mdm.schema import ensure_dbt_tables
-
     with step(settings, run_id, layer.step) as rec:
         fingerprint = build_fingerprint(settings, layer.name)
         with connect(settings) as wh:
@@ -301,8 +300,6 @@ def dbt_staging_step(settings: Settings, run_id: str, full: bool = False) -> dic
 
 def standardize_step(settings: Settings, run_id: str) -> dict[str, Any]:
     """Bring the std.* lookup tables up to date with the new raw values."""
-    from customer_mdm.standardize.step import standardize
-
     with step(settings, run_id, "standardize") as rec:
         rec.details["lookups"] = standardize(settings)
     return rec.details
@@ -318,8 +315,6 @@ def erasure_step(settings: Settings, run_id: str) -> dict[str, Any]:
     through the fresh cross-reference) and before ``dbt_golden``: handle new erasure requests
     (erase the person from every layer, write tombstones, audit), then drop the new records whose
     identifiers match a tombstone (an old export bringing an erased person back)."""
-    from customer_mdm.privacy import erase_pending
-
     started = _now()
     with connect(settings) as wh:
         state = wh.query("select run_id, checked_from, previous_checked_from from ops.erasure_state")
@@ -343,11 +338,6 @@ def link_step(settings: Settings, run_id: str, full: bool = False) -> dict[str, 
     """Record linkage: first the steward actions queued by the console (customer_mdm.console.apply),
     then score new and changed records, cluster, assign stable golden ids; the merges, splits and
     new ids of the run go to the audit log (audit.golden_changes)."""
-    from customer_mdm.audit import record_link_events
-    from customer_mdm.console.apply import apply_pending
-    from customer_mdm.lineage import settings_table
-    from customer_mdm.linkage.step import link
-
     with step(settings, run_id, "link") as rec:
         rec.inputs = [settings_table(settings, "intermediate.int_customer_records")]
         rec.details["console_actions"] = apply_pending(settings, run_id)  # decisions, corrections
@@ -375,7 +365,7 @@ def _run_started(settings: Settings, run_id: str) -> datetime | None:
 def _validate_step(settings: Settings, run_id: str, layer: str, full: bool) -> dict[str, Any]:
     """Run a layer's Great Expectations suites on what this run brought (everything when
     ``full``); a blocking failure fails the step, naming the expectations; warnings never do."""
-    from customer_mdm.quality import data_docs_index, validate_layer
+    from customer_mdm.quality import data_docs_index, validate_layer  # heavy/optional: great_expectations
 
     with step(settings, run_id, f"validate_{layer}") as rec:
         since = None if full else _run_started(settings, run_id)
@@ -417,8 +407,7 @@ def validate_standardised_step(settings: Settings, run_id: str, full: bool = Fal
 def publish_step(settings: Settings, run_id: str) -> dict[str, Any]:
     """Write-audit-publish: validate golden_build.* with the golden suites, then swap them into
     marts in one transaction; a blocking failure keeps yesterday's tables and fails the step."""
-    from customer_mdm.lineage import settings_table
-    from customer_mdm.quality import audit_and_publish, data_docs_index
+    from customer_mdm.quality import audit_and_publish, data_docs_index  # heavy/optional: great_expectations
     from customer_mdm.quality.publish import PUBLISHED_TABLES
 
     with step(settings, run_id, "publish") as rec:
@@ -426,8 +415,6 @@ def publish_step(settings: Settings, run_id: str) -> dict[str, Any]:
         rec.inputs = [settings_table(settings, f"golden_build.{t}") for t in PUBLISHED_TABLES]
         rec.details.update(audit_and_publish(settings, run_id))
         rec.outputs = [settings_table(settings, f"marts.{t}") for t in PUBLISHED_TABLES]
-        from customer_mdm.hub import serving  # the hub's read side (a snapshot file on DuckDB)
-
         rec.details["serving"] = serving.refresh(settings, run_id)
         rec.details["security"] = _apply_security(settings)
     return rec.details
@@ -436,12 +423,9 @@ def publish_step(settings: Settings, run_id: str) -> dict[str, Any]:
 def _apply_security(settings: Settings) -> dict[str, Any]:
     """The masked BI views and (PostgreSQL) the roles' grants, after every step that publishes or
     recreates tables (customer_mdm.security)."""
-    from customer_mdm.lineage import emit_bi_views
-    from customer_mdm.security import BI_VIEWS, apply
-
-    summary = apply(settings)
+    summary = security.apply(settings)
     present = set(summary.get("views") or [])
-    emit_bi_views(settings, {v.qualified: v.requires for v in BI_VIEWS if v.qualified in present})
+    emit_bi_views(settings, {v.qualified: v.requires for v in security.BI_VIEWS if v.qualified in present})
     return {k: summary[k] for k in ("views", "roles", "warnings") if k in summary}
 
 
@@ -457,8 +441,6 @@ def _governance_run(settings: Settings, run_id: str) -> str:
             "order by finished_at desc limit 1"
         )
     if not latest:
-        from customer_mdm.errors import MdmError
-
         raise MdmError("no published golden tables yet: run the daily pipeline first (mdm run)")
     return str(latest[0][0])
 
@@ -466,9 +448,6 @@ def _governance_run(settings: Settings, run_id: str) -> str:
 def dbt_governance_step(settings: Settings, run_id: str) -> dict[str, Any]:
     """Build and test the governance models (worklist, consistency report, segments) on the
     published golden tables; rebuilt in full each time (they measure against "now")."""
-    from customer_mdm.dbt import DbtFailed, run_dbt
-    from customer_mdm.lineage import emit_dbt_models
-
     run_id = _governance_run(settings, run_id)
     with step(settings, run_id, "dbt_governance") as rec:
         result = run_dbt(settings, "build", ["--select", "tag:governance"], check=False)
@@ -486,12 +465,8 @@ def dbt_governance_step(settings: Settings, run_id: str) -> dict[str, Any]:
 def scorecard_step(settings: Settings, run_id: str) -> dict[str, Any]:
     """Score the published golden tables (stored in governance.scorecard_history) and write the
     static HTML report with its trend charts."""
-    from customer_mdm.governance import record_scorecard, write_report
-
     run_id = _governance_run(settings, run_id)
     with step(settings, run_id, "scorecard") as rec:
-        from customer_mdm.governance.scorecard import METRICS
-
         card = record_scorecard(settings, run_id).set_index(["scope", "dimension", "metric"])["value"]
         rec.details["overall"] = {
             m.dimension: round(float(card[("overall", m.dimension, m.name)]), 4)
@@ -500,13 +475,9 @@ def scorecard_step(settings: Settings, run_id: str) -> dict[str, Any]:
         }
         rec.details["report"] = str(write_report(settings))
         rec.details["security"] = _apply_security(settings)  # bi.scorecard_latest
-        from customer_mdm.console.alerts import check_quality_drop
-
         rec.details["quality_alerts"] = len(check_quality_drop(settings, run_id))
         # the governance outputs reach the hub once the scorecard is recorded: the freshness
         # policy's due fields, the worklist and the scorecard of this run
-        from customer_mdm.hub import serving
-
         rec.details["serving"] = serving.refresh(settings, run_id)
     return rec.details
 
@@ -515,8 +486,6 @@ def dbt_docs_step(settings: Settings, run_id: str) -> dict[str, Any]:
     """The dbt docs site (catalogue, exposures, lineage graph from the landing tables to the BI
     views) regenerated after a publication into ``$MDM_HOME/dbt/docs``, where the console serves
     it. ``--no-compile``: the governance build just wrote the manifest, only the catalogue is read."""
-    from customer_mdm.dbt import generate_docs
-
     run_id = _governance_run(settings, run_id)
     with step(settings, run_id, "dbt_docs") as rec:
         rec.details["site"] = str(generate_docs(settings, ["--no-compile"]) / "index.html")
@@ -526,8 +495,6 @@ def dbt_docs_step(settings: Settings, run_id: str) -> dict[str, Any]:
 def _when_reachable(action: Callable[[], T], settings: Settings, wait_seconds: float = 600) -> T:
     """Run ``action``, retrying while the warehouse cannot be opened: on DuckDB the governance
     DAG, scheduled on the same asset, may hold the file for a few minutes."""
-    from customer_mdm.errors import WarehouseUnreachable
-
     deadline = time.monotonic() + wait_seconds
     while True:
         try:
@@ -543,8 +510,6 @@ def backup_step(settings: Settings, run_id: str) -> dict[str, Any]:
     """Snapshot the published golden tables and the linkage state (``customer_mdm.backup``):
     the mdm_backup DAG, after each publication. Recorded as step ``backup`` of the run that
     published them."""
-    from customer_mdm.backup import Sealer, backup, list_snapshots
-
     run_id = _governance_run(settings, run_id)
     with step(settings, run_id, "backup") as rec:
         path = _when_reachable(lambda: backup(settings), settings)
@@ -570,8 +535,6 @@ def finish_run(settings: Settings, run_id: str) -> dict[str, Any]:
         )
     runlock.release_at_finish(settings, run_id)
     if status != "success":
-        from customer_mdm.errors import PipelineFailed
-
         problems = [f"{s}: {summary['steps'][s].get('error', 'failed')}" for s in failed]
         problems += [f"{s}: did not run" for s in missing]
         raise PipelineFailed(f"run {run_id} failed:\n  " + "\n  ".join(problems))
