@@ -34,7 +34,7 @@ demo: install
 	$(BIN)/mdm run --landing "$(DEMO_LANDING)" --quiet
 
 test: install
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not postgres and not airflow and not slow" $(PYTEST_ARGS)
