@@ -23,13 +23,13 @@ import pytest
 from hubtools import Server, error_of, mdm
 
 from customer_mdm.config import Settings
-from customer_mdm.generate import generate_landing
 from customer_mdm.hub import serving
 from customer_mdm.hub.auth import create_token, token_hash
 from customer_mdm.hub.store import erase, open_store
 from customer_mdm.pipeline import run_inline
 from customer_mdm.security import API_ROLE, PASSWORD_ENV, apply
 from customer_mdm.warehouse import connect
+from mdm_devtools.generate import generate_landing
 
 PEOPLE = 120
 

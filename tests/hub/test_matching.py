@@ -16,7 +16,6 @@ import pandas as pd
 import pytest
 
 from customer_mdm.config import Settings
-from customer_mdm.generate import generate_landing
 from customer_mdm.hub import serving
 from customer_mdm.hub.matching import (
     INPUT_KEY,
@@ -35,6 +34,7 @@ from customer_mdm.linkage.training import model_dir
 from customer_mdm.pipeline import run_inline
 from customer_mdm.privacy import TOMBSTONE_COLUMNS, pseudonym
 from customer_mdm.warehouse import connect
+from mdm_devtools.generate import generate_landing
 
 PEOPLE = 400
 RAW = {

@@ -17,7 +17,7 @@ Figures (printed beside the pipeline's):
   golden ids (``existing_top1``) and whose answer is ``match`` as well (``existing_match``);
 - **made-up people** (the generator's people of another seed, rendered the same way): the
   share answered ``no_match`` (``made_up_no_match``);
-- ``console``: the console's page timings on the same server (customer_mdm.console.bench).
+- ``console``: the console's page timings on the same server (mdm_devtools.console_bench).
 
 The personal values of the generated people never leave this process but as HTTP bodies on
 loopback; nothing is logged.
@@ -41,7 +41,7 @@ import pandas as pd
 
 from customer_mdm.config import Settings
 
-#: the call-centre's rendering probabilities (customer_mdm.generate._callcenter)
+#: the call-centre's rendering probabilities (mdm_devtools.generate._callcenter)
 _PHONE_KINDS = [0.62, 0.04, 0.3, 0.015, 0.025]
 _PHONE_FORMATS = [0.85, 0.03, 0.03, 0.02, 0.02, 0.03, 0.01, 0.01]
 _CITY_STYLES = [0.45, 0.35, 0.05, 0.15]
@@ -49,7 +49,7 @@ _CITY_STYLES = [0.45, 0.35, 0.05, 0.15]
 
 def _people(seed: int, people: int, days: int) -> tuple[Any, Any]:
     """The generator's people of ``seed`` (the same draw generate_landing makes first) and its clock."""
-    from customer_mdm import generate as g
+    from mdm_devtools import generate as g
 
     start = inspect.signature(g.generate_landing).parameters["start"].default
     rng = np.random.Generator(np.random.PCG64(seed))
@@ -59,7 +59,7 @@ def _people(seed: int, people: int, days: int) -> tuple[Any, Any]:
 
 def call_centre_payloads(P: Any, clock: Any, persons: np.ndarray, seed: int) -> list[dict[str, str]]:
     """Form bodies for ``persons`` (indices into ``P``) rendered like call-centre tickets."""
-    from customer_mdm import generate as g
+    from mdm_devtools import generate as g
 
     rng = np.random.Generator(np.random.PCG64(seed))
     n = len(persons)
@@ -252,8 +252,8 @@ def bench_hub(
 
 
 def _console(settings: Settings, base_url: str, seed: int) -> dict[str, Any]:
-    """The console's page timings on the same server (customer_mdm.console.bench)."""
-    from customer_mdm.console.bench import bench_console
+    """The console's page timings on the same server (mdm_devtools.console_bench)."""
+    from mdm_devtools.console_bench import bench_console
 
     try:
         return bench_console(settings, base_url, seed=seed)

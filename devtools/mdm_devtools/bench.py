@@ -8,12 +8,12 @@ a child) every 0.1 s. Then it scores the cross-reference against the generator's
 (pairwise precision, recall, F1) and times an incremental run after a 1 % delta: a new CRM
 batch holding second accounts of 1 % of the people (new ids, known persons). After the full
 run the hub is served on loopback and match-on-entry is measured with 4 clients (latency,
-throughput, call-centre accuracy: :mod:`customer_mdm.hub.match_bench`), then the console's pages
+throughput, call-centre accuracy: :mod:`mdm_devtools.hub_bench`), then the console's pages
 as a signed-in steward sees them (review queue, customer search, customer 360:
-:mod:`customer_mdm.console.bench`); ``--no-hub`` skips both.
+:mod:`mdm_devtools.console_bench`); ``--no-hub`` skips both.
 It prints a table and writes ``$MDM_HOME/bench/results.json`` and ``results.md``.
 
-    python -m customer_mdm.bench --sizes 100000,1000000
+    python -m mdm_devtools.bench --sizes 100000,1000000
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ class SizeResult:
 
 
 def _landing_for(base: Path, people: int, seed: int) -> tuple[Path, int, float]:
-    from customer_mdm.generate import GENERATOR_VERSION, generate_landing
+    from mdm_devtools.generate import GENERATOR_VERSION, generate_landing
 
     landing = base / f"landing-{people}-{seed}"
     marker = landing / "_truth" / "summary.json"
@@ -185,8 +185,8 @@ def _accuracy(settings: Settings, landing: Path, extra_truth: pd.DataFrame | Non
 
 
 def _hub(settings: Settings, landing: Path, seed: int, people: int) -> dict[str, Any]:
-    """Match-on-entry over HTTP after the full run (customer_mdm.hub.match_bench)."""
-    from customer_mdm.hub.match_bench import bench_hub
+    """Match-on-entry over HTTP after the full run (mdm_devtools.hub_bench)."""
+    from mdm_devtools.hub_bench import bench_hub
 
     try:
         return bench_hub(settings, landing, seed, people, days=3)
@@ -355,8 +355,8 @@ def main(argv: list[str] | None = None) -> None:
         print(render(results[-1:]) + "\n\n" + render_stages(results[-1]), flush=True)
     table = render(results) + "".join("\n\n" + render_stages(r) for r in results)
     if args.hub:
-        from customer_mdm.console.bench import render_console
-        from customer_mdm.hub.match_bench import render_hub
+        from mdm_devtools.console_bench import render_console
+        from mdm_devtools.hub_bench import render_hub
 
         hubs = [(r.source_records, r.extra.get("hub", {})) for r in results]
         table += "\n\n" + render_hub(hubs)
