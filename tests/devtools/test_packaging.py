@@ -112,3 +112,11 @@ def test_mdm_dev_generate_writes_a_landing_zone_and_mdm_has_no_generator(tmp_pat
     assert result.exit_code == 0, result.output
     assert "ground truth:" in result.output and list((tmp_path / "crm").glob("*.csv"))
     assert "generate" not in mdm.commands
+
+
+def test_the_bench_table_names_its_command_and_machine():
+    from mdm_devtools.bench import machine_header
+
+    header = machine_header(["--sizes", "22000"])
+    assert header.startswith("`python -m mdm_devtools.bench --sizes 22000` on 20")
+    assert re.search(r"machine: \d+ cores \(.+\), \d+ GB RAM, .*Python 3\.11\.\d+, DuckDB \d", header), header
