@@ -95,12 +95,17 @@ def post(hub: Hub, path: str, body: Any, who: str = "all") -> Any:
 
 # ----------------------------------------------------------------------------- health, tokens
 def test_health_names_the_published_run(hub: Hub) -> None:
-    r = get(hub, "/health", who="none")
-    assert r.status_code == 200
-    body = r.json()
+    deadline = time.monotonic() + 120
+    while True:  # the indexes are built in the background at start-up (hub.app.Warmer)
+        r = get(hub, "/health", who="none")
+        assert r.status_code == 200
+        body = r.json()
+        if body["ready"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     with connect(hub.settings) as wh:
         count = wh.scalar("select count(*) from marts.dim_customer")
-    assert body == {"status": "ok", "golden_version": hub.run_id, "golden_customers": count}
+    assert body == {"status": "ok", "golden_version": hub.run_id, "golden_customers": count, "ready": True}
 
 
 def test_missing_bad_and_revoked_tokens_are_401_and_missing_scope_403(hub: Hub) -> None:

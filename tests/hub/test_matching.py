@@ -26,6 +26,7 @@ from customer_mdm.hub.matching import (
     get_matcher,
     jaro_winkler_similarity,
     levenshtein,
+    levenshtein_within,
     linkage_row,
 )
 from customer_mdm.linkage.model import LINKAGE_COLUMNS, load_current, prepare_records, save
@@ -157,6 +158,34 @@ def test_string_functions_agree_with_duckdb():
         b = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 8)))
         want = con.execute("select levenshtein(?, ?)", [a, b]).fetchone()[0]
         assert levenshtein(a, b) == want
+    # the banded form of `levenshtein(a, b) <= k` gives the same truth value, also on long values
+    words = ["上海市浦东新区张江路", "88号", "1201室", "abc", "", "工业园区", "zhang.wei"]
+    for _ in range(400):
+        a = "".join(rng.choice(words) for _ in range(rng.randint(0, 5)))
+        b = list(a)
+        for _ in range(rng.randint(0, 4)):  # a few edits of a: insert, delete or replace
+            op = rng.randint(0, 2) if b else 0
+            pos = rng.randint(0, len(b)) if op == 0 else rng.randint(0, len(b) - 1)
+            if op == 0:
+                b.insert(pos, rng.choice(alphabet))
+            elif op == 1:
+                del b[pos]
+            else:
+                b[pos] = rng.choice(alphabet)
+        other = "".join(b)
+        dist = con.execute("select levenshtein(?, ?)", [a, other]).fetchone()[0]
+        for k in range(0, 5):
+            assert levenshtein_within(a, other, k) == (dist <= k)
+    for cond_sql, a, b in [
+        ("levenshtein(x_l, x_r) <= 1", "上海路", "上海街"),  # characters differ in 2 of their 3 bytes
+        ("levenshtein(x_l, x_r) <= 2", "上海路", "上海街"),
+        ("levenshtein(x_l, x_r) < 1.5", "abcd", "abce"),
+        ("levenshtein(x_l, x_r) < 1", "abcd", "abce"),
+    ]:
+        f = compile_condition(cond_sql)
+        want = con.execute("select " + cond_sql.replace("x_l", "?").replace("x_r", "?"), [a, b]).fetchone()[0]
+        assert f is not None and f({"x": a}, {"x": b}) is want
+        assert f({"x": None}, {"x": b}) is None
     assert jaro_winkler_similarity("上海路1号", "上海路2号") == pytest.approx(
         con.execute("select jaro_winkler_similarity('上海路1号', '上海路2号')").fetchone()[0]
     )
@@ -285,6 +314,51 @@ def test_existing_people_are_found_and_made_up_people_are_not(records: pd.DataFr
     }
     assert answer["standardised"].get("mobile", "+").startswith("+")
     json.dumps(answer, ensure_ascii=False)  # serialisable as it is
+
+
+def test_pruned_scoring_gives_the_same_answers(records: pd.DataFrame, matcher: Matcher, monkeypatch):
+    """Pairs that cannot reach the review band any more are not scored to the end: the answers
+    (candidates, weights, explanations, decisions) are those of scoring every pair fully."""
+    payloads = _payloads(records, 60) + [
+        {"name": row["name_raw"], "city": row["city_raw"]}
+        for _, row in records.sample(30, random_state=3).iterrows()
+        if isinstance(row["name_raw"], str) and isinstance(row["city_raw"], str)
+    ]
+    pruned = [matcher.match(p) for p in payloads]
+    full_score = matcher._score
+    pruned_away = 0
+
+    def unpruned(prepared, i, model, prior, floor):  # type: ignore[no-untyped-def]
+        nonlocal pruned_away
+        scored = full_score(prepared, i, model, prior, -math.inf)
+        pruned_away += full_score(prepared, i, model, prior, floor) is None
+        return scored
+
+    monkeypatch.setattr(matcher, "_score", unpruned)
+    assert [matcher.match(p) for p in payloads] == pruned
+    assert pruned_away > 0  # the sample did exercise pruning
+    order, rest = matcher._pruning(matcher._model())
+    assert sorted(order) == list(range(len(order))) and rest[-1] == 0.0
+
+
+def test_the_warmer_builds_the_indexes_before_a_request(settings: Settings):
+    from customer_mdm.hub.app import Warmer
+
+    reader = serving.ServingReader(settings)
+    warmer = Warmer(reader, interval=0.05)
+    assert not warmer.ready.is_set()
+    warmer.start()
+    try:
+        assert warmer.ready.wait(120)
+    finally:
+        warmer.stop()
+    keys = set(reader._cache)
+    assert {"customer_mdm.hub.matching.Matcher", "customer_mdm.hub.lookup.LookupIndex"} <= keys
+    built = reader._cache["customer_mdm.hub.matching.Matcher"][1]
+    assert get_matcher(reader) is built  # a request finds it built
+    off = Warmer(reader, interval=0)
+    off.start()
+    assert off.ready.is_set() and off._thread is None
 
 
 def _two_person_case(matcher: Matcher, records: pd.DataFrame) -> tuple[dict[str, str], str, str, str]:

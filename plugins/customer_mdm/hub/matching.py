@@ -511,11 +511,24 @@ def _or(a: bool | None, b: Callable[[], bool | None]) -> bool | None:
     return False
 
 
+def _trimmed(a: str, b: str) -> tuple[bytes, bytes]:
+    """The UTF-8 bytes of ``a`` and ``b`` without their common prefix and suffix (the edit distance
+    is the same), the longer first."""
+    x, y = a.encode(), b.encode()
+    n = min(len(x), len(y))
+    i = 0
+    while i < n and x[i] == y[i]:
+        i += 1
+    j = 0
+    while j < n - i and x[len(x) - 1 - j] == y[len(y) - 1 - j]:
+        j += 1
+    x, y = x[i : len(x) - j], y[i : len(y) - j]
+    return (x, y) if len(x) >= len(y) else (y, x)
+
+
 def levenshtein(a: str, b: str) -> int:
     """DuckDB's ``levenshtein`` (over UTF-8 bytes, as DuckDB computes it)."""
-    x, y = a.encode(), b.encode()
-    if len(x) < len(y):
-        x, y = y, x
+    x, y = _trimmed(a, b)
     prev = list(range(len(y) + 1))
     for i, cx in enumerate(x, 1):
         cur = [i]
@@ -523,6 +536,38 @@ def levenshtein(a: str, b: str) -> int:
             cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (cx != cy)))
         prev = cur
     return prev[-1]
+
+
+def levenshtein_within(a: str, b: str, k: int) -> bool:
+    """``levenshtein(a, b) <= k`` (DuckDB's distance over UTF-8 bytes), computed only on the band of
+    the distance matrix within ``k`` of the diagonal and stopped as soon as no path can stay within
+    ``k``: a level condition such as ``levenshtein(street_l, street_r) <= 2`` on two long
+    addresses costs O(length * k) instead of O(length^2)."""
+    if k < 0:
+        return False
+    x, y = _trimmed(a, b)
+    if len(x) - len(y) > k:
+        return False
+    if not y:
+        return len(x) <= k
+    big = k + 1
+    m = len(y)
+    prev = [j if j <= k else big for j in range(m + 1)]
+    for i in range(1, len(x) + 1):
+        lo, hi = max(1, i - k), min(m, i + k)
+        cur = [big] * (m + 1)
+        cur[0] = i if i <= k else big
+        cx = x[i - 1]
+        best = cur[0] if lo == 1 else big
+        for j in range(lo, hi + 1):
+            v = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (cx != y[j - 1]), big)
+            cur[j] = v
+            if v < best:
+                best = v
+        if best > k:
+            return False
+        prev = cur
+    return prev[m] <= k
 
 
 _JW_CON = threading.local()
@@ -587,6 +632,25 @@ def _compile(node: Any) -> Expr:
         if not isinstance(node.expression, exp.Null):
             raise ValueError("IS only with NULL")
         return lambda left, r: f(left, r) is None
+    if (
+        isinstance(node, (exp.LTE, exp.LT))
+        and isinstance(node.this, exp.Levenshtein)
+        and isinstance(node.expression, exp.Literal)
+        and not node.expression.is_string
+        and node.this.expression is not None
+    ):  # levenshtein(a, b) <= k: the banded distance (the same truth value, much less work)
+        limit = float(node.expression.this)
+        bound = math.ceil(limit) - 1 if isinstance(node, exp.LT) else math.floor(limit)
+        fx, fy = _compile(node.this.this), _compile(node.this.expression)
+
+        def within(left: Row, r: Row) -> Any:
+            a = fx(left, r)
+            if a is None:
+                return None
+            b = fy(left, r)
+            return None if b is None else levenshtein_within(a, b, bound)
+
+        return within
     binary = {
         exp.EQ: lambda a, b: a == b,
         exp.NEQ: lambda a, b: a != b,
@@ -1000,6 +1064,7 @@ class Matcher:
         self.models = _ModelWatch(model_dir(self.settings))
         self.index = _load_index(reader)
         self._blocks_lock = threading.Lock()
+        self._prunings: dict[str, tuple[tuple[int, ...], tuple[float, ...]]] = {}
         decisions = reader.query("select record_id_l, record_id_r from serving.match_decisions")
         self.cannot_link: dict[str, set[str]] = {}
         for left, right in decisions:
@@ -1077,20 +1142,71 @@ class Matcher:
     # ------------------------------------------------------------------ scoring
     def score_pair(self, prepared: Mapping[str, Any], i: int, model: ScoringModel, prior: float) -> PairScore:
         """The typed record (left) against record ``i`` (right), as Splink scores the pair."""
+        scored = self._score(prepared, i, model, prior, -math.inf)
+        assert scored is not None  # nothing is pruned under a floor of -inf
+        return scored
+
+    def _score(
+        self, prepared: Mapping[str, Any], i: int, model: ScoringModel, prior: float, floor: float
+    ) -> PairScore | None:
+        """:meth:`score_pair`, or None as soon as the pair cannot reach ``floor`` any more: the
+        comparisons run most decisive first, and after each one the weight so far plus the most
+        the remaining comparisons can add (:meth:`_pruning`) is checked. The weight of a pair that
+        is kept is summed in the model's order, exactly as :meth:`score_pair` always did."""
+        order, rest = self._pruning(model)
         right = self.index.row(i)
+        chosen: list[tuple[Level, float] | None] = [None] * len(model.comparisons)
         total = prior
-        explanation = []
-        for comp in model.comparisons:
-            for level in comp.levels:
+        for j, c in enumerate(order):
+            for level in model.comparisons[c].levels:
                 if level.condition is not None and level.condition(prepared, right) is not True:
                     continue
                 w = level.match_weight
                 if level.tf_column is not None:
                     w += level.tf_weight * self._tf_adjustment(prepared, i, level)
+                chosen[c] = (level, w)
                 total += w
-                explanation.append({"comparison": comp.name, "level": level.label, "match_weight": round(w, 6)})
                 break
+            if total + rest[j + 1] < floor:
+                return None
+        total = prior
+        explanation = []
+        for comp, picked in zip(model.comparisons, chosen, strict=True):
+            if picked is None:
+                continue
+            level, w = picked
+            total += w
+            explanation.append({"comparison": comp.name, "level": level.label, "match_weight": round(w, 6)})
         return PairScore(i, total, _probability(total), explanation)
+
+    def _pruning(self, model: ScoringModel) -> tuple[tuple[int, ...], tuple[float, ...]]:
+        """The comparisons' scoring order (widest spread of level weights first) and, per position,
+        the most the comparisons from there on can add (``rest[j]``; ``rest[-1] == 0``). A term-
+        frequency level can add at most its weight plus ``tf_weight * (log2 u_exact - log2 u_min)``,
+        ``u_min`` the smallest term frequency :func:`_tf_value` can give in this index (or the
+        level's minimum u); a negative TF weight is not bounded (no pruning past it)."""
+        cached = self._prunings.get(model.content_hash)
+        if cached is not None:
+            return cached
+
+        def most(level: Level) -> float:
+            if level.tf_column is None or level.tf_weight == 0:
+                return level.match_weight
+            if level.tf_weight < 0:
+                return math.inf
+            total = self.index.stats.get(level.tf_column, (0, 0, 0))[0] + 1
+            u_min = max(level.tf_min_u, 0.05 / max(total, _TF_MIN_TOTAL))
+            return level.match_weight + max(0.0, level.tf_weight * (level.log2_u_exact - math.log2(u_min)))
+
+        highest = [max(most(lv) for lv in comp.levels) for comp in model.comparisons]
+        lowest = [min(lv.match_weight for lv in comp.levels) for comp in model.comparisons]
+        order = tuple(sorted(range(len(highest)), key=lambda c: (-(highest[c] - lowest[c]), c)))
+        rest = [0.0] * (len(order) + 1)
+        for j in range(len(order) - 1, -1, -1):
+            rest[j] = rest[j + 1] + highest[order[j]]
+        plan = (order, tuple(rest))
+        self._prunings[model.content_hash] = plan
+        return plan
 
     def _tf_adjustment(self, prepared: Mapping[str, Any], i: int, level: Level) -> float:
         col = level.tf_column
@@ -1128,9 +1244,13 @@ class Matcher:
         prepared = prepare_input(payload, self.settings, self.contact_evidence)
         model = self._model()
         prior = model.prior_weight(self.index.n_records + 1)
+        # a pair under the review band is never answered (nor an anchor): stop scoring it early
+        floor = math.log2(REVIEW_LOW / (1 - REVIEW_LOW)) - 1e-6
         best: dict[str, PairScore] = {}
         for i in self.candidates(prepared, model):
-            pair = self.score_pair(prepared, i, model, prior)
+            pair = self._score(prepared, i, model, prior, floor)
+            if pair is None:
+                continue
             gid = str(self.index.golden_ids[i])
             if gid not in best or pair.match_weight > best[gid].match_weight:
                 best[gid] = pair
