@@ -23,6 +23,7 @@ from customer_mdm.hub.matching import (
     MatchInputError,
     _records_row,
     compile_condition,
+    extra_blocking_rules,
     get_matcher,
     jaro_winkler_similarity,
     levenshtein,
@@ -242,7 +243,12 @@ def test_pair_weights_equal_splinks_incremental_scoring(settings: Settings, reco
     assert matcher.index.n_records == len(existing)
     compared = 0
     levels_seen: set[str] = set()
-    for payload in _payloads(records, 16):
+    # the model's rules and the hub's own lookups (a name alone when no city was typed)
+    rules = [*model.settings["blocking_rules_to_generate_predictions"], *extra_blocking_rules()]
+    # and typed records with a name and no city (found by the hub's name lookup only)
+    name_only = [{"name": p["name"]} for p in _payloads(records, 40) if "name" in p][-4:]
+    extra_pairs = 0
+    for payload in _payloads(records, 16) + name_only:
         row = _records_row(payload, settings, matcher.contact_evidence)
         new = prepare_records(pd.DataFrame([row]))
         both = pd.concat([existing, new], ignore_index=True)
@@ -252,7 +258,11 @@ def test_pair_weights_equal_splinks_incremental_scoring(settings: Settings, reco
             lookup = tf[[col, f"tf_{col}"]].dropna().drop_duplicates(col).reset_index(drop=True)
             linker.table_management.register_term_frequency_lookup(engine.register(db_api, lookup), col)
         result = linker.inference.predict_between(
-            engine.register(db_api, new), old, threshold_match_probability=1e-12, warning_mode="never"
+            engine.register(db_api, new),
+            old,
+            blocking_rules_to_generate_predictions=rules,
+            threshold_match_probability=1e-12,
+            warning_mode="never",
         )
         splink_pairs = engine.fetch(result, PAIR_COLUMNS)
         result.drop_table_from_database_and_remove_from_cache()
@@ -272,8 +282,10 @@ def test_pair_weights_equal_splinks_incremental_scoring(settings: Settings, reco
             assert mine[key].match_weight == pytest.approx(float(weight), abs=1e-6)
             compared += 1
             levels_seen |= {e["level"] for e in mine[key].explanation}
+        extra_pairs += len(payload) == 1 and "name" in payload and len(other) > 0
     engine.release(db_api)
     assert compared >= 20
+    assert extra_pairs >= 1
     # the comparison exercised TF levels and disagreement levels alike
     assert {"Exact name", "Same mobile", "Same city"} <= levels_seen
     assert any("differ" in lv.lower() or "other" in lv.lower() for lv in levels_seen)
@@ -317,7 +329,7 @@ def test_existing_people_are_found_and_made_up_people_are_not(records: pd.DataFr
 
 
 def test_pruned_scoring_gives_the_same_answers(records: pd.DataFrame, matcher: Matcher, monkeypatch):
-    """Pairs that cannot reach the review band any more are not scored to the end: the answers
+    """Pairs that cannot reach the pair threshold any more are not scored to the end: the answers
     (candidates, weights, explanations, decisions) are those of scoring every pair fully."""
     payloads = _payloads(records, 60) + [
         {"name": row["name_raw"], "city": row["city_raw"]}
@@ -359,6 +371,81 @@ def test_the_warmer_builds_the_indexes_before_a_request(settings: Settings):
     off = Warmer(reader, interval=0)
     off.start()
     assert off.ready.is_set() and off._thread is None
+
+
+def _unique_named(records: pd.DataFrame) -> pd.DataFrame:
+    """Records of people whose written name no other person holds (by the pipeline's name_std)."""
+    named = records.dropna(subset=["name_std"])
+    people = named.groupby("name_std")["golden_id"].nunique()
+    return named[named["name_std"].isin(people[people == 1].index) & named["name_raw"].notna()]
+
+
+def test_a_name_without_a_city_finds_the_person(records: pd.DataFrame, matcher: Matcher):
+    """A call with a name, no city and nothing else the model's rules join on (a number the
+    platform has never seen): the hub's name lookup brings the person's records, scored by the
+    model. With a city the model's own rules (name + city) decide; a name held by more records
+    than the cap is not looked up."""
+    from customer_mdm.hub import matching
+
+    rows = _unique_named(records).drop_duplicates("golden_id").sample(15, random_state=3)
+    found = 0
+    for _, row in rows.iterrows():
+        body = {"name": row["name_raw"], "mobile": "13912345678"}  # a number nobody has
+        prepared = linkage_row(_records_row(body, matcher.settings, matcher.contact_evidence))
+        keys = {str(matcher.index.record_keys[i]) for i in matcher.candidates(prepared, matcher._model())}
+        looked_up = row["record_key"] in keys or row["name_std"] != prepared["name_std"]
+        assert looked_up  # (no generated value in the failure message)
+        answer = matcher.match(body)
+        found += bool(answer["candidates"]) and answer["candidates"][0]["golden_id"] == row["golden_id"]
+    assert found >= 10
+    # a name shared by more records than the cap is not looked up
+    row = rows.iloc[0]
+    body = {"name": row["name_raw"], "mobile": "13912345678"}
+    prepared = linkage_row(_records_row(body, matcher.settings, matcher.contact_evidence))
+    saved = matching.EXTRA_KEY_MAX_RECORDS
+    try:
+        matching.EXTRA_KEY_MAX_RECORDS = 0
+        assert matcher.candidates(prepared, matcher._model()) == []
+    finally:
+        matching.EXTRA_KEY_MAX_RECORDS = saved
+    # with a city, only the model's rules: a city where the person does not live finds nobody
+    other_city = next(c for c in ("拉萨", "乌鲁木齐", "三亚") if c != row.get("city"))
+    prepared = linkage_row(_records_row({**body, "city": other_city}, matcher.settings, matcher.contact_evidence))
+    elsewhere = row["record_key"] in {
+        str(matcher.index.record_keys[i]) for i in matcher.candidates(prepared, matcher._model())
+    }
+    assert not elsewhere
+
+
+def test_candidates_the_pipeline_would_store_are_returned(records: pd.DataFrame, matcher: Matcher):
+    """A candidate at or above the link step's pair threshold (a pair the pipeline stores, a
+    steward can review) is returned even below the review band, with the decision ``no_match``;
+    below the pair threshold it is not returned."""
+    from customer_mdm.linkage.step import PAIR_THRESHOLD, REVIEW_LOW
+
+    seen_band = seen_below = 0
+    for _, row in records.sample(300, random_state=5).iterrows():
+        p = payload_of(row)
+        for body in ({f: p[f] for f in ("name", "city") if f in p}, {f: p[f] for f in ("name",) if f in p}):
+            if "name" not in body:
+                continue
+            scoring = matcher._model()
+            prepared = linkage_row(_records_row(body, matcher.settings, matcher.contact_evidence))
+            prior = scoring.prior_weight(matcher.index.n_records + 1)
+            best: dict[str, float] = {}
+            for i in matcher.candidates(prepared, scoring):
+                g = str(matcher.index.golden_ids[i])
+                best[g] = max(best.get(g, 0.0), matcher.score_pair(prepared, i, scoring, prior).match_probability)
+            answer = matcher.match(body, limit=50)
+            returned = {c["golden_id"] for c in answer["candidates"]}
+            assert returned == {g for g, pr in best.items() if pr >= PAIR_THRESHOLD}
+            if best and max(best.values()) < REVIEW_LOW:
+                assert answer["decision"] == "no_match"
+            seen_band += any(PAIR_THRESHOLD <= pr < REVIEW_LOW for pr in best.values())
+            seen_below += any(pr < PAIR_THRESHOLD for pr in best.values())
+        if seen_band >= 3 and seen_below >= 3:
+            break
+    assert seen_band >= 3 and seen_below >= 3
 
 
 def _two_person_case(matcher: Matcher, records: pd.DataFrame) -> tuple[dict[str, str], str, str, str]:

@@ -15,6 +15,8 @@ batch, computed while the customer waits:
    in-memory index over the published source records of every golden customer
    (``serving.match_records``). The index is built once per serving version (a new
    publication) and per model version; the records are prepared by ``prepare_records`` itself.
+   A typed record without a city is also looked up by its name alone (:data:`EXTRA_KEYS`,
+   rare names only); those pairs are scored by the model like the others.
 3. **Scores** use the current model artefact (``$MDM_HOME/models/linkage/current.json``, checked
    at every call, so a retrained model is picked up without a restart): every comparison level's
    SQL condition is compiled to Python (:mod:`sqlglot`), levels are tried top-down as Splink
@@ -28,8 +30,9 @@ batch, computed while the customer waits:
    record and the golden customer's source records (the strongest link, as clustering uses).
    ``decision`` is ``match`` when the best candidate's probability is at least the link step's
    automatic-link threshold (``REVIEW_HIGH``), ``possible_match`` in the review band
-   (``REVIEW_LOW`` <= p < ``REVIEW_HIGH``), else ``no_match``. Candidates below ``REVIEW_LOW``
-   (pairs the pipeline does not even store) are not returned.
+   (``REVIEW_LOW`` <= p < ``REVIEW_HIGH``), else ``no_match``. Candidates below the link step's
+   ``PAIR_THRESHOLD`` (pairs the pipeline does not even store) are not returned; those between
+   it and ``REVIEW_LOW`` are returned with the decision ``no_match``.
 5. **Steward decisions**: when the typed record matches a source record R at the automatic-link
    level, it would join R's person; a steward's latest ``no_match`` between R and another record
    S then forbids S's golden customer for it (clustering honours cannot-links the same way), so
@@ -714,6 +717,22 @@ def compile_condition(sql: str) -> Expr | None:
 #: a blocking rule: (column of the typed record, column of the published record) per equality
 BlockingKey = tuple[tuple[str, str], ...]
 
+#: candidate lookups of the hub beyond the model's blocking rules, for a typed record WITHOUT a
+#: city: the name alone (as written, and its pinyin for a homophone). The model's rules pair a
+#: name only with a city or a birthday; a call often carries a name, no city and a number the
+#: platform has never seen, and the daily linkage would meet such a record through the person's
+#: later records, the hub has only this one. The pairs found are scored with the model like any
+#: other (the weight Splink gives the pair: :func:`extra_blocking_rules` are the same lookups as
+#: Splink rules, for the test). A name held by more than ``EXTRA_KEY_MAX_RECORDS`` records is
+#: not looked up (its pairs score low anyway; this bounds the work per request).
+EXTRA_KEYS: tuple[tuple[str, ...], ...] = (("name_std",), ("name_pinyin",))
+EXTRA_KEY_MAX_RECORDS = 64
+
+
+def extra_blocking_rules() -> list[str]:
+    """The hub's extra lookups as Splink blocking rules (the typed record on the left side)."""
+    return [" AND ".join([*(f"l.{c} = r.{c}" for c in cols), "l.city IS NULL"]) for cols in EXTRA_KEYS]
+
 
 @dataclass(frozen=True)
 class Level:
@@ -939,7 +958,9 @@ class _Index:
             order = np.argsort(composite, kind="stable")
             self.blocks[key] = (composite[order], pos[order])
 
-    def lookup(self, key: tuple[str, ...], values: tuple[Any, ...]) -> list[int]:
+    def lookup(self, key: tuple[str, ...], values: tuple[Any, ...], limit: int | None = None) -> list[int]:
+        """Positions of the records holding ``values`` in ``key``'s columns (none when more than
+        ``limit`` records hold them)."""
         composite = 0
         for c, n, v in zip(key, self._radix(key), values, strict=True):
             code = self.code(c, v)
@@ -948,6 +969,8 @@ class _Index:
             composite = composite * max(n, 1) + code
         keys, pos = self.blocks[key]
         lo, hi = np.searchsorted(keys, composite, "left"), np.searchsorted(keys, composite, "right")
+        if limit is not None and hi - lo > limit:
+            return []
         return [int(p) for p in pos[lo:hi]]
 
 
@@ -1111,7 +1134,7 @@ class Matcher:
     # ------------------------------------------------------------------ candidates
     def _model(self) -> ScoringModel:
         model = self.models.current()
-        missing = [cols for cols in _record_columns(model) if cols not in self.index.blocks]
+        missing = [cols for cols in [*_record_columns(model), *EXTRA_KEYS] if cols not in self.index.blocks]
         if missing:
             with self._blocks_lock:
                 self.index.build_blocks(missing)
@@ -1137,6 +1160,10 @@ class Matcher:
             if any(v is None for v in values):
                 continue
             found.update(self.index.lookup(tuple(right for _, right in key), values))
+        for cols in EXTRA_KEYS if prepared.get("city") is None else ():  # the hub's own lookups
+            values = tuple(prepared.get(c) for c in cols)
+            if all(v is not None for v in values):
+                found.update(self.index.lookup(cols, values, limit=EXTRA_KEY_MAX_RECORDS))
         return sorted(i for i in found if not self._erased(i))
 
     # ------------------------------------------------------------------ scoring
@@ -1237,15 +1264,15 @@ class Matcher:
     # ------------------------------------------------------------------ the answer
     def match(self, payload: Mapping[str, Any], limit: int = 5) -> dict[str, Any]:
         """The contract's response body for ``POST /v1/match``."""
-        from customer_mdm.linkage.step import REVIEW_HIGH, REVIEW_LOW
+        from customer_mdm.linkage.step import PAIR_THRESHOLD, REVIEW_HIGH, REVIEW_LOW
 
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_LIMIT:
             raise MatchInputError("limit", f"limit must be an integer from 1 to {MAX_LIMIT}")
         prepared = prepare_input(payload, self.settings, self.contact_evidence)
         model = self._model()
         prior = model.prior_weight(self.index.n_records + 1)
-        # a pair under the review band is never answered (nor an anchor): stop scoring it early
-        floor = math.log2(REVIEW_LOW / (1 - REVIEW_LOW)) - 1e-6
+        # a pair under the pair threshold is never answered (nor an anchor): stop scoring it early
+        floor = math.log2(PAIR_THRESHOLD / (1 - PAIR_THRESHOLD)) - 1e-6
         best: dict[str, PairScore] = {}
         for i in self.candidates(prepared, model):
             pair = self._score(prepared, i, model, prior, floor)
@@ -1264,7 +1291,7 @@ class Matcher:
                 if other_gid is not None and other_gid != own:
                     banned.add(other_gid)
         ranked = sorted(
-            ((g, p) for g, p in best.items() if g not in banned and p.match_probability >= REVIEW_LOW),
+            ((g, p) for g, p in best.items() if g not in banned and p.match_probability >= PAIR_THRESHOLD),
             key=lambda gp: (-gp[1].match_weight, gp[0]),
         )[:limit]
         top = ranked[0][1].match_probability if ranked else 0.0
