@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from customer_mdm.config import Settings
-from customer_mdm.devtools.pytest_fixtures import pg_dsn, pg_server  # noqa: F401
+from mdm_devtools.pytest_fixtures import pg_dsn, pg_server  # noqa: F401
 
 
 def make_settings(tmp_path: Path, target: str = "duckdb", dsn: str | None = None) -> Settings:

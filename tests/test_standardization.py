@@ -13,7 +13,6 @@ import pytest
 
 from customer_mdm import runlock
 from customer_mdm.config import Settings
-from customer_mdm.generate import generate_landing
 from customer_mdm.pipeline import (
     dbt_build_step,
     dbt_staging_step,
@@ -23,6 +22,7 @@ from customer_mdm.pipeline import (
     start_run,
 )
 from customer_mdm.warehouse import connect
+from mdm_devtools.generate import generate_landing
 
 PEOPLE = 1500
 STANDARD_PROVINCES = {
