@@ -29,7 +29,7 @@ from customer_mdm.alerts import (
     channels_from_env,
     send_alert,
 )
-from customer_mdm.devtools.receivers import HttpReceiver, SmtpReceiver
+from mdm_devtools.receivers import HttpReceiver, SmtpReceiver
 
 WECOM_KEY = "wecom-key-" + "9f8e7d6c"
 DINGTALK_ACCESS = "ding-access-" + "1a2b3c4d"

@@ -13,8 +13,8 @@ from types import SimpleNamespace
 import pytest
 
 from customer_mdm.alerts import GOLDEN_LATE, TASK_FAILED, WEBHOOK_ENV, MdmAlertNotifier
-from customer_mdm.devtools.receivers import HttpReceiver
 from customer_mdm.orchestration import golden_deadline
+from mdm_devtools.receivers import HttpReceiver
 
 
 @dataclass

@@ -20,10 +20,10 @@ from click.testing import CliRunner
 from customer_mdm import backup as bk
 from customer_mdm.config import Settings
 from customer_mdm.errors import ConfigError
-from customer_mdm.generate import generate_landing
 from customer_mdm.linkage.step import record_decision
 from customer_mdm.pipeline import run_inline
 from customer_mdm.warehouse import Warehouse, connect
+from mdm_devtools.generate import generate_landing
 
 PEOPLE = 120
 KEY = {"MDM_BACKUP_KEY": "test-backup-key-0123456789abcdef"}

@@ -17,7 +17,7 @@ def invoke(*args: str, env: dict[str, str] | None = None):
 def test_missing_landing_dir_is_a_clear_error(tmp_path: Path):
     result = invoke("--home", str(tmp_path / "h"), "run", "--landing", str(tmp_path / "nope"))
     assert result.exit_code == 2
-    assert "does not exist" in result.output and "mdm generate" in result.output
+    assert "does not exist" in result.output and "mdm-dev generate" in result.output
 
 
 def test_unknown_target_is_a_clear_error(tmp_path: Path):

@@ -15,8 +15,8 @@ import pytest
 
 from customer_mdm import plan
 from customer_mdm.config import Settings
-from customer_mdm.generate import generate_landing
 from customer_mdm.warehouse import connect
+from mdm_devtools.generate import generate_landing
 
 pytestmark = pytest.mark.airflow
 

@@ -27,11 +27,11 @@ from click.testing import CliRunner
 
 from customer_mdm import backup as bk
 from customer_mdm.config import Settings
-from customer_mdm.generate import generate_landing
 from customer_mdm.linkage.step import record_decision
 from customer_mdm.pipeline import run_inline
 from customer_mdm.privacy_search import Hits, check
 from customer_mdm.warehouse import connect
+from mdm_devtools.generate import generate_landing
 
 pytestmark = pytest.mark.slow
 

@@ -9,13 +9,13 @@ import json
 import pytest
 
 from customer_mdm.alerts import SOURCE_STALE, WEBHOOK_ENV
-from customer_mdm.devtools.receivers import HttpReceiver
 from customer_mdm.errors import ConfigError
 from customer_mdm.freshness import POLICY_ENV, SourcesStale, freshness_policy
-from customer_mdm.generate import generate_landing
 from customer_mdm.governance.scorecard import _Schemas, _source_freshness
 from customer_mdm.pipeline import ingest_steps, source_freshness_step, start_run
 from customer_mdm.warehouse import connect
+from mdm_devtools.generate import generate_landing
+from mdm_devtools.receivers import HttpReceiver
 
 SOURCE_TABLES = 7  # every source table with a freshness policy (erasure requests have none)
 

@@ -1,4 +1,4 @@
-"""Tests of the demo landing-zone generator (customer_mdm.generate).
+"""Tests of the demo landing-zone generator (mdm_devtools.generate).
 
 One small landing zone is generated per module and parsed once; each test checks one promise
 of the contract (/work/shared/contracts/reference-sources.md) or one trap that must be present.
@@ -20,8 +20,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from customer_mdm.generate import GenerateSummary, generate_landing
 from customer_mdm.sources import FEEDS, PERSON_SOURCES, feed, feed_for_file, source_folders
+from mdm_devtools.generate import GenerateSummary, generate_landing
 
 N = 1500
 DAYS = 3

@@ -23,7 +23,6 @@ import pytest
 from customer_mdm import plan
 from customer_mdm.config import Settings
 from customer_mdm.dbt import DbtFailed, run_dbt
-from customer_mdm.generate import generate_landing
 from customer_mdm.pipeline import (
     dbt_build_step,
     dbt_golden_step,
@@ -36,6 +35,7 @@ from customer_mdm.pipeline import (
 )
 from customer_mdm.sources import FEEDS
 from customer_mdm.warehouse import connect
+from mdm_devtools.generate import generate_landing
 
 pytestmark = pytest.mark.slow
 

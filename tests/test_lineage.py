@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from customer_mdm.config import Settings
-from customer_mdm.devtools.receivers import HttpReceiver
-from customer_mdm.generate import generate_landing
 from customer_mdm.lineage import dataset_uri, settings_table, step_job, table_dataset, warehouse_asset_uri
 from customer_mdm.pipeline import expected_steps, run_inline
+from mdm_devtools.generate import generate_landing
+from mdm_devtools.receivers import HttpReceiver
 
 
 def test_dataset_names_follow_the_openlineage_naming_spec(tmp_path: Path):

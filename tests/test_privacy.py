@@ -22,9 +22,9 @@ import pandas as pd
 import pytest
 
 from customer_mdm.config import Settings
-from customer_mdm.generate import generate_landing
 from customer_mdm.pipeline import run_inline
 from customer_mdm.warehouse import Warehouse, connect
+from mdm_devtools.generate import generate_landing
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""The console part of ``make bench`` (customer_mdm.console.bench) on a tiny published serving
+"""The console part of ``make bench`` (mdm_devtools.console_bench) on a tiny published serving
 layer: a steward made by ``mdm user add`` signs in over HTTP and every page kind gets figures;
 no sampled personal value reaches the figures, the table or the log."""
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from customer_mdm.config import Settings
-from customer_mdm.console.bench import PAGES, bench_console, render_console, sample_values
+from mdm_devtools.console_bench import PAGES, bench_console, render_console, sample_values
 from tests.console.conftest import served
 from tests.console.test_console_search import build_serving
 

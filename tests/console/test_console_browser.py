@@ -19,8 +19,8 @@ import httpx
 import pytest
 
 from customer_mdm.config import Settings
-from customer_mdm.generate import generate_landing
 from customer_mdm.warehouse import connect
+from mdm_devtools.generate import generate_landing
 from tests.console.conftest import (
     CHROMIUM,
     CHROMIUM_ARGS,

@@ -14,10 +14,10 @@ import httpx
 import pytest
 
 from customer_mdm.config import Settings
-from customer_mdm.generate import generate_landing
 from customer_mdm.pipeline import run_inline
 from customer_mdm.security import API_ROLE, PASSWORD_ENV, apply
 from customer_mdm.warehouse import connect
+from mdm_devtools.generate import generate_landing
 from tests.console.conftest import add_user, ensure_review_pairs, served, sign_in
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]

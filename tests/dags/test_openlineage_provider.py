@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from customer_mdm.devtools.receivers import HttpReceiver
 from customer_mdm.lineage import warehouse_asset_uri
+from mdm_devtools.receivers import HttpReceiver
 
 pytestmark = [pytest.mark.airflow, pytest.mark.slow]
 

@@ -1,6 +1,6 @@
 """Fixtures for the dbt tests: a warehouse per target, loaded with dirty raw rows and built by dbt.
 
-The PostgreSQL server is ``pg_server`` from ``customer_mdm.devtools.pytest_fixtures``, which the root
+The PostgreSQL server is ``pg_server`` from ``mdm_devtools.pytest_fixtures``, which the root
 ``tests/conftest.py`` imports for the whole suite. The built warehouses are module scoped: each target
 is built once per test module, because one ``dbt build`` costs several seconds.
 """

@@ -117,7 +117,7 @@ def test_images_and_drivers_match_what_the_smoke_test_runs():
     import importlib.util
     import subprocess
 
-    from customer_mdm.devtools.pgserver import find_postgres_bin_dir
+    from mdm_devtools.pgserver import find_postgres_bin_dir
 
     services = compose()["services"]
     out = subprocess.run([str(find_postgres_bin_dir() / "postgres"), "--version"], capture_output=True, text=True)

@@ -16,8 +16,8 @@ import psycopg
 import pytest
 
 from customer_mdm.deploy import OPTIONAL_SECRETS, REQUIRED_SECRETS, check_secrets
-from customer_mdm.devtools.pgserver import LocalPostgres
 from customer_mdm.security import scram_verifier
+from mdm_devtools.pgserver import LocalPostgres
 from tests.deploy.stack import compose, service_environment
 
 ROOT = Path(__file__).resolve().parents[2]

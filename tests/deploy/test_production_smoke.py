@@ -39,9 +39,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from customer_mdm.devtools.pgserver import LocalPostgres, find_postgres_bin_dir
-from customer_mdm.devtools.pytest_fixtures import running_postgres
 from customer_mdm.tls import TlsFiles
+from mdm_devtools.pgserver import LocalPostgres, find_postgres_bin_dir
+from mdm_devtools.pytest_fixtures import running_postgres
 from tests.deploy.stack import (
     AIRFLOW_COMPONENTS,
     INIT_SERVICE,
@@ -283,7 +283,18 @@ def test_compose_stack_runs_the_daily_dag_on_postgres(
     airflow_home.mkdir()
     variables["MDM_LANDING_HOST_DIR"] = str(landing)
     gen = subprocess.run(
-        [str(BIN / "mdm"), "generate", "--entities", "150", "--days", "1", "--out", str(landing)],
+        [
+            str(BIN / "python"),
+            "-m",
+            "mdm_devtools",
+            "generate",
+            "--entities",
+            "150",
+            "--days",
+            "1",
+            "--out",
+            str(landing),
+        ],
         capture_output=True,
         text=True,
         timeout=120,

@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from customer_mdm.devtools.pgserver import (
+from mdm_devtools.pgserver import (
     BIN_DIR_ENV,
     LocalPostgres,
     PostgresNotFound,
@@ -22,11 +22,12 @@ from customer_mdm.devtools.pgserver import (
     find_postgres_bin_dir,
     socket_dir_fits,
 )
-from customer_mdm.devtools.pytest_fixtures import postgres_data_dir
+from mdm_devtools.pytest_fixtures import postgres_data_dir
 
 pytestmark = pytest.mark.postgres
 
 PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
+DEVTOOLS = PLUGINS.parent / "devtools"
 # throw-away passwords of this module's own local servers (special characters on purpose)
 PASSWORD = "s3cret:/@%pw"  # pragma: allowlist secret
 PASSWORD_IN_URL = "s3cret%3A%2F%40%25pw"  # how dsn() must percent-encode it
@@ -239,8 +240,8 @@ def test_start_failure_reports_the_server_log(server: LocalPostgres) -> None:
 
 
 def test_cli_start_and_stop(server: LocalPostgres) -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PLUGINS), os.environ.get("PYTHONPATH", "")])}
-    cli = [sys.executable, "-m", "customer_mdm.devtools.pgserver"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PLUGINS), str(DEVTOOLS), os.environ.get("PYTHONPATH", "")])}
+    cli = [sys.executable, "-m", "mdm_devtools.pgserver"]
     started = subprocess.run(
         [*cli, "start", "--data", str(server.data_dir), "--password", server.password],
         capture_output=True,

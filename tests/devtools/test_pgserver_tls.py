@@ -11,8 +11,8 @@ import psycopg
 import pytest
 
 from customer_mdm import tls
-from customer_mdm.devtools.pgserver import find_postgres_bin_dir
-from customer_mdm.devtools.pytest_fixtures import running_postgres
+from mdm_devtools.pgserver import find_postgres_bin_dir
+from mdm_devtools.pytest_fixtures import running_postgres
 
 pytestmark = pytest.mark.postgres
 

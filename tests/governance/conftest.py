@@ -18,10 +18,10 @@ from governance_build import PAST_AS_OF, PEOPLE, SEED, Built, build_governance
 from warehouse_copy import copy_tables
 
 from customer_mdm.config import Settings
-from customer_mdm.generate import generate_landing
 from customer_mdm.governance import read_history, record_scorecard
 from customer_mdm.pipeline import run_inline
 from customer_mdm.warehouse import connect
+from mdm_devtools.generate import generate_landing
 
 
 @pytest.fixture(scope="session")

@@ -23,13 +23,13 @@ import pytest
 from hubtools import Server, error_of, mdm
 
 from customer_mdm.config import Settings
-from customer_mdm.generate import generate_landing
 from customer_mdm.hub import serving
 from customer_mdm.hub.auth import create_token, token_hash
 from customer_mdm.hub.store import erase, open_store
 from customer_mdm.pipeline import run_inline
 from customer_mdm.security import API_ROLE, PASSWORD_ENV, apply
 from customer_mdm.warehouse import connect
+from mdm_devtools.generate import generate_landing
 
 PEOPLE = 120
 
@@ -95,12 +95,17 @@ def post(hub: Hub, path: str, body: Any, who: str = "all") -> Any:
 
 # ----------------------------------------------------------------------------- health, tokens
 def test_health_names_the_published_run(hub: Hub) -> None:
-    r = get(hub, "/health", who="none")
-    assert r.status_code == 200
-    body = r.json()
+    deadline = time.monotonic() + 120
+    while True:  # the indexes are built in the background at start-up (hub.app.Warmer)
+        r = get(hub, "/health", who="none")
+        assert r.status_code == 200
+        body = r.json()
+        if body["ready"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     with connect(hub.settings) as wh:
         count = wh.scalar("select count(*) from marts.dim_customer")
-    assert body == {"status": "ok", "golden_version": hub.run_id, "golden_customers": count}
+    assert body == {"status": "ok", "golden_version": hub.run_id, "golden_customers": count, "ready": True}
 
 
 def test_missing_bad_and_revoked_tokens_are_401_and_missing_scope_403(hub: Hub) -> None:

@@ -25,12 +25,12 @@ import pytest
 from hubtools import Server
 
 from customer_mdm.config import Settings
-from customer_mdm.generate import generate_landing
 from customer_mdm.hub import serving
 from customer_mdm.hub.auth import create_token
 from customer_mdm.hub.store import open_store, store_path
 from customer_mdm.pipeline import run_inline
 from customer_mdm.warehouse import connect
+from mdm_devtools.generate import generate_landing
 
 pytestmark = pytest.mark.slow
 

@@ -20,13 +20,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from customer_mdm import generate as g
 from customer_mdm.hub import matching
 from customer_mdm.hub import standardise as hs
 from customer_mdm.standardize.dates import standardize_birth_dates
 from customer_mdm.standardize.names import standardize_names
 from customer_mdm.standardize.phones import standardize_phones
 from customer_mdm.standardize.regions import parse_addresses, standardize_regions
+from mdm_devtools import generate as g
 
 PEOPLE = 600
 

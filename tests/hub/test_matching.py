@@ -16,7 +16,6 @@ import pandas as pd
 import pytest
 
 from customer_mdm.config import Settings
-from customer_mdm.generate import generate_landing
 from customer_mdm.hub import serving
 from customer_mdm.hub.matching import (
     INPUT_KEY,
@@ -24,9 +23,11 @@ from customer_mdm.hub.matching import (
     MatchInputError,
     _records_row,
     compile_condition,
+    extra_blocking_rules,
     get_matcher,
     jaro_winkler_similarity,
     levenshtein,
+    levenshtein_within,
     linkage_row,
 )
 from customer_mdm.linkage.model import LINKAGE_COLUMNS, load_current, prepare_records, save
@@ -35,6 +36,7 @@ from customer_mdm.linkage.training import model_dir
 from customer_mdm.pipeline import run_inline
 from customer_mdm.privacy import TOMBSTONE_COLUMNS, pseudonym
 from customer_mdm.warehouse import connect
+from mdm_devtools.generate import generate_landing
 
 PEOPLE = 400
 RAW = {
@@ -157,6 +159,34 @@ def test_string_functions_agree_with_duckdb():
         b = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 8)))
         want = con.execute("select levenshtein(?, ?)", [a, b]).fetchone()[0]
         assert levenshtein(a, b) == want
+    # the banded form of `levenshtein(a, b) <= k` gives the same truth value, also on long values
+    words = ["上海市浦东新区张江路", "88号", "1201室", "abc", "", "工业园区", "zhang.wei"]
+    for _ in range(400):
+        a = "".join(rng.choice(words) for _ in range(rng.randint(0, 5)))
+        b = list(a)
+        for _ in range(rng.randint(0, 4)):  # a few edits of a: insert, delete or replace
+            op = rng.randint(0, 2) if b else 0
+            pos = rng.randint(0, len(b)) if op == 0 else rng.randint(0, len(b) - 1)
+            if op == 0:
+                b.insert(pos, rng.choice(alphabet))
+            elif op == 1:
+                del b[pos]
+            else:
+                b[pos] = rng.choice(alphabet)
+        other = "".join(b)
+        dist = con.execute("select levenshtein(?, ?)", [a, other]).fetchone()[0]
+        for k in range(0, 5):
+            assert levenshtein_within(a, other, k) == (dist <= k)
+    for cond_sql, a, b in [
+        ("levenshtein(x_l, x_r) <= 1", "上海路", "上海街"),  # characters differ in 2 of their 3 bytes
+        ("levenshtein(x_l, x_r) <= 2", "上海路", "上海街"),
+        ("levenshtein(x_l, x_r) < 1.5", "abcd", "abce"),
+        ("levenshtein(x_l, x_r) < 1", "abcd", "abce"),
+    ]:
+        f = compile_condition(cond_sql)
+        want = con.execute("select " + cond_sql.replace("x_l", "?").replace("x_r", "?"), [a, b]).fetchone()[0]
+        assert f is not None and f({"x": a}, {"x": b}) is want
+        assert f({"x": None}, {"x": b}) is None
     assert jaro_winkler_similarity("上海路1号", "上海路2号") == pytest.approx(
         con.execute("select jaro_winkler_similarity('上海路1号', '上海路2号')").fetchone()[0]
     )
@@ -213,7 +243,12 @@ def test_pair_weights_equal_splinks_incremental_scoring(settings: Settings, reco
     assert matcher.index.n_records == len(existing)
     compared = 0
     levels_seen: set[str] = set()
-    for payload in _payloads(records, 16):
+    # the model's rules and the hub's own lookups (a name alone when no city was typed)
+    rules = [*model.settings["blocking_rules_to_generate_predictions"], *extra_blocking_rules()]
+    # and typed records with a name and no city (found by the hub's name lookup only)
+    name_only = [{"name": p["name"]} for p in _payloads(records, 40) if "name" in p][-4:]
+    extra_pairs = 0
+    for payload in _payloads(records, 16) + name_only:
         row = _records_row(payload, settings, matcher.contact_evidence)
         new = prepare_records(pd.DataFrame([row]))
         both = pd.concat([existing, new], ignore_index=True)
@@ -223,7 +258,11 @@ def test_pair_weights_equal_splinks_incremental_scoring(settings: Settings, reco
             lookup = tf[[col, f"tf_{col}"]].dropna().drop_duplicates(col).reset_index(drop=True)
             linker.table_management.register_term_frequency_lookup(engine.register(db_api, lookup), col)
         result = linker.inference.predict_between(
-            engine.register(db_api, new), old, threshold_match_probability=1e-12, warning_mode="never"
+            engine.register(db_api, new),
+            old,
+            blocking_rules_to_generate_predictions=rules,
+            threshold_match_probability=1e-12,
+            warning_mode="never",
         )
         splink_pairs = engine.fetch(result, PAIR_COLUMNS)
         result.drop_table_from_database_and_remove_from_cache()
@@ -243,8 +282,10 @@ def test_pair_weights_equal_splinks_incremental_scoring(settings: Settings, reco
             assert mine[key].match_weight == pytest.approx(float(weight), abs=1e-6)
             compared += 1
             levels_seen |= {e["level"] for e in mine[key].explanation}
+        extra_pairs += len(payload) == 1 and "name" in payload and len(other) > 0
     engine.release(db_api)
     assert compared >= 20
+    assert extra_pairs >= 1
     # the comparison exercised TF levels and disagreement levels alike
     assert {"Exact name", "Same mobile", "Same city"} <= levels_seen
     assert any("differ" in lv.lower() or "other" in lv.lower() for lv in levels_seen)
@@ -285,6 +326,126 @@ def test_existing_people_are_found_and_made_up_people_are_not(records: pd.DataFr
     }
     assert answer["standardised"].get("mobile", "+").startswith("+")
     json.dumps(answer, ensure_ascii=False)  # serialisable as it is
+
+
+def test_pruned_scoring_gives_the_same_answers(records: pd.DataFrame, matcher: Matcher, monkeypatch):
+    """Pairs that cannot reach the pair threshold any more are not scored to the end: the answers
+    (candidates, weights, explanations, decisions) are those of scoring every pair fully."""
+    payloads = _payloads(records, 60) + [
+        {"name": row["name_raw"], "city": row["city_raw"]}
+        for _, row in records.sample(30, random_state=3).iterrows()
+        if isinstance(row["name_raw"], str) and isinstance(row["city_raw"], str)
+    ]
+    pruned = [matcher.match(p) for p in payloads]
+    full_score = matcher._score
+    pruned_away = 0
+
+    def unpruned(prepared, i, model, prior, floor):  # type: ignore[no-untyped-def]
+        nonlocal pruned_away
+        scored = full_score(prepared, i, model, prior, -math.inf)
+        pruned_away += full_score(prepared, i, model, prior, floor) is None
+        return scored
+
+    monkeypatch.setattr(matcher, "_score", unpruned)
+    assert [matcher.match(p) for p in payloads] == pruned
+    assert pruned_away > 0  # the sample did exercise pruning
+    order, rest = matcher._pruning(matcher._model())
+    assert sorted(order) == list(range(len(order))) and rest[-1] == 0.0
+
+
+def test_the_warmer_builds_the_indexes_before_a_request(settings: Settings):
+    from customer_mdm.hub.app import Warmer
+
+    reader = serving.ServingReader(settings)
+    warmer = Warmer(reader, interval=0.05)
+    assert not warmer.ready.is_set()
+    warmer.start()
+    try:
+        assert warmer.ready.wait(120)
+    finally:
+        warmer.stop()
+    keys = set(reader._cache)
+    assert {"customer_mdm.hub.matching.Matcher", "customer_mdm.hub.lookup.LookupIndex"} <= keys
+    built = reader._cache["customer_mdm.hub.matching.Matcher"][1]
+    assert get_matcher(reader) is built  # a request finds it built
+    off = Warmer(reader, interval=0)
+    off.start()
+    assert off.ready.is_set() and off._thread is None
+
+
+def _unique_named(records: pd.DataFrame) -> pd.DataFrame:
+    """Records of people whose written name no other person holds (by the pipeline's name_std)."""
+    named = records.dropna(subset=["name_std"])
+    people = named.groupby("name_std")["golden_id"].nunique()
+    return named[named["name_std"].isin(people[people == 1].index) & named["name_raw"].notna()]
+
+
+def test_a_name_without_a_city_finds_the_person(records: pd.DataFrame, matcher: Matcher):
+    """A call with a name, no city and nothing else the model's rules join on (a number the
+    platform has never seen): the hub's name lookup brings the person's records, scored by the
+    model. With a city the model's own rules (name + city) decide; a name held by more records
+    than the cap is not looked up."""
+    from customer_mdm.hub import matching
+
+    rows = _unique_named(records).drop_duplicates("golden_id").sample(15, random_state=3)
+    found = 0
+    for _, row in rows.iterrows():
+        body = {"name": row["name_raw"], "mobile": "13912345678"}  # a number nobody has
+        prepared = linkage_row(_records_row(body, matcher.settings, matcher.contact_evidence))
+        keys = {str(matcher.index.record_keys[i]) for i in matcher.candidates(prepared, matcher._model())}
+        looked_up = row["record_key"] in keys or row["name_std"] != prepared["name_std"]
+        assert looked_up  # (no generated value in the failure message)
+        answer = matcher.match(body)
+        found += bool(answer["candidates"]) and answer["candidates"][0]["golden_id"] == row["golden_id"]
+    assert found >= 10
+    # a name shared by more records than the cap is not looked up
+    row = rows.iloc[0]
+    body = {"name": row["name_raw"], "mobile": "13912345678"}
+    prepared = linkage_row(_records_row(body, matcher.settings, matcher.contact_evidence))
+    saved = matching.EXTRA_KEY_MAX_RECORDS
+    try:
+        matching.EXTRA_KEY_MAX_RECORDS = 0
+        assert matcher.candidates(prepared, matcher._model()) == []
+    finally:
+        matching.EXTRA_KEY_MAX_RECORDS = saved
+    # with a city, only the model's rules: a city where the person does not live finds nobody
+    other_city = next(c for c in ("拉萨", "乌鲁木齐", "三亚") if c != row.get("city"))
+    prepared = linkage_row(_records_row({**body, "city": other_city}, matcher.settings, matcher.contact_evidence))
+    elsewhere = row["record_key"] in {
+        str(matcher.index.record_keys[i]) for i in matcher.candidates(prepared, matcher._model())
+    }
+    assert not elsewhere
+
+
+def test_candidates_the_pipeline_would_store_are_returned(records: pd.DataFrame, matcher: Matcher):
+    """A candidate at or above the link step's pair threshold (a pair the pipeline stores, a
+    steward can review) is returned even below the review band, with the decision ``no_match``;
+    below the pair threshold it is not returned."""
+    from customer_mdm.linkage.step import PAIR_THRESHOLD, REVIEW_LOW
+
+    seen_band = seen_below = 0
+    for _, row in records.sample(300, random_state=5).iterrows():
+        p = payload_of(row)
+        for body in ({f: p[f] for f in ("name", "city") if f in p}, {f: p[f] for f in ("name",) if f in p}):
+            if "name" not in body:
+                continue
+            scoring = matcher._model()
+            prepared = linkage_row(_records_row(body, matcher.settings, matcher.contact_evidence))
+            prior = scoring.prior_weight(matcher.index.n_records + 1)
+            best: dict[str, float] = {}
+            for i in matcher.candidates(prepared, scoring):
+                g = str(matcher.index.golden_ids[i])
+                best[g] = max(best.get(g, 0.0), matcher.score_pair(prepared, i, scoring, prior).match_probability)
+            answer = matcher.match(body, limit=50)
+            returned = {c["golden_id"] for c in answer["candidates"]}
+            assert returned == {g for g, pr in best.items() if pr >= PAIR_THRESHOLD}
+            if best and max(best.values()) < REVIEW_LOW:
+                assert answer["decision"] == "no_match"
+            seen_band += any(PAIR_THRESHOLD <= pr < REVIEW_LOW for pr in best.values())
+            seen_below += any(pr < PAIR_THRESHOLD for pr in best.values())
+        if seen_band >= 3 and seen_below >= 3:
+            break
+    assert seen_band >= 3 and seen_below >= 3
 
 
 def _two_person_case(matcher: Matcher, records: pd.DataFrame) -> tuple[dict[str, str], str, str, str]:

@@ -9,11 +9,11 @@ from collections.abc import Iterator
 import pytest
 
 from customer_mdm.config import Settings
-from customer_mdm.generate import generate_landing
 from customer_mdm.hub import serving
 from customer_mdm.hub.matching import Matcher
 from customer_mdm.pipeline import run_inline
 from customer_mdm.warehouse import connect
+from mdm_devtools.generate import generate_landing
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

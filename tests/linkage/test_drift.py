@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 
 from customer_mdm.config import Settings
-from customer_mdm.generate import generate_landing
 from customer_mdm.linkage.drift import profile_of_records, retrain_reason
 from customer_mdm.pipeline import new_run_id, run_inline, run_summary
 from customer_mdm.warehouse import connect
+from mdm_devtools.generate import generate_landing
 
 PEOPLE = 400
 

@@ -36,11 +36,11 @@ PEOPLE = 2000
 def _build_records(tmp: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Generate a landing zone and build intermediate.int_customer_records from it (no dbt tests)."""
     from customer_mdm.dbt import run_dbt
-    from customer_mdm.generate import generate_landing
     from customer_mdm.pipeline import ingest_step, new_run_id, start_run
     from customer_mdm.sources import FEEDS
     from customer_mdm.standardize.step import standardize
     from customer_mdm.warehouse import connect
+    from mdm_devtools.generate import generate_landing
 
     landing = tmp / "landing"
     generate_landing(landing, PEOPLE, seed=11)

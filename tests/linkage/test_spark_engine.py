@@ -93,7 +93,6 @@ def test_model_sql_is_translated_to_spark() -> None:
 def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """int_customer_records of generated people, and a model trained on DuckDB, saved as current."""
     from customer_mdm.dbt import run_dbt
-    from customer_mdm.generate import generate_landing
     from customer_mdm.linkage.model import save, train
     from customer_mdm.linkage.step import read_records
     from customer_mdm.linkage.training import model_dir
@@ -101,6 +100,7 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     from customer_mdm.sources import FEEDS
     from customer_mdm.standardize.step import standardize
     from customer_mdm.warehouse import connect
+    from mdm_devtools.generate import generate_landing
 
     tmp = tmp_path_factory.mktemp("spark_engine")
     generate_landing(tmp / "landing", PEOPLE, seed=5)

@@ -12,11 +12,11 @@ from click.testing import CliRunner
 
 from customer_mdm.cli import main
 from customer_mdm.config import Settings
-from customer_mdm.generate import generate_landing
 from customer_mdm.linkage.evaluate import pairwise_scores
 from customer_mdm.linkage.step import record_decision
 from customer_mdm.pipeline import run_inline
 from customer_mdm.warehouse import connect
+from mdm_devtools.generate import generate_landing
 
 PEOPLE = 800
 

@@ -14,9 +14,9 @@ import psycopg
 import pytest
 
 from customer_mdm.config import Settings
-from customer_mdm.devtools.pgserver import LocalPostgres
-from customer_mdm.devtools.pytest_fixtures import running_postgres
 from customer_mdm.security import apply
+from mdm_devtools.pgserver import LocalPostgres
+from mdm_devtools.pytest_fixtures import running_postgres
 
 pytestmark = pytest.mark.postgres
 

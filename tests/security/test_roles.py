@@ -21,8 +21,6 @@ import pytest
 
 from customer_mdm.audit import AUDIT_OWNER
 from customer_mdm.config import Settings
-from customer_mdm.devtools.pgserver import LocalPostgres
-from customer_mdm.generate import generate_landing
 from customer_mdm.linkage.step import record_decision
 from customer_mdm.pipeline import (
     dbt_build_step,
@@ -34,6 +32,8 @@ from customer_mdm.pipeline import (
     start_run,
 )
 from customer_mdm.security import API_ROLE, BI_ROLE, PASSWORD_ENV, PIPELINE_ROLE, ROLES, STEWARD_ROLE, apply
+from mdm_devtools.generate import generate_landing
+from mdm_devtools.pgserver import LocalPostgres
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from customer_mdm.devtools.secret_scan import repository_files, scan_files, scan_text
 from customer_mdm.security import ADMIN_DSN_ENV, PASSWORD_ENV
+from mdm_devtools.secret_scan import repository_files, scan_files, scan_text
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -74,7 +74,12 @@ def test_env_example_documents_every_variable_with_placeholders():
     example = (ROOT / ".env.example").read_text(encoding="utf-8")
     documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", example, flags=re.M))
     used: set[str] = set()
-    for path in [*(ROOT / "plugins").rglob("*.py"), ROOT / "dbt_project" / "profiles.yml", ROOT / "docker-compose.yml"]:
+    for path in [
+        *(ROOT / "plugins").rglob("*.py"),
+        *(ROOT / "devtools").rglob("*.py"),
+        ROOT / "dbt_project" / "profiles.yml",
+        ROOT / "docker-compose.yml",
+    ]:
         used |= set(re.findall(r"\b(MDM_[A-Z0-9_]+)\b", path.read_text(encoding="utf-8")))
     used |= {"POSTGRES_PASSWORD", "AIRFLOW_DB_PASSWORD", "AIRFLOW_ADMIN_PASSWORD", ADMIN_DSN_ENV}
     used |= set(PASSWORD_ENV.values())

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from customer_mdm.generate import generate_landing
 from customer_mdm.standardize.dates import BIRTH_DATE_COLUMNS, standardize_birth_dates
+from mdm_devtools.generate import generate_landing
 from tests.standardize.casetable import CaseTable, raw_values
 
 TODAY = date(2026, 11, 20)

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from customer_mdm.generate import generate_landing
 from customer_mdm.standardize.names import NAME_COLUMNS, segment_pinyin, standardize_names
+from mdm_devtools.generate import generate_landing
 from tests.standardize.casetable import CaseTable, raw_values
 
 CASES = CaseTable(standardize_names)

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from customer_mdm.generate import generate_landing
 from customer_mdm.standardize.phones import PHONE_COLUMNS, _cn_patterns, standardize_phones
+from mdm_devtools.generate import generate_landing
 from tests.standardize.casetable import CaseTable, raw_values
 
 E164 = re.compile(r"^\+\d{8,15}$")

@@ -17,7 +17,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from customer_mdm import generate
 from customer_mdm.reference import load_cn_regions, reference_text
 from customer_mdm.standardize.regions import (
     ADDRESS_ISSUES,
@@ -26,6 +25,7 @@ from customer_mdm.standardize.regions import (
     region_of_city,
     standardize_regions,
 )
+from mdm_devtools import generate
 
 REGIONS = load_cn_regions()
 PROVINCE_ROWS = [r for r in REGIONS if r.level == "province"]

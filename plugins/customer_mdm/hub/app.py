@@ -181,6 +181,73 @@ def _route_template(request: Request) -> str:
     return getattr(route, "path", None) or "(unrouted)"
 
 
+class Warmer:
+    """Builds the match and lookup indexes of the current serving version in a background thread:
+    at start-up (so that no request waits for the build of a 1M-record index, tens of seconds)
+    and whenever a new publication appears (checked every ``MDM_HUB_WARM_SECONDS``, default 2;
+    ``0`` turns warming off: indexes are then built by the first request that needs them).
+    ``ready`` is set once the first version is warm (``GET /health`` reports it). A request that
+    arrives while a version is being built waits for it (it never gets the previous publication's
+    answers: an erasure makes a new version too)."""
+
+    def __init__(self, reader: Any, interval: float) -> None:
+        self.reader = reader
+        self.interval = interval
+        self.ready = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._built: str | None = None
+
+    @classmethod
+    def from_env(cls, reader: Any) -> Warmer:
+        raw = os.environ.get("MDM_HUB_WARM_SECONDS")
+        try:
+            interval = 2.0 if raw is None or not raw.strip() else float(raw)
+        except ValueError:
+            raise ValueError("MDM_HUB_WARM_SECONDS must be a number of seconds (0: no warming)") from None
+        return cls(reader, max(interval, 0.0))
+
+    def start(self) -> None:
+        if self.interval <= 0:
+            self.ready.set()
+            return
+        self._thread = threading.Thread(target=self._run, name="hub-warmer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def warm_once(self) -> bool:
+        """Build what the current version needs; True when it is warm."""
+        from customer_mdm.hub.lookup import lookup_index
+        from customer_mdm.hub.matching import MatcherUnavailable, get_matcher
+
+        version = self.reader.version()
+        if version is None:
+            return False  # nothing published yet
+        if version == self._built:
+            return True
+        try:
+            lookup_index(self.reader)
+            get_matcher(self.reader)._model()  # the index and the model's blocking keys
+        except MatcherUnavailable:
+            pass  # no trained model yet: lookups are warm, matching answers 503 as before
+        self._built = version
+        return True
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if self.warm_once():
+                    self.ready.set()
+            except Exception as exc:  # noqa: BLE001 - warming is an optimisation; requests build on demand
+                log.warning("hub warm-up failed: %s", type(exc).__name__)
+                self.ready.set()
+            self._stop.wait(self.interval)
+
+
 def create_app(settings: Settings) -> FastAPI:
     """The hub application for ``settings``: ``GET /health``, the ``/v1`` API, the console.
 
@@ -194,9 +261,11 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.trigger.start()  # the background check for changes waiting too long
+        app.state.warmer.start()  # the match and lookup indexes, built before requests need them
         try:
             yield
         finally:
+            app.state.warmer.stop()
             app.state.trigger.stop()
 
     app = FastAPI(
@@ -211,6 +280,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.reader = serving.ServingReader(settings)
     app.state.limiter = RateLimiter.from_env()
     app.state.trigger = RunTrigger.from_env(settings)
+    app.state.warmer = Warmer.from_env(app.state.reader)
     app.state.stores = threading.local()
     ensure_store(settings)
     max_body = int(os.environ.get("MDM_HUB_MAX_BODY") or DEFAULT_MAX_BODY)
@@ -243,9 +313,10 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/health")
     def health() -> dict[str, Any]:
-        """Liveness and the published golden version this process serves."""
+        """Liveness, the published golden version this process serves and whether its match and
+        lookup indexes are built (``ready``)."""
         status = app.state.reader.status()
-        return {"status": "ok", **status}
+        return {"status": "ok", **status, "ready": app.state.warmer.ready.is_set()}
 
     from customer_mdm.hub import api
 

@@ -15,6 +15,8 @@ batch, computed while the customer waits:
    in-memory index over the published source records of every golden customer
    (``serving.match_records``). The index is built once per serving version (a new
    publication) and per model version; the records are prepared by ``prepare_records`` itself.
+   A typed record without a city is also looked up by its name alone (:data:`EXTRA_KEYS`,
+   rare names only); those pairs are scored by the model like the others.
 3. **Scores** use the current model artefact (``$MDM_HOME/models/linkage/current.json``, checked
    at every call, so a retrained model is picked up without a restart): every comparison level's
    SQL condition is compiled to Python (:mod:`sqlglot`), levels are tried top-down as Splink
@@ -28,8 +30,9 @@ batch, computed while the customer waits:
    record and the golden customer's source records (the strongest link, as clustering uses).
    ``decision`` is ``match`` when the best candidate's probability is at least the link step's
    automatic-link threshold (``REVIEW_HIGH``), ``possible_match`` in the review band
-   (``REVIEW_LOW`` <= p < ``REVIEW_HIGH``), else ``no_match``. Candidates below ``REVIEW_LOW``
-   (pairs the pipeline does not even store) are not returned.
+   (``REVIEW_LOW`` <= p < ``REVIEW_HIGH``), else ``no_match``. Candidates below the link step's
+   ``PAIR_THRESHOLD`` (pairs the pipeline does not even store) are not returned; those between
+   it and ``REVIEW_LOW`` are returned with the decision ``no_match``.
 5. **Steward decisions**: when the typed record matches a source record R at the automatic-link
    level, it would join R's person; a steward's latest ``no_match`` between R and another record
    S then forbids S's golden customer for it (clustering honours cannot-links the same way), so
@@ -513,11 +516,24 @@ def _or(a: bool | None, b: Callable[[], bool | None]) -> bool | None:
     return False
 
 
+def _trimmed(a: str, b: str) -> tuple[bytes, bytes]:
+    """The UTF-8 bytes of ``a`` and ``b`` without their common prefix and suffix (the edit distance
+    is the same), the longer first."""
+    x, y = a.encode(), b.encode()
+    n = min(len(x), len(y))
+    i = 0
+    while i < n and x[i] == y[i]:
+        i += 1
+    j = 0
+    while j < n - i and x[len(x) - 1 - j] == y[len(y) - 1 - j]:
+        j += 1
+    x, y = x[i : len(x) - j], y[i : len(y) - j]
+    return (x, y) if len(x) >= len(y) else (y, x)
+
+
 def levenshtein(a: str, b: str) -> int:
     """DuckDB's ``levenshtein`` (over UTF-8 bytes, as DuckDB computes it)."""
-    x, y = a.encode(), b.encode()
-    if len(x) < len(y):
-        x, y = y, x
+    x, y = _trimmed(a, b)
     prev = list(range(len(y) + 1))
     for i, cx in enumerate(x, 1):
         cur = [i]
@@ -525,6 +541,38 @@ def levenshtein(a: str, b: str) -> int:
             cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (cx != cy)))
         prev = cur
     return prev[-1]
+
+
+def levenshtein_within(a: str, b: str, k: int) -> bool:
+    """``levenshtein(a, b) <= k`` (DuckDB's distance over UTF-8 bytes), computed only on the band of
+    the distance matrix within ``k`` of the diagonal and stopped as soon as no path can stay within
+    ``k``: a level condition such as ``levenshtein(street_l, street_r) <= 2`` on two long
+    addresses costs O(length * k) instead of O(length^2)."""
+    if k < 0:
+        return False
+    x, y = _trimmed(a, b)
+    if len(x) - len(y) > k:
+        return False
+    if not y:
+        return len(x) <= k
+    big = k + 1
+    m = len(y)
+    prev = [j if j <= k else big for j in range(m + 1)]
+    for i in range(1, len(x) + 1):
+        lo, hi = max(1, i - k), min(m, i + k)
+        cur = [big] * (m + 1)
+        cur[0] = i if i <= k else big
+        cx = x[i - 1]
+        best = cur[0] if lo == 1 else big
+        for j in range(lo, hi + 1):
+            v = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (cx != y[j - 1]), big)
+            cur[j] = v
+            if v < best:
+                best = v
+        if best > k:
+            return False
+        prev = cur
+    return prev[m] <= k
 
 
 _JW_CON = threading.local()
@@ -589,6 +637,25 @@ def _compile(node: Any) -> Expr:
         if not isinstance(node.expression, exp.Null):
             raise ValueError("IS only with NULL")
         return lambda left, r: f(left, r) is None
+    if (
+        isinstance(node, (exp.LTE, exp.LT))
+        and isinstance(node.this, exp.Levenshtein)
+        and isinstance(node.expression, exp.Literal)
+        and not node.expression.is_string
+        and node.this.expression is not None
+    ):  # levenshtein(a, b) <= k: the banded distance (the same truth value, much less work)
+        limit = float(node.expression.this)
+        bound = math.ceil(limit) - 1 if isinstance(node, exp.LT) else math.floor(limit)
+        fx, fy = _compile(node.this.this), _compile(node.this.expression)
+
+        def within(left: Row, r: Row) -> Any:
+            a = fx(left, r)
+            if a is None:
+                return None
+            b = fy(left, r)
+            return None if b is None else levenshtein_within(a, b, bound)
+
+        return within
     binary = {
         exp.EQ: lambda a, b: a == b,
         exp.NEQ: lambda a, b: a != b,
@@ -651,6 +718,22 @@ def compile_condition(sql: str) -> Expr | None:
 # ============================================================================ the model
 #: a blocking rule: (column of the typed record, column of the published record) per equality
 BlockingKey = tuple[tuple[str, str], ...]
+
+#: candidate lookups of the hub beyond the model's blocking rules, for a typed record WITHOUT a
+#: city: the name alone (as written, and its pinyin for a homophone). The model's rules pair a
+#: name only with a city or a birthday; a call often carries a name, no city and a number the
+#: platform has never seen, and the daily linkage would meet such a record through the person's
+#: later records, the hub has only this one. The pairs found are scored with the model like any
+#: other (the weight Splink gives the pair: :func:`extra_blocking_rules` are the same lookups as
+#: Splink rules, for the test). A name held by more than ``EXTRA_KEY_MAX_RECORDS`` records is
+#: not looked up (its pairs score low anyway; this bounds the work per request).
+EXTRA_KEYS: tuple[tuple[str, ...], ...] = (("name_std",), ("name_pinyin",))
+EXTRA_KEY_MAX_RECORDS = 64
+
+
+def extra_blocking_rules() -> list[str]:
+    """The hub's extra lookups as Splink blocking rules (the typed record on the left side)."""
+    return [" AND ".join([*(f"l.{c} = r.{c}" for c in cols), "l.city IS NULL"]) for cols in EXTRA_KEYS]
 
 
 @dataclass(frozen=True)
@@ -877,7 +960,9 @@ class _Index:
             order = np.argsort(composite, kind="stable")
             self.blocks[key] = (composite[order], pos[order])
 
-    def lookup(self, key: tuple[str, ...], values: tuple[Any, ...]) -> list[int]:
+    def lookup(self, key: tuple[str, ...], values: tuple[Any, ...], limit: int | None = None) -> list[int]:
+        """Positions of the records holding ``values`` in ``key``'s columns (none when more than
+        ``limit`` records hold them)."""
         composite = 0
         for c, n, v in zip(key, self._radix(key), values, strict=True):
             code = self.code(c, v)
@@ -886,6 +971,8 @@ class _Index:
             composite = composite * max(n, 1) + code
         keys, pos = self.blocks[key]
         lo, hi = np.searchsorted(keys, composite, "left"), np.searchsorted(keys, composite, "right")
+        if limit is not None and hi - lo > limit:
+            return []
         return [int(p) for p in pos[lo:hi]]
 
 
@@ -1002,6 +1089,7 @@ class Matcher:
         self.models = _ModelWatch(model_dir(self.settings))
         self.index = _load_index(reader)
         self._blocks_lock = threading.Lock()
+        self._prunings: dict[str, tuple[tuple[int, ...], tuple[float, ...]]] = {}
         decisions = reader.query("select record_id_l, record_id_r from serving.match_decisions")
         self.cannot_link: dict[str, set[str]] = {}
         for left, right in decisions:
@@ -1048,7 +1136,7 @@ class Matcher:
     # ------------------------------------------------------------------ candidates
     def _model(self) -> ScoringModel:
         model = self.models.current()
-        missing = [cols for cols in _record_columns(model) if cols not in self.index.blocks]
+        missing = [cols for cols in [*_record_columns(model), *EXTRA_KEYS] if cols not in self.index.blocks]
         if missing:
             with self._blocks_lock:
                 self.index.build_blocks(missing)
@@ -1074,25 +1162,80 @@ class Matcher:
             if any(v is None for v in values):
                 continue
             found.update(self.index.lookup(tuple(right for _, right in key), values))
+        for cols in EXTRA_KEYS if prepared.get("city") is None else ():  # the hub's own lookups
+            values = tuple(prepared.get(c) for c in cols)
+            if all(v is not None for v in values):
+                found.update(self.index.lookup(cols, values, limit=EXTRA_KEY_MAX_RECORDS))
         return sorted(i for i in found if not self._erased(i))
 
     # ------------------------------------------------------------------ scoring
     def score_pair(self, prepared: Mapping[str, Any], i: int, model: ScoringModel, prior: float) -> PairScore:
         """The typed record (left) against record ``i`` (right), as Splink scores the pair."""
+        scored = self._score(prepared, i, model, prior, -math.inf)
+        assert scored is not None  # nothing is pruned under a floor of -inf
+        return scored
+
+    def _score(
+        self, prepared: Mapping[str, Any], i: int, model: ScoringModel, prior: float, floor: float
+    ) -> PairScore | None:
+        """:meth:`score_pair`, or None as soon as the pair cannot reach ``floor`` any more: the
+        comparisons run most decisive first, and after each one the weight so far plus the most
+        the remaining comparisons can add (:meth:`_pruning`) is checked. The weight of a pair that
+        is kept is summed in the model's order, exactly as :meth:`score_pair` always did."""
+        order, rest = self._pruning(model)
         right = self.index.row(i)
+        chosen: list[tuple[Level, float] | None] = [None] * len(model.comparisons)
         total = prior
-        explanation = []
-        for comp in model.comparisons:
-            for level in comp.levels:
+        for j, c in enumerate(order):
+            for level in model.comparisons[c].levels:
                 if level.condition is not None and level.condition(prepared, right) is not True:
                     continue
                 w = level.match_weight
                 if level.tf_column is not None:
                     w += level.tf_weight * self._tf_adjustment(prepared, i, level)
+                chosen[c] = (level, w)
                 total += w
-                explanation.append({"comparison": comp.name, "level": level.label, "match_weight": round(w, 6)})
                 break
+            if total + rest[j + 1] < floor:
+                return None
+        total = prior
+        explanation = []
+        for comp, picked in zip(model.comparisons, chosen, strict=True):
+            if picked is None:
+                continue
+            level, w = picked
+            total += w
+            explanation.append({"comparison": comp.name, "level": level.label, "match_weight": round(w, 6)})
         return PairScore(i, total, _probability(total), explanation)
+
+    def _pruning(self, model: ScoringModel) -> tuple[tuple[int, ...], tuple[float, ...]]:
+        """The comparisons' scoring order (widest spread of level weights first) and, per position,
+        the most the comparisons from there on can add (``rest[j]``; ``rest[-1] == 0``). A term-
+        frequency level can add at most its weight plus ``tf_weight * (log2 u_exact - log2 u_min)``,
+        ``u_min`` the smallest term frequency :func:`_tf_value` can give in this index (or the
+        level's minimum u); a negative TF weight is not bounded (no pruning past it)."""
+        cached = self._prunings.get(model.content_hash)
+        if cached is not None:
+            return cached
+
+        def most(level: Level) -> float:
+            if level.tf_column is None or level.tf_weight == 0:
+                return level.match_weight
+            if level.tf_weight < 0:
+                return math.inf
+            total = self.index.stats.get(level.tf_column, (0, 0, 0))[0] + 1
+            u_min = max(level.tf_min_u, 0.05 / max(total, _TF_MIN_TOTAL))
+            return level.match_weight + max(0.0, level.tf_weight * (level.log2_u_exact - math.log2(u_min)))
+
+        highest = [max(most(lv) for lv in comp.levels) for comp in model.comparisons]
+        lowest = [min(lv.match_weight for lv in comp.levels) for comp in model.comparisons]
+        order = tuple(sorted(range(len(highest)), key=lambda c: (-(highest[c] - lowest[c]), c)))
+        rest = [0.0] * (len(order) + 1)
+        for j in range(len(order) - 1, -1, -1):
+            rest[j] = rest[j + 1] + highest[order[j]]
+        plan = (order, tuple(rest))
+        self._prunings[model.content_hash] = plan
+        return plan
 
     def _tf_adjustment(self, prepared: Mapping[str, Any], i: int, level: Level) -> float:
         col = level.tf_column
@@ -1123,16 +1266,20 @@ class Matcher:
     # ------------------------------------------------------------------ the answer
     def match(self, payload: Mapping[str, Any], limit: int = 5) -> dict[str, Any]:
         """The contract's response body for ``POST /v1/match``."""
-        from customer_mdm.linkage.step import REVIEW_HIGH, REVIEW_LOW
+        from customer_mdm.linkage.step import PAIR_THRESHOLD, REVIEW_HIGH, REVIEW_LOW
 
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_LIMIT:
             raise MatchInputError("limit", f"limit must be an integer from 1 to {MAX_LIMIT}")
         prepared = prepare_input(payload, self.settings, self.contact_evidence)
         model = self._model()
         prior = model.prior_weight(self.index.n_records + 1)
+        # a pair under the pair threshold is never answered (nor an anchor): stop scoring it early
+        floor = math.log2(PAIR_THRESHOLD / (1 - PAIR_THRESHOLD)) - 1e-6
         best: dict[str, PairScore] = {}
         for i in self.candidates(prepared, model):
-            pair = self.score_pair(prepared, i, model, prior)
+            pair = self._score(prepared, i, model, prior, floor)
+            if pair is None:
+                continue
             gid = str(self.index.golden_ids[i])
             if gid not in best or pair.match_weight > best[gid].match_weight:
                 best[gid] = pair
@@ -1146,7 +1293,7 @@ class Matcher:
                 if other_gid is not None and other_gid != own:
                     banned.add(other_gid)
         ranked = sorted(
-            ((g, p) for g, p in best.items() if g not in banned and p.match_probability >= REVIEW_LOW),
+            ((g, p) for g, p in best.items() if g not in banned and p.match_probability >= PAIR_THRESHOLD),
             key=lambda gp: (-gp[1].match_weight, gp[0]),
         )[:limit]
         top = ranked[0][1].match_probability if ranked else 0.0

@@ -158,54 +158,79 @@ def refresh(settings: Settings, run_id: str) -> dict[str, Any]:
 
     Called by the publish step (and after the governance models). Returns a summary: the
     tables built with their row counts, the snapshot file (DuckDB) and the tables skipped
-    because their source is not built yet."""
+    because their source is not built yet.
+
+    PostgreSQL: built in ``serving_build``, indexed, then swapped for ``serving`` in one
+    transaction. DuckDB: written straight into a new snapshot file attached to the warehouse
+    connection (one write of every row, no copy of personal data left in the warehouse), indexed,
+    closed, then made current by the pointer swap."""
     from customer_mdm.warehouse import connect
 
     tables = serving_tables()
-    built: dict[str, int] = {}
-    skipped: list[str] = []
-    schema = BUILD_SCHEMA if settings.target == "postgres" else SCHEMA
     published_at = datetime.now(UTC).replace(tzinfo=None)
     with connect(settings) as wh:
-        wh.execute(f"drop schema if exists {schema} cascade")
-        wh.execute(f"create schema {schema}")
-        if "match_records" in tables:  # the records' contact evidence, as the link step reads it
-            from customer_mdm.linkage.records import prepare_evidence
-
-            prepare_evidence(wh)
-        for name, select in tables.items():
-            sql = select.replace(f"{SCHEMA}.", f"{schema}.") if schema != SCHEMA else select
-            try:
-                wh.execute(f"create table {schema}.{_ident(name)} as {sql}")
-            except Exception as exc:
-                if name in OPTIONAL_TABLES:
-                    # the source is built by a later step (governance): the reader answers without it
-                    log.info("serving table %s skipped: its source is not built yet (%s)", name, type(exc).__name__)
-                    skipped.append(name)
-                    if settings.target == "postgres":  # the failed statement did not abort anything (autocommit)
-                        pass
-                    continue
-                raise
-            built[name] = int(wh.scalar(f"select count(*) from {schema}.{name}") or 0)
-        wh.execute(
-            f"create table {schema}.meta (run_id text, published_at timestamp, golden_customers bigint, "
-            "erased_at timestamp)"
-        )
-        wh.execute(
-            f"insert into {schema}.meta values (?, ?, ?, null)",
-            [run_id, published_at, built.get("golden_customer", 0)],
-        )
         if settings.target == "postgres":
-            create_indexes(wh.execute, schema, list(built), lambda t: _columns(wh, schema, t))
-            _console_indexes(wh.execute, schema, list(built))
+            wh.execute(f"drop schema if exists {BUILD_SCHEMA} cascade")
+            wh.execute(f"create schema {BUILD_SCHEMA}")
+            built, skipped = _build(settings, wh, BUILD_SCHEMA, tables, run_id, published_at)
+            create_indexes(wh.execute, BUILD_SCHEMA, list(built), lambda t: _columns(wh, BUILD_SCHEMA, t))
+            _console_indexes(wh.execute, BUILD_SCHEMA, list(built))
             _swap_postgres(wh)
             return {"tables": built, "skipped": skipped, "schema": SCHEMA}
-        snapshot = _write_snapshot(settings, wh, run_id, [*built, "meta"])
-        # the snapshot is the only copy the server reads: no second copy of personal data stays in
-        # the warehouse (nor has to be erased there)
-        wh.execute(f"drop schema {SCHEMA} cascade")
-    _point_to(settings, snapshot)
-    return {"tables": built, "skipped": skipped, "snapshot": str(snapshot)}
+        wh.execute(f"drop schema if exists {SCHEMA} cascade")  # a build of an older layout, if any
+        path, tmp = _snapshot_path(settings, run_id)
+        wh.execute(f"attach '{tmp}' as {_SNAPSHOT_CATALOG}")
+        try:
+            target = f"{_SNAPSHOT_CATALOG}.{SCHEMA}"
+            wh.execute(f"create schema {target}")
+            built, skipped = _build(settings, wh, target, tables, run_id, published_at)
+            create_indexes(
+                wh.execute, target, [*built, "meta"], lambda t: _columns(wh, SCHEMA, t, catalog=_SNAPSHOT_CATALOG)
+            )
+        finally:
+            wh.execute(f"detach {_SNAPSHOT_CATALOG}")
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    _point_to(settings, path)
+    return {"tables": built, "skipped": skipped, "snapshot": str(path)}
+
+
+#: the catalog name of the snapshot file being written (DuckDB)
+_SNAPSHOT_CATALOG = "mdm_snapshot"
+
+
+def _build(
+    settings: Settings, wh: Any, target: str, tables: dict[str, str], run_id: str, published_at: datetime
+) -> tuple[dict[str, int], list[str]]:
+    """Create every serving table (and ``meta``) in ``target`` (a schema, or ``catalog.schema``);
+    a select that reads another serving table reads it from ``target``."""
+    built: dict[str, int] = {}
+    skipped: list[str] = []
+    if "match_records" in tables:  # the records' contact evidence, as the link step reads it
+        from customer_mdm.linkage.records import prepare_evidence
+
+        prepare_evidence(wh)
+    for name, select in tables.items():
+        sql = select.replace(f"{SCHEMA}.", f"{target}.") if target != SCHEMA else select
+        try:
+            wh.execute(f"create table {target}.{_ident(name)} as {sql}")
+        except Exception as exc:
+            if name in OPTIONAL_TABLES:
+                # the source is built by a later step (governance): the reader answers without it
+                log.info("serving table %s skipped: its source is not built yet (%s)", name, type(exc).__name__)
+                skipped.append(name)
+                continue
+            raise
+        built[name] = int(wh.scalar(f"select count(*) from {target}.{name}") or 0)
+    wh.execute(
+        f"create table {target}.meta (run_id text, published_at timestamp, golden_customers bigint, "
+        "erased_at timestamp)"
+    )
+    wh.execute(
+        f"insert into {target}.meta values (?, ?, ?, null)",
+        [run_id, published_at, built.get("golden_customer", 0)],
+    )
+    return built, skipped
 
 
 def _swap_postgres(wh: Any) -> None:
@@ -220,22 +245,30 @@ def _swap_postgres(wh: Any) -> None:
         wh.execute(f"alter schema {BUILD_SCHEMA} rename to {SCHEMA}")
 
 
-def _write_snapshot(settings: Settings, wh: Any, run_id: str, names: list[str]) -> Path:
+def _snapshot_path(settings: Settings, run_id: str) -> tuple[Path, Path]:
+    """A new snapshot's final path and the path it is written at (0700 folder: personal data)."""
     from customer_mdm.private_files import private_dir
 
-    folder = private_dir(serving_dir(settings))  # personal data: 0700, the snapshot 0600
+    folder = private_dir(serving_dir(settings))
     stem = re.sub(r"[^A-Za-z0-9_.-]", "_", run_id)
     path = folder / f"{stem}-{time.time_ns()}.duckdb"
     tmp = path.with_suffix(".building")
     tmp.unlink(missing_ok=True)
-    wh.execute(f"attach '{tmp}' as mdm_snapshot")
+    return path, tmp
+
+
+def _write_snapshot(settings: Settings, wh: Any, run_id: str, names: list[str]) -> Path:
+    """A snapshot file holding copies of the warehouse's ``serving.<names>`` tables (serving
+    tables made by hand, e.g. by a test; :func:`refresh` writes its snapshot directly)."""
+    path, tmp = _snapshot_path(settings, run_id)
+    wh.execute(f"attach '{tmp}' as {_SNAPSHOT_CATALOG}")
     try:
-        wh.execute(f"create schema mdm_snapshot.{SCHEMA}")
+        wh.execute(f"create schema {_SNAPSHOT_CATALOG}.{SCHEMA}")
         for name in names:
-            wh.execute(f"create table mdm_snapshot.{SCHEMA}.{_ident(name)} as select * from {SCHEMA}.{name}")
-        create_indexes(wh.execute, f"mdm_snapshot.{SCHEMA}", names, lambda t: _columns(wh, SCHEMA, t))
+            wh.execute(f"create table {_SNAPSHOT_CATALOG}.{SCHEMA}.{_ident(name)} as select * from {SCHEMA}.{name}")
+        create_indexes(wh.execute, f"{_SNAPSHOT_CATALOG}.{SCHEMA}", names, lambda t: _columns(wh, SCHEMA, t))
     finally:
-        wh.execute("detach mdm_snapshot")
+        wh.execute(f"detach {_SNAPSHOT_CATALOG}")
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)
     return path

@@ -118,7 +118,8 @@ def check_landing(settings: Settings) -> Path:
     if not landing.exists():
         raise LandingZoneError(
             f"landing zone {landing} does not exist: point MDM_LANDING (or --landing) at the folder "
-            "holding crm/, ecommerce/, ... or create demo data with `mdm generate --out DIR`"
+            "holding crm/, ecommerce/, ... or create demo data with `mdm-dev generate --out DIR` "
+            "(a development tool: `make install`)"
         )
     if not landing.is_dir():
         raise LandingZoneError(f"landing zone {landing} is not a directory")

@@ -3,7 +3,7 @@
 Run by the test suite (``tests/security/test_secrets.py``) over every file git tracks or would
 add, and usable before a commit::
 
-    python -m customer_mdm.devtools.secret_scan [PATH ...]
+    python -m mdm_devtools.secret_scan [PATH ...]
 
 It flags a password in a URL (``postgresql://user:<literal>@host``), a literal assigned to a
 password / secret / token setting (``password="<literal>"``, ``MDM_PG_PASSWORD=<literal>``,

@@ -8,21 +8,24 @@ a child) every 0.1 s. Then it scores the cross-reference against the generator's
 (pairwise precision, recall, F1) and times an incremental run after a 1 % delta: a new CRM
 batch holding second accounts of 1 % of the people (new ids, known persons). After the full
 run the hub is served on loopback and match-on-entry is measured with 4 clients (latency,
-throughput, call-centre accuracy: :mod:`customer_mdm.hub.match_bench`), then the console's pages
+throughput, call-centre accuracy: :mod:`mdm_devtools.hub_bench`), then the console's pages
 as a signed-in steward sees them (review queue, customer search, customer 360:
-:mod:`customer_mdm.console.bench`); ``--no-hub`` skips both.
-It prints a table and writes ``$MDM_HOME/bench/results.json`` and ``results.md``.
+:mod:`mdm_devtools.console_bench`); ``--no-hub`` skips both.
+It prints a table and writes ``$MDM_HOME/bench/results.json`` and ``results.md`` (headed by the
+command, the date, the commit and the machine: docs/benchmarks.md shows the latest).
 
-    python -m customer_mdm.bench --sizes 100000,1000000
+    python -m mdm_devtools.bench --sizes 100000,1000000
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import shutil
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -98,7 +101,7 @@ class SizeResult:
 
 
 def _landing_for(base: Path, people: int, seed: int) -> tuple[Path, int, float]:
-    from customer_mdm.generate import GENERATOR_VERSION, generate_landing
+    from mdm_devtools.generate import GENERATOR_VERSION, generate_landing
 
     landing = base / f"landing-{people}-{seed}"
     marker = landing / "_truth" / "summary.json"
@@ -185,8 +188,8 @@ def _accuracy(settings: Settings, landing: Path, extra_truth: pd.DataFrame | Non
 
 
 def _hub(settings: Settings, landing: Path, seed: int, people: int) -> dict[str, Any]:
-    """Match-on-entry over HTTP after the full run (customer_mdm.hub.match_bench)."""
-    from customer_mdm.hub.match_bench import bench_hub
+    """Match-on-entry over HTTP after the full run (mdm_devtools.hub_bench)."""
+    from mdm_devtools.hub_bench import bench_hub
 
     try:
         return bench_hub(settings, landing, seed, people, days=3)
@@ -338,6 +341,39 @@ def render_stages(r: SizeResult) -> str:
     return "\n".join(lines)
 
 
+def machine_header(argv: list[str]) -> str:
+    """Where the figures come from: the command, the date, the commit and the machine."""
+    import platform
+    import subprocess
+    from datetime import UTC, datetime
+
+    import duckdb
+    import psutil
+
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except OSError:
+        commit = ""
+    command = " ".join(["python -m mdm_devtools.bench", *argv])
+    return (
+        f"`{command}` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit {commit or 'unknown'}\n\n"
+        f"machine: {os.cpu_count()} cores ({cpu}), {psutil.virtual_memory().total / 2**30:.0f} GB RAM, "
+        f"{platform.system()} {platform.release()}, Python {sys.version.split()[0]}, DuckDB {duckdb.__version__}"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="100000", help="comma-separated source-record counts")
@@ -345,6 +381,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=None, help="bench directory (default $MDM_HOME/bench)")
     parser.add_argument("--no-hub", dest="hub", action="store_false", help="skip the hub (mdm serve) figures")
     args = parser.parse_args(argv)
+    header = machine_header(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     base = args.out or Settings.from_env().home / "bench"
     base.mkdir(parents=True, exist_ok=True)
@@ -355,15 +392,15 @@ def main(argv: list[str] | None = None) -> None:
         print(render(results[-1:]) + "\n\n" + render_stages(results[-1]), flush=True)
     table = render(results) + "".join("\n\n" + render_stages(r) for r in results)
     if args.hub:
-        from customer_mdm.console.bench import render_console
-        from customer_mdm.hub.match_bench import render_hub
+        from mdm_devtools.console_bench import render_console
+        from mdm_devtools.hub_bench import render_hub
 
         hubs = [(r.source_records, r.extra.get("hub", {})) for r in results]
         table += "\n\n" + render_hub(hubs)
         table += "\n\n" + render_console([(n, h.get("console", {})) for n, h in hubs])
     (base / "results.json").write_text(json.dumps([r.__dict__ for r in results], indent=2, default=str))
-    (base / "results.md").write_text(table + "\n")
-    print("\n" + table)
+    (base / "results.md").write_text(header + "\n\n" + table + "\n")
+    print("\n" + header + "\n\n" + table)
     print(f"\nfigures written to {base / 'results.json'} and {base / 'results.md'}")
 
 

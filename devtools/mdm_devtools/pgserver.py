@@ -1,6 +1,6 @@
 """Start and stop a real PostgreSQL server in a local data directory.
 
-Used by the test suite (see ``customer_mdm.devtools.pytest_fixtures``) and by smoke tests.
+Used by the test suite (see ``mdm_devtools.pytest_fixtures``) and by smoke tests.
 It is a real server, never a mock. It listens only on 127.0.0.1 and uses password
 (scram-sha-256) authentication over TCP.
 
@@ -13,8 +13,8 @@ created with ``useradd --system`` if it is missing.
 
 Command line::
 
-    python -m customer_mdm.devtools.pgserver start --data DIR [--port P] [--password PASSWORD]
-    python -m customer_mdm.devtools.pgserver stop --data DIR
+    python -m mdm_devtools.pgserver start --data DIR [--port P] [--password PASSWORD]
+    python -m mdm_devtools.pgserver stop --data DIR
 
 ``start`` prints the DSN and leaves the server running.
 """
@@ -753,7 +753,7 @@ class LocalPostgres:
             raise PostgresServerError(
                 f"a server (pid {pid}) already runs in {self.data_dir} on port {port}, not on the requested port "
                 f"{self._requested_port}. Stop it first "
-                f"(`python -m customer_mdm.devtools.pgserver stop --data {self.data_dir}`)."
+                f"(`python -m mdm_devtools.pgserver stop --data {self.data_dir}`)."
             )
         self.port = port
         if len(lines) > 4 and lines[4].strip():
@@ -1000,7 +1000,7 @@ def _kept_password(data_dir: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m customer_mdm.devtools.pgserver", description="Start/stop a local PostgreSQL server."
+        prog="python -m mdm_devtools.pgserver", description="Start/stop a local PostgreSQL server."
     )
     sub = parser.add_subparsers(dest="command", required=True)
     start = sub.add_parser("start", help="initdb if needed, start, print the DSN; the server keeps running")

@@ -2,7 +2,7 @@
 
 Import them into a conftest.py::
 
-    from customer_mdm.devtools.pytest_fixtures import pg_server, pg_dsn  # noqa
+    from mdm_devtools.pytest_fixtures import pg_server, pg_dsn  # noqa
 
 ``pg_server`` (session): a started :class:`LocalPostgres` in a temporary directory, stopped at the end.
 ``pg_dsn`` (function): the DSN of a fresh, uniquely named database, dropped after the test.
@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from customer_mdm.devtools.pgserver import LocalPostgres
+from mdm_devtools.pgserver import LocalPostgres
 
 
 @contextlib.contextmanager

@@ -1947,7 +1947,7 @@ class GenerateSummary:
 
 _TRUTH_README = """# Ground truth of this generated landing zone
 
-Written by `customer_mdm.generate` (seed {seed}, {entities} people, {days} export batches from {start}).
+Written by `mdm_devtools.generate` (seed {seed}, {entities} people, {days} export batches from {start}).
 This folder is not a source folder; ingestion ignores it.
 
 - `truth.csv`: `source,source_id,person_id` for every person-bearing record (crm_id, member_id,

@@ -1,7 +1,7 @@
 """The console part of ``make bench``: page timings of ``/console`` as a signed-in steward sees them.
 
 Run against a served, published warehouse (the hub bench's ``mdm serve``,
-customer_mdm.hub.match_bench): a steward is created through ``mdm user add`` (a generated
+mdm_devtools.hub_bench): a steward is created through ``mdm user add`` (a generated
 password on stdin, never printed), signs in over HTTP with a keep-alive client holding the
 session cookie, and times each page from the request to the last byte of the response (server
 rendering plus loopback, as the browser's client sees it), one request at a time:

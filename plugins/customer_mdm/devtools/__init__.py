@@ -1,1 +1,0 @@
-"""Developer tooling: a real local PostgreSQL server for tests and smoke checks."""
