@@ -19,11 +19,11 @@ import pytest
 
 from customer_mdm import plan
 from customer_mdm.config import Settings
-from mdm_devtools.generate import generate_landing
 from customer_mdm.pipeline import run_inline
 from customer_mdm.plan import Feed, Person
 from customer_mdm.sources import register_feed
 from customer_mdm.warehouse import connect
+from mdm_devtools.generate import generate_landing
 
 pytestmark = pytest.mark.slow
 
