@@ -79,6 +79,7 @@ LONGEST_FIRST = (  # seconds per group in a full run on 2 cores, before the grou
     "tests/test_standardization.py",  # 70
     "tests/console/test_console_postgres.py",  # 65
     "tests/test_lineage.py",  # 65
+    "tests/test_plan_new_feed.py",  # 40: a made-up eighth feed end to end
     "tests/test_incremental_dbt.py[duckdb]",  # 50
     "tests/linkage/test_model.py",  # 50
     "tests/test_freshness.py",  # 50
