@@ -178,19 +178,14 @@ def refresh(settings: Settings, run_id: str) -> dict[str, Any]:
             _swap_postgres(wh)
             return {"tables": built, "skipped": skipped, "schema": SCHEMA}
         wh.execute(f"drop schema if exists {SCHEMA} cascade")  # a build of an older layout, if any
-        path, tmp = _snapshot_path(settings, run_id)
-        wh.execute(f"attach '{tmp}' as {_SNAPSHOT_CATALOG}")
-        try:
-            target = f"{_SNAPSHOT_CATALOG}.{SCHEMA}"
-            wh.execute(f"create schema {target}")
+        built, skipped = {}, []
+
+        def fill(target: str) -> list[str]:
+            nonlocal built, skipped
             built, skipped = _build(settings, wh, target, tables, run_id, published_at)
-            create_indexes(
-                wh.execute, target, [*built, "meta"], lambda t: _columns(wh, SCHEMA, t, catalog=_SNAPSHOT_CATALOG)
-            )
-        finally:
-            wh.execute(f"detach {_SNAPSHOT_CATALOG}")
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
+            return [*built, "meta"]
+
+        path = _into_snapshot(settings, wh, run_id, fill)
     _point_to(settings, path)
     return {"tables": built, "skipped": skipped, "snapshot": str(path)}
 
@@ -257,21 +252,34 @@ def _snapshot_path(settings: Settings, run_id: str) -> tuple[Path, Path]:
     return path, tmp
 
 
-def _write_snapshot(settings: Settings, wh: Any, run_id: str, names: list[str]) -> Path:
-    """A snapshot file holding copies of the warehouse's ``serving.<names>`` tables (serving
-    tables made by hand, e.g. by a test; :func:`refresh` writes its snapshot directly)."""
+def _into_snapshot(settings: Settings, wh: Any, run_id: str, fill: Callable[[str], list[str]]) -> Path:
+    """A new snapshot file: attached to the warehouse connection, ``fill(schema)`` creates its
+    tables in ``schema`` (``catalog.serving``) and returns the names to index; then indexed,
+    detached, made private (0600) and moved to its final name, which is returned."""
     path, tmp = _snapshot_path(settings, run_id)
     wh.execute(f"attach '{tmp}' as {_SNAPSHOT_CATALOG}")
     try:
-        wh.execute(f"create schema {_SNAPSHOT_CATALOG}.{SCHEMA}")
-        for name in names:
-            wh.execute(f"create table {_SNAPSHOT_CATALOG}.{SCHEMA}.{_ident(name)} as select * from {SCHEMA}.{name}")
-        create_indexes(wh.execute, f"{_SNAPSHOT_CATALOG}.{SCHEMA}", names, lambda t: _columns(wh, SCHEMA, t))
+        target = f"{_SNAPSHOT_CATALOG}.{SCHEMA}"
+        wh.execute(f"create schema {target}")
+        names = fill(target)
+        create_indexes(wh.execute, target, names, lambda t: _columns(wh, SCHEMA, t, catalog=_SNAPSHOT_CATALOG))
     finally:
         wh.execute(f"detach {_SNAPSHOT_CATALOG}")
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)
     return path
+
+
+def _write_snapshot(settings: Settings, wh: Any, run_id: str, names: list[str]) -> Path:
+    """A snapshot file holding copies of the warehouse's ``serving.<names>`` tables (serving
+    tables made by hand, e.g. by a test; :func:`refresh` writes its snapshot directly)."""
+
+    def copy(target: str) -> list[str]:
+        for name in names:
+            wh.execute(f"create table {target}.{_ident(name)} as select * from {SCHEMA}.{name}")
+        return names
+
+    return _into_snapshot(settings, wh, run_id, copy)
 
 
 def _point_to(settings: Settings, snapshot: Path) -> None:
